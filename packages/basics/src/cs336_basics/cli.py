@@ -1,0 +1,22 @@
+"""`cs336-basics`: tokenizer, Transformer LM training and generation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cs336_common.cli import run_cli
+
+COMMANDS = {
+    "quickstart": (
+        "cs336_basics.commands.quickstart",
+        "the main job: tokenizer + small LM trained end to end on shipped text",
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("cs336-basics", __doc__, COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

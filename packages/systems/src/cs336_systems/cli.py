@@ -1,0 +1,19 @@
+"""`cs336-systems`: Benchmarking, FlashAttention-2 in Triton, and distributed training (CS336 assignment 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cs336_common.cli import run_cli
+
+COMMANDS = {
+    "about": ("cs336_common.about", "version, summary and status of this package"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("cs336-systems", __doc__, COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
