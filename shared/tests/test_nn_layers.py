@@ -142,3 +142,25 @@ def test_sdpa_matches_torch(lead, n, m):
         rtol=1e-6,
         atol=1e-6,
     )
+
+
+def test_package_reexports_the_model_api_lazily():
+    import subprocess
+    import sys
+
+    import cs336_common
+    import cs336_common.nn
+
+    assert set(cs336_common.nn.__all__) <= set(cs336_common.__all__)
+    for name in cs336_common.nn.__all__:
+        assert getattr(cs336_common, name) is getattr(cs336_common.nn, name)
+    code = "import sys, cs336_common, cs336_common.cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_softmax_of_16bit_inputs_is_computed_in_float32(dtype):
+    x = (torch.randn(4, 300) * 4).to(dtype)
+    out = softmax(x, -1)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, F.softmax(x.float(), -1).to(dtype), rtol=0, atol=0)

@@ -244,3 +244,14 @@ def test_bf16_autocast_on_cuda(backend):
             [model(ids[:, :30], kv_cache=cache), model(ids[:, 30:31], kv_cache=cache)], 1
         )
     torch.testing.assert_close(step.float(), ref[:, :31], rtol=0.05, atol=0.05)
+
+
+def test_kv_cache_overflow_is_a_clear_error():
+    from cs336_common import KVCache
+
+    cache = KVCache(1, 2, 3, 8, 4)
+    k = torch.randn(2, 3, 6, 4)
+    cache.update(0, k, k)
+    cache.advance(6)
+    with pytest.raises(ValueError, match="holds 8 positions; 6 are used and 6 more"):
+        cache.update(0, k, k)

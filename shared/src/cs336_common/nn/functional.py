@@ -18,10 +18,16 @@ def silu(x: Tensor) -> Tensor:
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
-    """Softmax along ``dim``; subtracting the max first keeps ``exp`` from overflowing."""
+    """Softmax along ``dim``; subtracting the max first keeps ``exp`` from overflowing.
+
+    16-bit inputs are computed in float32 (as autocast does for ``F.softmax``) and the
+    result is returned in the input dtype."""
+    in_dtype = x.dtype
+    if x.element_size() < 4:
+        x = x.float()
     x = x - x.amax(dim=dim, keepdim=True)
     e = torch.exp(x)
-    return e / e.sum(dim=dim, keepdim=True)
+    return (e / e.sum(dim=dim, keepdim=True)).to(in_dtype)
 
 
 def scaled_dot_product_attention(
@@ -33,7 +39,8 @@ def scaled_dot_product_attention(
     ``mask``: boolean, broadcastable to (..., n, m); True means "may attend".
     Every query row must be allowed at least one key.
     """
-    scores = (Q @ K.transpose(-2, -1)) * (1.0 / math.sqrt(Q.shape[-1]))
+    # scaling Q (n·d_k values) is cheaper than scaling the scores (n·m values)
+    scores = (Q * (1.0 / math.sqrt(Q.shape[-1]))) @ K.transpose(-2, -1)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return softmax(scores, dim=-1) @ V

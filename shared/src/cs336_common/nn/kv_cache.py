@@ -46,6 +46,11 @@ class KVCache:
         of ``layer``; return that layer's keys and values for positions ``0 .. length+seq-1``.
         ``length`` itself moves on only in ``advance`` (once all layers are written)."""
         end = self.length + k.shape[-2]
+        if end > self.max_seq_len:
+            raise ValueError(
+                f"KV cache holds {self.max_seq_len} positions; {self.length} are used and "
+                f"{k.shape[-2]} more do not fit"
+            )
         self.keys[layer, :, :, self.length : end] = k
         self.values[layer, :, :, self.length : end] = v
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
