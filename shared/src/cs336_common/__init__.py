@@ -1,7 +1,8 @@
 """cs336-common: model and tokenizer primitives shared by the cs336 packages."""
 
 # The model API is re-exported lazily (PEP 562) so that importing the package, e.g. for
-# a CLI's --help, does not import torch.
+# a CLI's --help, does not import torch. Hence the names are listed here, mirroring
+# cs336_common.nn.__all__ (a test keeps the two in step).
 _NN_EXPORTS = (
     "MODEL_PRESETS",
     "Embedding",
