@@ -255,3 +255,18 @@ def test_kv_cache_overflow_is_a_clear_error():
     cache.advance(6)
     with pytest.raises(ValueError, match="holds 8 positions; 6 are used and 6 more"):
         cache.update(0, k, k)
+
+
+def test_meta_device_init_then_reset_parameters():
+    meta = _model(device="meta")
+    assert meta.layers[0].attn.rope.cos.is_meta
+    model = meta.to_empty(device="cpu")
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    fresh = _model()
+    torch.testing.assert_close(model.layers[1].attn.rope.cos, fresh.layers[1].attn.rope.cos)
+    fresh.load_state_dict(model.state_dict())
+    ids = torch.randint(0, TINY["vocab_size"], (2, 10))
+    torch.testing.assert_close(model(ids), fresh(ids))
+    assert model.layers[0].ln1.weight.eq(1).all()

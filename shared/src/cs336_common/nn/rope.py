@@ -22,10 +22,22 @@ class RotaryPositionalEmbedding(nn.Module):
         if d_k % 2:
             raise ValueError(f"RoPE needs an even head dimension d_k, got {d_k}")
         self.theta, self.d_k, self.max_seq_len = theta, d_k, max_seq_len
-        inv_freq = theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64) / d_k)
-        angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64), inv_freq)
-        self.register_buffer("cos", angles.cos().float().to(device), persistent=False)
-        self.register_buffer("sin", angles.sin().float().to(device), persistent=False)
+        shape = (max_seq_len, d_k // 2)
+        self.register_buffer("cos", torch.empty(shape, device=device), persistent=False)
+        self.register_buffer("sin", torch.empty(shape, device=device), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """(Re)compute the tables in place, e.g. after ``model.to_empty(device=...)`` of a
+        model built on the meta device: buffers outside the state dict are not loaded."""
+        if self.cos.is_meta:
+            return
+        d_k = self.d_k
+        inv_freq = self.theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64) / d_k)
+        angles = torch.outer(torch.arange(self.max_seq_len, dtype=torch.float64), inv_freq)
+        with torch.no_grad():
+            self.cos.copy_(angles.cos())
+            self.sin.copy_(angles.sin())
 
     def forward(self, x: Tensor, token_positions: Tensor | None = None) -> Tensor:
         """x: (..., seq, d_k); token_positions: int (..., seq) broadcastable against
