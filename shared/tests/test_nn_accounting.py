@@ -86,9 +86,11 @@ def test_flops_default_seq_len_is_context_length():
     assert f["attention_scores"] == 12 * 2 * 1024 * 768
 
 
-def test_presets_build_valid_configs():
+def test_presets_build_models_with_the_counted_parameters():
     for name, shape in MODEL_PRESETS.items():
         cfg = ModelConfig.from_preset(name)
-        assert cfg.d_model == shape["d_model"] and cfg.d_model % cfg.num_heads == 0
+        assert cfg.d_model == shape["d_model"]
+        model = TransformerLM.from_config(cfg, device="meta")  # shapes only, no memory
+        assert count_parameters(model) == count_parameters(cfg), name
     assert MODEL_PRESETS["2.7b"]["d_ff"] == 10240
     assert MODEL_PRESETS["gpt2-medium"]["vocab_size"] == 50257

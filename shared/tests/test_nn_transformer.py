@@ -46,7 +46,15 @@ def test_model_matches_independent_reference(shape, batch, seq):
     ref = ReferenceLM(rope_theta=10000.0, **shape)
     ref.load_state_dict(model.state_dict())
     ids = torch.randint(0, shape["vocab_size"], (batch, seq))
-    torch.testing.assert_close(model(ids), ref(ids), rtol=1e-5, atol=1e-5)
+    logits = model(ids)
+    torch.testing.assert_close(logits, ref(ids), rtol=1e-5, atol=1e-5)
+    # gradients too: autograd through our ops equals autograd through PyTorch's
+    target = torch.randn_like(logits)
+    (logits * target).sum().backward()
+    (ref(ids) * target).sum().backward()
+    grads = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_block_matches_reference():

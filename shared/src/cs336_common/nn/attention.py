@@ -4,7 +4,9 @@ A backend is any ``fn(q, k, v, is_causal) -> out`` on (batch, heads, seq, d_head
 tensors, where ``is_causal=True`` promises equal q/k lengths and means query i sees
 keys ``<= i``. ``"naive"`` is the from-scratch kernel of ``functional.py``; ``"torch"``
 is PyTorch's fused ``F.scaled_dot_product_attention``; a callable plugs in anything
-else (e.g. a FlashAttention-2 kernel) without this package depending on it.
+else (e.g. a FlashAttention-2 kernel) without this package depending on it. q, k, v
+may be non-contiguous views (heads transposed out of (batch, seq, heads, d_head)):
+a kernel that needs contiguous memory calls ``.contiguous()`` itself.
 """
 
 from __future__ import annotations
