@@ -125,6 +125,10 @@ def test_clear_errors_for_bad_input():
         _model(d_model=50)
     with pytest.raises(ValueError, match="norm_position"):
         _model(norm_position="sandwich")
+    with pytest.raises(ValueError, match="use_rope must be true or false"):
+        _model(use_rope="no")
+    with pytest.raises(ValueError, match="num_layers must be a positive int"):
+        _model(num_layers=0)
     model = _model()
     with pytest.raises(ValueError, match="longer than the model's context_length 48"):
         model(torch.zeros(1, 49, dtype=torch.long))

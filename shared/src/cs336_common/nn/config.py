@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cs336_common.nn.attention import ATTENTION_BACKENDS
@@ -67,7 +68,7 @@ class ModelConfig:
     use_rope: bool = True
     ffn: str = "swiglu"
     tie_embeddings: bool = False
-    attention_backend: Any = field(default="naive")
+    attention_backend: str | Callable = "naive"
 
     def __post_init__(self):
         if self.d_ff is None:
@@ -85,7 +86,13 @@ class ModelConfig:
             raise ValueError(
                 f"RoPE needs an even head dimension; d_model/num_heads = {self.d_head}"
             )
-        if not self.rope_theta > 0:
+        for name in ("use_rmsnorm", "use_rope", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        theta = self.rope_theta
+        if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 0:
             raise ValueError(f"ModelConfig.rope_theta must be > 0, got {self.rope_theta!r}")
         _check_choice("norm_position", self.norm_position, ("pre", "post"))
         _check_choice("ffn", self.ffn, ("swiglu", "silu"))
