@@ -101,8 +101,10 @@ class MultiHeadSelfAttention(nn.Module):
             start = 0 if kv_cache is None else kv_cache.length
             if token_positions is None and start:
                 token_positions = torch.arange(start, start + seq, device=x.device)
-            if token_positions is not None:  # -> (batch, 1, seq): the same for every head
-                token_positions = token_positions.broadcast_to((*lead, seq)).reshape(-1, 1, seq)
+            if token_positions is not None and token_positions.ndim > 1:
+                token_positions = token_positions.broadcast_to((*lead, seq)).reshape(-1, seq)
+            if token_positions is not None:  # (batch or 1, 1, seq): the same for every head
+                token_positions = token_positions.unsqueeze(-2)
             q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)

@@ -93,7 +93,9 @@ class ModelConfig:
                 )
         theta = self.rope_theta
         if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 0:
-            raise ValueError(f"ModelConfig.rope_theta must be a number > 0, got {self.rope_theta!r}")
+            raise ValueError(
+                f"ModelConfig.rope_theta must be a number > 0, got {self.rope_theta!r}"
+            )
         _check_choice("norm_position", self.norm_position, ("pre", "post"))
         _check_choice("ffn", self.ffn, ("swiglu", "silu"))
         if not callable(self.attention_backend):
