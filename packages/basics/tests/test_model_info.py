@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from cs336_basics.cli import main
+from cs336_common import ModelConfig, count_parameters, flops_per_token
+
+
+def test_model_info_prints_the_gpt2_table(capsys):
+    assert main(["model-info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+        assert name in out
+    assert "2.13B" in out  # GPT-2 XL parameters
+    assert "feed-forward" in out and "%" in out
+
+
+def test_model_info_json_matches_accounting(tmp_path, capsys):
+    cfg = ModelConfig(vocab_size=500, context_length=64, d_model=64, num_layers=2, num_heads=4)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"model": cfg.to_dict(), "lr": 1e-3}))
+    assert main(["model-info", "--config", str(path), "gpt2-xl", "--seq-len", "32", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["cfg"]["params"] == count_parameters(cfg)
+    assert rows["cfg"]["flops"]["total"] == 32 * flops_per_token(cfg, 32)["total"]
+    assert rows["gpt2-xl"]["fp32_bytes"] == 4 * 2_127_057_600
+
+
+def test_model_info_rejects_unknown_config():
+    with pytest.raises(SystemExit, match="neither a preset"):
+        main(["model-info", "--config", "gpt5"])
+    with pytest.raises(SystemExit, match="num_heads"):
+        main(
+            [
+                "model-info",
+                "--config",
+                '{"vocab_size": 10, "context_length": 8, "d_model": 30, "num_layers": 1, "num_heads": 4}',
+            ]
+        )

@@ -1,0 +1,228 @@
+"""The decoder-only Transformer LM: `TransformerBlock` and `TransformerLM`.
+
+State-dict keys match the course's reference implementation: ``token_embeddings.weight``,
+``layers.{i}.attn.{q,k,v,output}_proj.weight``, ``layers.{i}.ln1.weight``,
+``layers.{i}.ffn.{w1,w2,w3}.weight``, ``layers.{i}.ln2.weight``, ``ln_final.weight``,
+``lm_head.weight``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cs336_common.nn.attention import AttentionFn, MultiHeadSelfAttention
+from cs336_common.nn.config import ModelConfig
+from cs336_common.nn.kv_cache import KVCache
+from cs336_common.nn.layers import Embedding, Linear, RMSNorm, SiLUFeedForward, SwiGLU
+from cs336_common.nn.rope import RotaryPositionalEmbedding
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + attn(ln1(x))``, then ``x + ffn(ln2(x))``.
+
+    x: (..., seq, d_model) -> same. ``norm_position="post"`` gives ``ln1(x + attn(x))``,
+    ``ln2(x + ffn(x))``; ``use_rmsnorm=False`` drops both norms; ``use_rope=False`` is
+    NoPE; ``ffn="silu"`` uses an ungated SiLU feed-forward of width ``3·d_ff/2`` (same
+    parameter count). ``rope`` shares one precomputed RoPE table between blocks.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        max_seq_len: int,
+        rope_theta: float,
+        *,
+        use_rmsnorm: bool = True,
+        norm_position: str = "pre",
+        use_rope: bool = True,
+        ffn: str = "swiglu",
+        attention_backend: str | AttentionFn = "naive",
+        rope: RotaryPositionalEmbedding | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if norm_position not in ("pre", "post"):
+            raise ValueError(f"norm_position must be 'pre' or 'post', got {norm_position!r}")
+        if ffn not in ("swiglu", "silu"):
+            raise ValueError(f"ffn must be 'swiglu' or 'silu', got {ffn!r}")
+        if use_rope and rope is None:
+            rope = RotaryPositionalEmbedding(
+                rope_theta, d_model // num_heads, max_seq_len, device=device
+            )
+        self.post_norm = norm_position == "post"
+        self.attn = MultiHeadSelfAttention(
+            d_model,
+            num_heads,
+            rope=rope if use_rope else None,
+            attention_backend=attention_backend,
+            device=device,
+            dtype=dtype,
+        )
+        norm = (
+            (lambda: RMSNorm(d_model, device=device, dtype=dtype)) if use_rmsnorm else nn.Identity
+        )
+        self.ln1 = norm()
+        if ffn == "swiglu":
+            self.ffn = SwiGLU(d_model, d_ff, device=device, dtype=dtype)
+        else:
+            self.ffn = SiLUFeedForward(d_model, 3 * d_ff // 2, device=device, dtype=dtype)
+        self.ln2 = norm()
+
+    def forward(
+        self,
+        x: Tensor,
+        token_positions: Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        layer_idx: int = 0,
+    ) -> Tensor:
+        attn = lambda h: self.attn(h, token_positions, kv_cache=kv_cache, layer_idx=layer_idx)  # noqa: E731
+        if self.post_norm:
+            x = self.ln1(x + attn(x))
+            return self.ln2(x + self.ffn(x))
+        x = x + attn(self.ln1(x))
+        return x + self.ffn(self.ln2(x))
+
+
+class TransformerLM(nn.Module):
+    """Decoder-only Transformer LM. ``model(ids)``: int (batch, seq) -> logits (batch, seq, vocab).
+
+    Every constructor argument lives in ``model.config`` (a `ModelConfig`); see it for
+    the ablation flags. ``attention_backend``: ``"naive"``, ``"torch"`` or a callable
+    ``fn(q, k, v, is_causal)`` on (batch, heads, seq, d_head).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        d_ff: int | None = None,
+        rope_theta: float = 10000.0,
+        *,
+        use_rmsnorm: bool = True,
+        norm_position: str = "pre",
+        use_rope: bool = True,
+        ffn: str = "swiglu",
+        tie_embeddings: bool = False,
+        attention_backend: str | AttentionFn = "naive",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        cfg = ModelConfig(
+            vocab_size=vocab_size,
+            context_length=context_length,
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            d_ff=d_ff,
+            rope_theta=rope_theta,
+            use_rmsnorm=use_rmsnorm,
+            norm_position=norm_position,
+            use_rope=use_rope,
+            ffn=ffn,
+            tie_embeddings=tie_embeddings,
+            attention_backend=attention_backend,
+        )
+        self.config = cfg
+        kw = dict(device=device, dtype=dtype)
+        self.token_embeddings = Embedding(vocab_size, d_model, **kw)
+        rope = (
+            RotaryPositionalEmbedding(rope_theta, cfg.d_head, context_length, device=device)
+            if use_rope
+            else None
+        )
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                d_model,
+                num_heads,
+                cfg.d_ff,
+                context_length,
+                rope_theta,
+                use_rmsnorm=use_rmsnorm,
+                norm_position=norm_position,
+                use_rope=use_rope,
+                ffn=ffn,
+                attention_backend=attention_backend,
+                rope=rope,
+                **kw,
+            )
+            for _ in range(num_layers)
+        )
+        # post-norm blocks already end in a norm, so only pre-norm needs a final one
+        final_norm = use_rmsnorm and norm_position == "pre"
+        self.ln_final = RMSNorm(d_model, **kw) if final_norm else nn.Identity()
+        self.lm_head = Linear(d_model, vocab_size, **kw)
+        if tie_embeddings:
+            # one tensor for both; it keeps the LM head's small init, since N(0, 1)
+            # output weights would start with logits of std ~sqrt(d_model)
+            self.token_embeddings.weight = self.lm_head.weight
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, device=None, dtype=None) -> TransformerLM:
+        return cls(**config.to_dict(), device=device, dtype=dtype)
+
+    def new_kv_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
+        """An empty cache for ``batch_size`` sequences of up to ``context_length`` tokens,
+        on the model's device and in its dtype unless given."""
+        w = self.lm_head.weight
+        cfg = self.config
+        return KVCache(
+            cfg.num_layers,
+            batch_size,
+            cfg.num_heads,
+            cfg.context_length,
+            cfg.d_head,
+            device=w.device if device is None else device,
+            dtype=w.dtype if dtype is None else dtype,
+        )
+
+    def forward(self, in_indices: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        """in_indices: int (batch, seq) -> logits (batch, seq, vocab_size).
+
+        With ``kv_cache``, ``in_indices`` are positions ``kv_cache.length ...``: prefill
+        with the prompt, then feed one token per call; the cache grows by ``seq``.
+        """
+        self._check_input(in_indices, kv_cache)
+        x = self.token_embeddings(in_indices)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, kv_cache=kv_cache, layer_idx=i)
+        if kv_cache is not None:
+            kv_cache.advance(in_indices.shape[1])
+        return self.lm_head(self.ln_final(x))
+
+    def _check_input(self, ids: Tensor, kv_cache: KVCache | None) -> None:
+        cfg = self.config
+        if ids.ndim != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise ValueError(
+                f"in_indices must be an integer tensor of shape (batch, seq); "
+                f"got {ids.dtype} of shape {tuple(ids.shape)}"
+            )
+        start = 0 if kv_cache is None else kv_cache.length
+        if start + ids.shape[1] > cfg.context_length:
+            where = f" after {start} cached positions" if start else ""
+            raise ValueError(
+                f"sequence of {ids.shape[1]} tokens{where} is longer than the model's "
+                f"context_length {cfg.context_length}"
+            )
+        if kv_cache is not None and kv_cache.batch_size != ids.shape[0]:
+            raise ValueError(
+                f"batch of {ids.shape[0]} sequences does not match the KV cache's "
+                f"batch_size {kv_cache.batch_size}"
+            )
+        # the range check needs the values on the host (a sync), so compiled graphs skip it
+        if not torch.compiler.is_compiling() and ids.numel():
+            lo, hi = torch.aminmax(ids)
+            lo, hi = int(lo), int(hi)
+            if lo < 0 or hi >= cfg.vocab_size:
+                raise ValueError(
+                    f"token ids must be in [0, {cfg.vocab_size - 1}] (vocab_size "
+                    f"{cfg.vocab_size}); got ids in [{lo}, {hi}]"
+                )
