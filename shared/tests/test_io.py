@@ -1,0 +1,14 @@
+import pytest
+
+from cs336_common.io import atomic_path, write_text_atomic
+
+
+def test_atomic_write_replaces_and_failure_keeps_old(tmp_path):
+    target = tmp_path / "sub" / "f.txt"
+    write_text_atomic(target, "one")
+    assert target.read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "one"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
