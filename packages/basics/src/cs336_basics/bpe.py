@@ -1,4 +1,4 @@
-"""Byte-level BPE training, GPT-2 style: count pre-tokens over the file in parallel, then
+"""Byte-level BPE training (`train_bpe`), GPT-2 style: count pre-tokens over the file in parallel, then
 merge the most frequent adjacent pair again and again, updating counts incrementally.
 
 Vocabulary ids: 0..255 are the bytes, then the special tokens, then one id per merge in
