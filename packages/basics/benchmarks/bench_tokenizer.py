@@ -157,10 +157,10 @@ def main() -> None:
                 "",
             )
 
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        platform.processor(),
-    )
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    models_ = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    cpu = models_[0] if models_ else platform.processor()
     print(
         f"\n{args.corpus.name}: {mb:.2f} MB. {cpu}, {default_workers()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f} at the end; Python {platform.python_version()}, "
