@@ -1,6 +1,7 @@
 """The tokenizer against tiktoken's GPT-2 encoding, built offline from the same files."""
 
 import json
+import pickle
 import random
 import tracemalloc
 from pathlib import Path
@@ -172,8 +173,9 @@ def test_save_load_round_trip(gpt2, tmp_path):
     assert back.vocab == gpt2.vocab
     assert back.merges == gpt2.merges
     assert back.special_tokens == gpt2.special_tokens
+    copied = pickle.loads(pickle.dumps(gpt2))  # how spawn-started worker pools receive it
     for text in HARD:
-        assert back.encode(text) == gpt2.encode(text)
+        assert back.encode(text) == copied.encode(text) == gpt2.encode(text)
 
 
 def test_small_vocab_special_tokens_and_errors(tmp_path):
