@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from itertools import chain, pairwise
+from itertools import chain, pairwise, repeat
 from pathlib import Path
 
 import regex
@@ -258,14 +258,15 @@ class Tokenizer:
         rank_of, merged = self._ranks.get, self._merged
         # ranks[j] is the rank of (ids[j], ids[j + 1]); a merge only changes its neighbours.
         pairs = list(pairwise(ids))
-        ranks = [rank_of(p, _NO_MERGE) for p in pairs]
+        ranks = list(map(rank_of, pairs, repeat(_NO_MERGE)))
         while ranks:
             best = min(ranks)
             if best == _NO_MERGE:
                 break
-            j = ranks.index(best)
-            new = merged[pairs[j]]
-            while j >= 0:
+            new = merged[pairs[ranks.index(best)]]
+            # Occurrences left to right; the pairs made with `new` never have this rank.
+            while best in ranks:
+                j = ranks.index(best)
                 ids[j : j + 2] = (new,)
                 del pairs[j], ranks[j]
                 if j > 0:
@@ -274,8 +275,6 @@ class Tokenizer:
                 if j < len(pairs):
                     pairs[j] = p = (new, ids[j + 1])
                     ranks[j] = rank_of(p, _NO_MERGE)
-                # the next occurrence to the right; a pair holding `new` never has this rank
-                j = ranks.index(best, j + 1) if best in ranks[j + 1 :] else -1
         return tuple(ids)
 
     # ---- decoding -----------------------------------------------------------------------
