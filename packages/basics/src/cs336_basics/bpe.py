@@ -133,11 +133,9 @@ def _merge(
     while len(merges) < num_merges and heap:
         neg, _, _, a, b = heapq.heappop(heap)
         count = pair_counts.get((a, b), 0)
-        if count != -neg:
+        if count != -neg:  # stale (entries are only pushed with counts > 0): requeue
             if count > 0:
                 heapq.heappush(heap, (-count, keys[a], keys[b], a, b))
-            continue
-        if count == 0:
             continue
         new = len(vocab)
         vocab[new] = vocab[a] + vocab[b]
