@@ -67,6 +67,12 @@ def test_encode_file_matches_encode(tokenizer, tmp_path, monkeypatch, workers):
     assert ids.tolist() == tokenizer.encode(text)
 
 
+def test_empty_file(tokenizer, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    assert encode_file(tokenizer, tmp_path / "empty.txt", tmp_path / "e.bin") == 0
+    assert len(open_token_file(tmp_path / "e.bin")) == 0
+
+
 def test_encode_file_errors_write_nothing(tokenizer, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
         encode_file(tokenizer, tmp_path / "missing.txt", tmp_path / "a.bin")
