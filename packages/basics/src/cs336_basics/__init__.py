@@ -1,17 +1,24 @@
-"""cs336-basics: BPE tokenizer training, Transformer LM training and generation."""
+"""cs336-basics: BPE tokenizer, Transformer LM training and generation (CS336 assignment 1).
+
+The public API is re-exported lazily (PEP 562): importing the package, e.g. for the CLI's
+``--help``, does not import torch.
+"""
+
+from __future__ import annotations
 
 import importlib
 
-# The public API, imported lazily (PEP 562) so that `cs336-basics --help` stays instant.
-_LAZY = {
+# name -> module that defines it
+_EXPORTS = {
+    # tokenizer
     "train_bpe": "cs336_basics.bpe",
     "encode_file": "cs336_basics.tokenize_file",
 }
 
-__all__ = list(_LAZY)
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cs336_basics' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cs336_basics' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
