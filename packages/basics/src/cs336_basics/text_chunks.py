@@ -3,8 +3,9 @@ map a function over them in worker processes, streaming, with a byte progress ba
 
 A range starts at a special token where one occurs within `chunk_bytes` of the target
 size (so documents stay whole); otherwise at whichever comes first, a special token or a
-newline that follows a visible ASCII character, a point no GPT-2 pre-token crosses. Either way encoding or counting the ranges apart gives exactly
-what the whole file gives, and no worker ever holds more than about one range.
+newline that follows a visible ASCII character, a point no GPT-2 pre-token crosses.
+Either way encoding or counting the ranges apart gives exactly what the whole file
+gives, and no worker ever holds more than about one range.
 """
 
 from __future__ import annotations
