@@ -191,6 +191,8 @@ def test_small_vocab_special_tokens_and_errors(tmp_path):
     with pytest.raises(KeyError, match="not a special token"):
         tok.token_id("</s>")
     assert Tokenizer(vocab, [(b"a", b"b")]).encode("<s>") == [ord(c) for c in "<s>"]
+    with pytest.raises(TypeError, match="list of strings"):
+        Tokenizer(vocab, [], "<s>")
     with pytest.raises(ValueError, match="single-byte"):
         Tokenizer({0: b"\x00"}, [])
     with pytest.raises(ValueError, match="merge 0"):

@@ -69,6 +69,8 @@ class Tokenizer:
             )
         self._byte_ids = [ids_of[bytes([b])] for b in range(256)]
 
+        if isinstance(special_tokens, str):
+            raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
         self._special_tokens = list(dict.fromkeys(special_tokens or []))
         self._special_ids: dict[str, int] = {}
         for token in self._special_tokens:

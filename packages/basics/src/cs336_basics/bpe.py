@@ -53,6 +53,8 @@ def train_bpe(
     per CPU); memory is bounded by the chunk size and the number of distinct pre-tokens.
     """
     path = check_input(input_path)
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
     special_tokens = list(dict.fromkeys(special_tokens))
     if any(not isinstance(t, str) or not t for t in special_tokens):
         raise ValueError(f"special tokens must be non-empty strings, got {special_tokens!r}")
