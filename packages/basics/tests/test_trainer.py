@@ -129,7 +129,7 @@ def test_grad_accumulation_equals_the_big_batch(data, tmp_path):
     generator (numpy draws 4 + 4 starts exactly as it draws 8). With eps = 1 the first
     AdamW update is about lr·g, so equal weights mean equal gradients."""
     common = dict(max_steps=1, warmup_steps=0, val_data=None, checkpoint_every=1, seed=3)
-    common.update(lr=1.0, min_lr=0.0, eps=1.0, weight_decay=0.0, grad_clip=0.0)
+    common.update(lr=1.0, eps=1.0, weight_decay=0.0, grad_clip=0.0)
     train(_config(data, tmp_path / "big", batch_size=8, **common), progress=False)
     train(
         _config(data, tmp_path / "acc", batch_size=4, grad_accum_steps=2, **common), progress=False

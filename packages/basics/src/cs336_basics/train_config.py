@@ -2,20 +2,24 @@
 or YAML files plus ``--set key=value`` overrides.
 
 A config file may name a ``base`` config (a path relative to itself, or the name of a
-shipped config) whose values it overrides, so an ablation or sweep point is a few lines.
-Shipped configs live in ``cs336_basics/configs/`` and are addressed by name, e.g.
-``tinystories`` or ``ablation_nope``.
+shipped config) whose values it overrides, so an ablation is a few lines. A ``[sweep]``
+table maps (dotted) keys to lists of values: the file then describes one run per
+combination, each in ``out_dir/key=value``. Shipped configs live in
+``cs336_basics/configs/`` and are addressed by name, e.g. ``tinystories`` or ``lr_sweep``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import itertools
 import json
 import math
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,7 +46,7 @@ class TrainConfig:
     total_tokens: int | None = None  # token budget; steps = budget / tokens per step
     # AdamW and the warmup + cosine schedule
     lr: float = 1e-3  # peak learning rate
-    min_lr: float = 1e-4  # floor reached at the end of the cosine
+    min_lr_ratio: float = 0.1  # the cosine ends at lr · min_lr_ratio
     warmup_steps: int = 100
     cosine_steps: int | None = None  # where the cosine ends (None: the last step)
     weight_decay: float = 0.1
@@ -73,12 +77,12 @@ class TrainConfig:
         positive = ("batch_size", "grad_accum_steps", "log_every", "eval_every", "eval_batches")
         for name in (*positive, "checkpoint_every"):
             _check(name, getattr(self, name) >= 1, "must be >= 1")
-        for name in ("lr", "min_lr", "weight_decay", "eps", "grad_clip", "warmup_steps"):
+        for name in ("lr", "weight_decay", "eps", "grad_clip", "warmup_steps"):
             _check(name, getattr(self, name) >= 0, "must be >= 0")
+        _check("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "must lie in [0, 1]")
         _check("keep_checkpoints", self.keep_checkpoints >= 0, "must be >= 0")
         for name in ("beta1", "beta2"):
             _check(name, 0 <= getattr(self, name) < 1, "must lie in [0, 1)")
-        _check("min_lr", self.min_lr <= self.lr, f"must be <= lr ({self.lr})")
         _check("device", self.device in _DEVICES, f"must be one of {_DEVICES}")
         _check("precision", self.precision in _PRECISIONS, f"must be one of {_PRECISIONS}")
         _check(
@@ -91,6 +95,10 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.grad_accum_steps * self.model.context_length
+
+    @property
+    def min_lr(self) -> float:
+        return self.lr * self.min_lr_ratio
 
     @property
     def num_steps(self) -> int:
@@ -118,16 +126,45 @@ class TrainConfig:
         return cls.from_dict(json.loads(s))
 
 
-def load_train_config(source: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Load a config file (TOML, or YAML when PyYAML is installed) or a shipped config by
+def load_train_config(source: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a config file (TOML, JSON, or YAML when PyYAML is installed) or a shipped config by
     name, then apply ``key=value`` overrides (dotted keys reach into ``model``)."""
+    configs = load_sweep(source, overrides)
+    if len(configs) > 1:
+        raise ValueError(f"{source} describes a sweep of {len(configs)} runs; use load_sweep")
+    return configs[0]
+
+
+def load_sweep(
+    source: str | Path, overrides: Sequence[str] = (), sweep: Sequence[str] = ()
+) -> list[TrainConfig]:
+    """Every run of a config: one per combination of its ``[sweep]`` values and of the
+    ``sweep`` items (``"lr=1e-4,3e-4"``), each in ``out_dir/key=value[,key=value]``;
+    a config without a sweep gives one run."""
     d = _load_file(source)
+    axes = {key: _as_list(key, values) for key, values in _flatten(d.pop("sweep", {}))}
+    for item in sweep:
+        key, raw = _split_override(item, "--sweep")
+        axes[key] = [_parse_value(v) for v in raw.split(",")]
     for item in overrides:
-        _set_dotted(d, *_parse_override(item))
-    try:
-        return TrainConfig.from_dict(d)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{source}: {e}") from None
+        key, value = _parse_override(item)
+        _set_dotted(d, key, value)
+        # the two ways to set the run length: overriding one replaces the other
+        other = {"max_steps": "total_tokens", "total_tokens": "max_steps"}.get(key)
+        d.pop(other, None)
+    configs = []
+    for values in itertools.product(*axes.values()):
+        point = copy.deepcopy(d)
+        for key, value in zip(axes, values, strict=True):
+            _set_dotted(point, key, value)
+        if axes:
+            name = ",".join(f"{k}={v}" for k, v in zip(axes, values, strict=True))
+            point["out_dir"] = str(Path(point.get("out_dir", "runs/sweep")) / name)
+        try:
+            configs.append(TrainConfig.from_dict(point))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source}: {e}") from None
+    return configs
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -164,11 +201,15 @@ def _load_file(source: str | Path, relative_to: Path | None = None, seen=()) -> 
     if path in seen:
         raise ValueError(f"config {path}: its 'base' chain loops back to itself")
     text = path.read_text(encoding="utf-8")
-    is_yaml = path.suffix in (".yaml", ".yml")
     try:
-        d = _yaml_loads(text, path) if is_yaml else tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config {path}: invalid TOML: {e}") from None
+        if path.suffix == ".json":  # a run directory's resolved config.json
+            d = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            d = _yaml_loads(text, path)
+        else:
+            d = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"config {path}: {e}") from None
     if not isinstance(d, dict):
         raise ValueError(f"config {path}: expected a table of settings at the top level")
     base = d.pop("base", None)
@@ -201,16 +242,41 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
-    """``"model.d_model=256"`` -> ("model.d_model", 256). Values are TOML literals
-    (numbers, true/false, quoted strings); anything else is taken as a bare string."""
+    """``"model.d_model=256"`` -> ("model.d_model", 256)."""
+    key, raw = _split_override(item, "--set")
+    return key, _parse_value(raw)
+
+
+def _split_override(item: str, flag: str) -> tuple[str, str]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=3e-4")
+        raise ValueError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} lr=3e-4")
+    return key.strip(), raw
+
+
+def _parse_value(raw: str) -> Any:
+    """A TOML literal (number, true/false, quoted string); anything else is a bare string."""
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
+        return raw
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"model": {"d_model": [..]}}`` -> ``[("model.d_model", [..])]``."""
+    out = []
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _as_list(key: str, values: Any) -> list:
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"sweep.{key} must be a non-empty list of values, got {values!r}")
+    return values
 
 
 def _set_dotted(d: dict, key: str, value: Any) -> None:
