@@ -140,3 +140,19 @@ def test_grad_accumulation_equals_the_big_batch(data, tmp_path):
     assert RunDir(tmp_path / "big").read_metrics()[0]["train_loss"] == pytest.approx(
         RunDir(tmp_path / "acc").read_metrics()[0]["train_loss"], abs=1e-6
     )
+
+
+def test_wandb_logging_is_optional(data, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    logged = []
+    run = types.SimpleNamespace(log=lambda row, step: logged.append(step), finish=lambda: None)
+    fake = types.SimpleNamespace(init=lambda **kw: run)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train(_config(data, tmp_path / "a", max_steps=4, wandb=True), progress=False)
+    assert logged == [2, 4]
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    with pytest.warns(UserWarning, match="wandb is not installed"):
+        train(_config(data, tmp_path / "b", max_steps=4, wandb=True), progress=False)
+    assert RunDir(tmp_path / "b").read_metrics()[-1]["step"] == 4
