@@ -88,8 +88,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         step, wall_before = _restore(latest, model, optimizer, rng)
         _truncate_metrics(run, step)
     else:
-        _start(run, config)
+        _start(run)
         step, wall_before = 0, 0.0
+    # (re)written on resume too: overrides such as a longer budget belong to the run
+    write_text_atomic(run.config, json.dumps(_config_dict(config), indent=2) + "\n")
 
     loss_fn = _forward_loss
     if config.compile:
@@ -290,14 +292,12 @@ def _fixed_val_batches(config: TrainConfig) -> list[tuple[torch.Tensor, torch.Te
     ]
 
 
-def _start(run: RunDir, config: TrainConfig) -> None:
+def _start(run: RunDir) -> None:
     if run.all_checkpoints():
         raise FileExistsError(
             f"{run.path} already holds checkpoints; resume it (--resume {run.path}) "
             "or choose another out_dir"
         )
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.config, json.dumps(_config_dict(config), indent=2) + "\n")
     run.metrics.unlink(missing_ok=True)
 
 
