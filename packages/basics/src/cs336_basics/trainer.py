@@ -264,6 +264,11 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
 
 
 def _open(path: str, model: ModelConfig) -> np.memmap:
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"token file {path} not found; make it with `cs336-basics tokenizer encode` "
+            "(see the Training section of packages/basics/README.md)"
+        )
     data = open_token_file(path)
     if len(data) <= model.context_length:
         raise ValueError(
