@@ -1,4 +1,4 @@
-"""cs336-basics: BPE tokenizer, Transformer LM training and generation (CS336 assignment 1).
+"""cs336-basics: BPE tokenizer training, Transformer LM training and generation.
 
 The public API is re-exported lazily (PEP 562): importing the package, e.g. for the CLI's
 ``--help``, does not import torch.
@@ -10,6 +10,9 @@ import importlib
 
 # name -> module that defines it
 _EXPORTS = {
+    # tokenizer
+    "train_bpe": "cs336_basics.bpe",
+    "encode_file": "cs336_basics.tokenize_file",
     # training
     "cross_entropy": "cs336_basics.loss",
     "AdamW": "cs336_basics.optim",

@@ -11,6 +11,10 @@ COMMANDS = {
         "cs336_basics.commands.quickstart",
         "the main job: tokenizer + small LM trained end to end on shipped text",
     ),
+    "tokenizer": (
+        "cs336_basics.commands.tokenizer",
+        "train a byte-level BPE tokenizer (train) or encode a text file into token ids (encode)",
+    ),
     "train": (
         "cs336_basics.commands.train",
         "train a Transformer LM from a config file (TOML/YAML) with --set overrides",
