@@ -18,6 +18,12 @@ _EXPORTS = {
     "get_batch": "cs336_basics.data",
     "save_checkpoint": "cs336_basics.checkpoint",
     "load_checkpoint": "cs336_basics.checkpoint",
+    "TrainConfig": "cs336_basics.train_config",
+    "load_train_config": "cs336_basics.train_config",
+    "TrainResult": "cs336_basics.trainer",
+    "TrainingDiverged": "cs336_basics.trainer",
+    "train": "cs336_basics.trainer",
+    "load_trained_model": "cs336_basics.trainer",
 }
 
 __all__ = sorted(_EXPORTS)
