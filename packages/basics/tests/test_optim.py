@@ -77,3 +77,18 @@ def test_rejects_bad_hyperparameters():
         AdamW(params, lr=-1)
     with pytest.raises(ValueError, match="betas"):
         AdamW(params, betas=(0.9, 1.0))
+
+
+def test_compiled_step_matches_torch_adamw_without_recompiling(monkeypatch):
+    """compile=True: lr (scheduled) and t change every step, yet one graph serves all."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    model, twin = _model_pair()
+    ours = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
+    ref = torch.optim.AdamW(twin.parameters(), lr=1e-3, weight_decay=0.1)
+    batches = [(torch.randn(32, 10), torch.randn(32, 3)) for _ in range(30)]
+    lrs = [3e-3 * (i + 1) / 30 for i in range(30)]
+    _train(model, ours, batches, lrs)
+    _train(twin, ref, batches, lrs)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)

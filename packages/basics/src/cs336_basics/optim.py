@@ -12,7 +12,9 @@ course handout adds the unscaled ε to √v, which differs only at the scale of 
 
 The update runs as multi-tensor ``torch._foreach_*`` kernels over all parameters that
 share a device, dtype and step count, so a GPU step is a handful of launches instead of
-several per parameter tensor.
+several per parameter tensor. ``compile=True`` fuses it further with ``torch.compile``;
+then the scalars that change every step (lr from a schedule, t) enter as 0-dim tensors,
+so one compiled graph serves every step instead of a recompile per value.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class AdamW(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.01,
+        *,
+        compile: bool = False,
     ):
         if not lr >= 0:
             raise ValueError(f"AdamW lr must be >= 0, got {lr}")
@@ -43,6 +47,8 @@ class AdamW(torch.optim.Optimizer):
             raise ValueError(f"AdamW weight_decay must be >= 0, got {weight_decay}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults)
+        self._compiled = compile
+        self._update = torch.compile(_update, dynamic=True, fullgraph=True) if compile else _update
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -51,8 +57,8 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for (_, _, t), tensors in self._step_buckets(group).items():
-                self._update(group, t, *tensors)
+            for (device, _, t), tensors in self._step_buckets(group).items():
+                self._update(*tensors, *self._scalars(group, t, device), *group["betas"])
         return loss
 
     def _step_buckets(self, group) -> dict[tuple, tuple[list, list, list, list]]:
@@ -77,16 +83,28 @@ class AdamW(torch.optim.Optimizer):
                 lst.append(x)
         return buckets
 
-    @staticmethod
-    def _update(group, t: int, params, grads, exp_avgs, exp_avg_sqs) -> None:
+    def _scalars(self, group, t: int, device) -> tuple:
+        """(1 - lr·λ, lr_t, ε̂) of step t: floats, or 0-dim tensors for the compiled update."""
         lr, (beta1, beta2) = group["lr"], group["betas"]
-        if group["weight_decay"]:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)  # β1·m + (1-β1)·g
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
         bias2 = math.sqrt(1 - beta2**t)
-        denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_add_(denom, group["eps"] * bias2)
-        lr_t = lr * bias2 / (1 - beta1**t)
-        torch._foreach_addcdiv_(params, exp_avgs, denom, value=-lr_t)
+        scalars = (
+            1 - lr * group["weight_decay"],
+            lr * bias2 / (1 - beta1**t),
+            group["eps"] * bias2,
+        )
+        if self._compiled:
+            return tuple(torch.tensor(scalars, device=device).unbind())
+        return scalars
+
+
+def _update(params, grads, exp_avgs, exp_avg_sqs, decay, lr_t, eps_hat, beta1, beta2) -> None:
+    """One AdamW step over lists of tensors; ``decay``, ``lr_t``, ``eps_hat`` are floats
+    or 0-dim tensors (hence lr_t·m rather than ``value=-lr_t``, which takes only floats)."""
+    torch._foreach_mul_(params, decay)  # θ·(1 - lr·λ)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)  # β1·m + (1-β1)·g
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_add_(denom, eps_hat)
+    step = torch._foreach_mul(exp_avgs, lr_t)
+    torch._foreach_addcdiv_(params, step, denom, value=-1)  # θ - lr_t·m / (√v + ε̂)
