@@ -15,7 +15,8 @@ diagonal pay for a mask: every loop below is split into an unmasked run of tiles
 masked one. Any sequence length works (loads are masked past the end), head dims up to
 128 are padded to a power of two (at least 16, tl.dot's minimum), and 16-bit inputs feed
 the tensor cores with float32 accumulation. Tile sizes, warps and pipeline depth are
-autotuned on a GPU; under ``TRITON_INTERPRET=1`` (CPU tests) one small config is used.
+autotuned on a GPU (``CS336_FLASH_AUTOTUNE=0`` takes the first candidate instead, for
+quick runs); under ``TRITON_INTERPRET=1`` (CPU tests) one small config is used.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ from torch import Tensor
 
 from cs336_systems.flash_pytorch import check_attention_inputs
 
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+# kernels may only read globals that are constexpr
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+_AUTOTUNE = os.environ.get("CS336_FLASH_AUTOTUNE", "1") != "0"
 
 
 def _configs(block_names: tuple[str, str], gpu: list[tuple[int, int, int, int]], cpu: tuple):
-    """Autotune candidates ``(block_a, block_b, num_warps, num_stages)``; one small CPU config."""
+    """Autotune candidates ``(block_a, block_b, num_warps, num_stages)``, the first being a
+    good default; one small config for the CPU interpreter."""
     a, b = block_names
     if _INTERPRET:
         return [triton.Config({a: cpu[0], b: cpu[1]}, num_warps=1, num_stages=1)]
+    gpu = gpu if _AUTOTUNE else gpu[:1]
     return [triton.Config({a: x, b: y}, num_warps=w, num_stages=s) for x, y, w, s in gpu]
 
 
@@ -53,19 +58,21 @@ def _quick_bench(kernel_call, quantiles):
 
 # Constraints the loops rely on: BLOCK_M % BLOCK_N == 0 (forward and dQ, so the masked
 # diagonal run starts on a key-tile boundary) and BLOCK_N1 % BLOCK_M1 == 0 (dK/dV).
+# Candidates were screened for register spills and shared memory with ptxas for sm_90
+# (bf16/fp32, d = 32..128); the first of each list fits every dtype and head dim.
 _FWD_CONFIGS = _configs(
     ("BLOCK_M", "BLOCK_N"),
-    [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3)],
+    [(64, 32, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 8, 4), (128, 32, 8, 4)],
     cpu=(32, 16),
 )
 _DKDV_CONFIGS = _configs(
     ("BLOCK_M1", "BLOCK_N1"),
-    [(32, 128, 4, 4), (32, 128, 8, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3)],
+    [(32, 64, 4, 4), (32, 128, 8, 3), (16, 128, 8, 4), (64, 64, 8, 3), (32, 64, 8, 3)],
     cpu=(16, 32),
 )
 _DQ_CONFIGS = _configs(
     ("BLOCK_M2", "BLOCK_N2"),
-    [(128, 32, 4, 4), (128, 32, 8, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3)],
+    [(64, 32, 4, 4), (128, 32, 8, 3), (128, 64, 8, 3), (128, 16, 8, 4), (64, 64, 8, 3)],
     cpu=(32, 16),
 )
 # Shapes are bucketed by powers of two so that e.g. decoding with a growing KV cache does
@@ -358,7 +365,7 @@ class FlashAttentionTriton(torch.autograd.Function):
 
         _flash_fwd[grid](
             q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-            H, n_q, n_kv, meta.pop("Q_BUCKET"), meta.pop("KV_BUCKET"), sm_scale * LOG2E, **meta,
+            H, n_q, n_kv, meta.pop("Q_BUCKET"), meta.pop("KV_BUCKET"), sm_scale * math.log2(math.e), **meta,
         )  # fmt: skip
         O, L = o.view(Q.shape), lse.view(Q.shape[:-1])
         ctx.save_for_backward(Q, K, V, O, L)
@@ -384,7 +391,7 @@ class FlashAttentionTriton(torch.autograd.Function):
         dk = torch.empty((Z, H, n_kv, d), device=Q.device, dtype=Q.dtype)
         dv = torch.empty_like(dk)
         args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv, *buckets)
-        scales = (sm_scale * LOG2E, sm_scale)
+        scales = (sm_scale * math.log2(math.e), sm_scale)
 
         def grid_kv(cfg):
             return (triton.cdiv(n_kv, cfg["BLOCK_N1"]), Z * H)
