@@ -40,6 +40,13 @@ def device_for(backend: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def current_device() -> torch.device:
+    """This rank's device in the initialised group: its GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 @contextlib.contextmanager
 def process_group(
     rank: int, world_size: int, backend: str, port: int, timeout_s: float = 120.0
