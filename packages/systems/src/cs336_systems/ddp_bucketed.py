@@ -82,7 +82,8 @@ class DDPBucketed(nn.Module):
         if not self._sync:
             return
         bucket, i = self._slot[p]
-        bucket.flat[bucket.offsets[i] : bucket.offsets[i] + p.numel()].copy_(p.grad.view(-1))
+        start = bucket.offsets[i]
+        bucket.flat[start : start + p.numel()].view_as(p.grad).copy_(p.grad)
         bucket.ready.add(i)
         if len(bucket.ready) == len(bucket.params):
             self._launch(bucket)
