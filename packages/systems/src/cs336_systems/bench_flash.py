@@ -74,6 +74,7 @@ class Bencher:
 
     device: torch.device
     rep_ms: int = 100
+    warmup_ms: int = 25
     cpu_steps: int = 3
 
     def __call__(self, fn: Callable[[], object], grad_to_none=None) -> float:
@@ -82,7 +83,11 @@ class Bencher:
             import triton.testing
 
             return triton.testing.do_bench(
-                fn, warmup=25, rep=self.rep_ms, grad_to_none=grad_to_none, return_mode="median"
+                fn,
+                warmup=self.warmup_ms,
+                rep=self.rep_ms,
+                grad_to_none=grad_to_none,
+                return_mode="median",
             )
         return time_fn(fn, warmup=1, steps=self.cpu_steps, device=self.device).mean_ms
 
@@ -173,7 +178,7 @@ def sweep(
     progress=True,
 ) -> list[dict]:
     """Batch 1, causal. One row per (dtype, d, seq, implementation)."""
-    bench = Bencher(device, rep_ms=40)
+    bench = Bencher(device, rep_ms=20, warmup_ms=10)
     all_impls = implementations(device)
     chosen = {n: f for n, f in all_impls.items() if impls is None or n.split()[0] in impls}
     cases = [(dt, d, s) for dt in dtypes for d in dims for s in seqs]
