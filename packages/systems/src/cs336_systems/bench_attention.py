@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from cs336_systems.bench_common import (
     OOM,
+    compile_for_repeated_backward,
     free_memory,
     resolve_device,
     run_or_oom,
@@ -45,7 +46,7 @@ def _impl(name: str, device: torch.device):
     if name == "naive":
         return naive_attention
     if name == "compiled":
-        return torch.compile(naive_attention)
+        return compile_for_repeated_backward(naive_attention)
     from cs336_systems.attention_backend import flash_attention_backend
 
     return flash_attention_backend

@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cs336_common.nn import causal_mask, scaled_dot_product_attention
-from cs336_systems.bench_common import OOM, free_memory, run_or_oom, time_fn
+from cs336_systems.bench_common import (
+    OOM,
+    compile_for_repeated_backward,
+    free_memory,
+    run_or_oom,
+    time_fn,
+)
 from cs336_systems.flash_pytorch import FlashAttentionPyTorch
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -62,7 +68,9 @@ def implementations(device: torch.device) -> dict[str, Callable]:
     # the sweep compiles one graph per (dtype, head dim): more than dynamo's default limit
     torch._dynamo.config.recompile_limit = 64
     return {
-        "ours (compiled FlashAttentionTriton)": torch.compile(FlashAttentionTriton.apply),
+        "ours (compiled FlashAttentionTriton)": compile_for_repeated_backward(
+            FlashAttentionTriton.apply
+        ),
         "torch SDPA (flash; mem-efficient for fp32)": _sdpa_fused,
         "naive": naive_attention,
     }
@@ -93,9 +101,10 @@ class Bencher:
 
 
 def _qkv(batch, seq, d, dtype, device, seed=0):
+    """(batch, 1 head, seq, d): PyTorch's fused SDPA kernels accept only 4-D inputs."""
     g = torch.Generator(device=device).manual_seed(seed)
     return [
-        torch.randn(batch, seq, d, generator=g, device=device, dtype=dtype).requires_grad_()
+        torch.randn(batch, 1, seq, d, generator=g, device=device, dtype=dtype).requires_grad_()
         for _ in range(3)
     ]
 
