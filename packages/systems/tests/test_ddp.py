@@ -2,11 +2,15 @@
 
 One spawn runs all checks (a spawn costs seconds): 3 models (frozen + unused
 parameters, tied weights, a TransformerLM) x naive, flat, per-parameter hooks, buckets
-of every size, and gradient accumulation under ``no_sync``. Ranks other than 0 start
+of every size, and gradient accumulation under ``no_sync``; wrappers must be freed once
+unreferenced (gradient hooks must not keep them alive). Ranks other than 0 start
 from different weights, so the construction-time broadcast is tested too.
 """
 
 from __future__ import annotations
+
+import gc
+import weakref
 
 import pytest
 import torch
@@ -69,7 +73,7 @@ def _train(name: str, variant: str, rank: int, world: int):
     opt = adamw(model.parameters())
     for step in range(STEPS):
         x, y = (local(t, rank, world) for t in batch(name, step))
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=variant != "bucketed-two")  # grads stay bucket views
         if hasattr(wrapped, "on_train_batch_start"):
             wrapped.on_train_batch_start()
         if variant.endswith("accum"):  # two half batches, the first without sync
@@ -80,7 +84,7 @@ def _train(name: str, variant: str, rank: int, world: int):
             loss_fn(wrapped, x, y).backward()
         sync()
         opt.step()
-    return model
+    return model, weakref.ref(wrapped)
 
 
 def _worker(rank: int, world: int) -> None:
@@ -89,10 +93,13 @@ def _worker(rank: int, world: int) -> None:
     for name in MODELS:
         want = train_reference(name, STEPS)
         for variant in variants:
-            model = _train(name, variant, rank, world)
+            model, wrapper = _train(name, variant, rank, world)
             assert_same_params(model.state_dict(), want, f"{name}/{variant} rank {rank}")
             if name == "mlp":
                 assert model.unused.grad is None and model.fc2.weight.grad is None
+            del model
+            gc.collect()
+            assert wrapper() is None, f"{variant}: the wrapper and its model leaked"
 
 
 @pytest.mark.distributed
