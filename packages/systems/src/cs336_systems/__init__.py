@@ -1,9 +1,18 @@
-"""cs336-systems: benchmarking, FlashAttention-2 in Triton, and distributed training.
+"""cs336-systems: benchmarking, FlashAttention-2 (PyTorch and Triton), distributed training.
 
-Exports are lazy (PEP 562) so that ``cs336-systems --help`` does not import torch.
+Names are re-exported lazily (PEP 562) so that ``cs336-systems --help`` imports neither
+torch nor triton.
 """
 
 from importlib import import_module
+
+# FlashAttention-2: name -> defining module
+_FLASH = {
+    "FlashAttentionPyTorch": "cs336_systems.flash_pytorch",
+    "FlashAttentionTriton": "cs336_systems.flash_triton",
+    "flash_attention_triton": "cs336_systems.flash_triton",
+    "flash_attention_backend": "cs336_systems.attention_backend",
+}
 
 # distributed training: name -> defining module
 _DISTRIBUTED = {
@@ -15,7 +24,7 @@ _DISTRIBUTED = {
     "all_reduce_gradients_flat": "cs336_systems.ddp",
 }
 
-_LAZY = {**_DISTRIBUTED}
+_LAZY = {**_FLASH, **_DISTRIBUTED}
 __all__ = sorted(_LAZY)
 
 
