@@ -260,6 +260,7 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
         lr=config.lr,
         betas=(config.beta1, config.beta2),
         eps=config.eps,
+        compile=config.compile,
     )
 
 
