@@ -8,6 +8,7 @@ and torch's RNG, so a resumed run continues exactly where the uninterrupted one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -96,7 +97,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     loss_fn = _forward_loss
     if config.compile:
         loss_fn = torch.compile(_forward_loss, dynamic=False)
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
+    autocast = contextlib.nullcontext()
+    if precision == "bf16":
+        autocast = torch.autocast(device.type, torch.bfloat16)
     peak = peak_flops(device, precision)
     fwd_flops = flops_per_token(config.model)["total"]
     num_steps, cosine_steps = config.num_steps, config.cosine_steps or config.num_steps
@@ -137,16 +140,17 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             losses, norms = torch.stack(pending_loss).cpu(), torch.stack(pending_norm).cpu()
             pending_loss, pending_norm = [], []
             _check_finite(losses, norms, step, lr, last_good)
-            tokens_per_s = (
-                interval_steps * config.tokens_per_step / (time.perf_counter() - interval_start)
-            )
+            # throughput of the training steps alone, before evaluation and checkpointing
+            elapsed = time.perf_counter() - interval_start
+            tokens_per_s = interval_steps * config.tokens_per_step / elapsed
+            val_loss = None
+            if evaluate:
+                val_loss = _evaluate(model, loss_fn, val_batches, device, autocast)
             row = dict(
                 step=step,
                 tokens=step * config.tokens_per_step,
                 train_loss=losses.mean().item(),
-                val_loss=_evaluate(model, loss_fn, val_batches, device, autocast)
-                if evaluate
-                else None,
+                val_loss=val_loss,
                 lr=lr,
                 grad_norm=norms.mean().item(),
                 tokens_per_s=tokens_per_s,
