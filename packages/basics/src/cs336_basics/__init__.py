@@ -24,6 +24,11 @@ _EXPORTS = {
     "TrainingDiverged": "cs336_basics.trainer",
     "train": "cs336_basics.trainer",
     "load_trained_model": "cs336_basics.trainer",
+    # tokenizer
+    "train_bpe": "cs336_basics.bpe",
+    "encode_file": "cs336_basics.tokenize_file",
+    # generation
+    "generate": "cs336_basics.generation",
 }
 
 __all__ = sorted(_EXPORTS)

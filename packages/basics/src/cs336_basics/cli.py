@@ -23,6 +23,14 @@ COMMANDS = {
         "cs336_basics.commands.data",
         "download the TinyStories / OpenWebText text files (needs internet)",
     ),
+    "tokenizer": (
+        "cs336_basics.commands.tokenizer",
+        "train a byte-level BPE tokenizer (train) or encode a text file into token ids (encode)",
+    ),
+    "generate": (
+        "cs336_basics.commands.generate",
+        "sample continuations of prompts from a trained run (temperature, top-p, KV cache)",
+    ),
     "model-info": (
         "cs336_basics.commands.model_info",
         "parameters, memory and FLOPs per component of Transformer LM shapes (GPT-2 by default)",
