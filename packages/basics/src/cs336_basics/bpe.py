@@ -53,6 +53,8 @@ def train_bpe(
     per CPU); memory is bounded by the chunk size and the number of distinct pre-tokens.
     """
     path = check_input(input_path)
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
     special_tokens = list(dict.fromkeys(special_tokens))
     if any(not isinstance(t, str) or not t for t in special_tokens):
         raise ValueError(f"special tokens must be non-empty strings, got {special_tokens!r}")
@@ -133,11 +135,9 @@ def _merge(
     while len(merges) < num_merges and heap:
         neg, _, _, a, b = heapq.heappop(heap)
         count = pair_counts.get((a, b), 0)
-        if count != -neg:
+        if count != -neg:  # stale (entries are only pushed with counts > 0): requeue
             if count > 0:
                 heapq.heappush(heap, (-count, keys[a], keys[b], a, b))
-            continue
-        if count == 0:
             continue
         new = len(vocab)
         vocab[new] = vocab[a] + vocab[b]
