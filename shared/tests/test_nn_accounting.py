@@ -55,14 +55,11 @@ def test_flops_match_flop_counter_exactly(variant, batch, seq):
     for module, ops in counter.get_flop_counts().items():
         parts = module.split(".")
         n = sum(ops.values())
-        if parts[-1].endswith("_proj"):
-            measured["attention_projections"] += n
-        elif parts[-1] == "attn":  # what is left in attn itself: the two attention bmm's
-            measured["attention"] += n - sum(
-                sum(o.values())
-                for m, o in counter.get_flop_counts().items()
-                if m.startswith(module + ".")
-            )
+        if parts[-1] == "attn":  # q/k/v/out projections are mm's, the attention itself bmm's
+            by_name = {op.__name__.split(".")[-1]: f for op, f in ops.items()}
+            measured["attention_projections"] += by_name.get("mm", 0)
+            measured["attention"] += by_name.get("bmm", 0)
+            assert by_name.keys() <= {"mm", "bmm"}
         elif parts[-1] == "ffn":
             measured["ffn"] += n
         elif parts[-1] == "lm_head":

@@ -1,8 +1,10 @@
 """cs336-common: model and tokenizer primitives shared by the cs336 packages."""
 
-# The model API is re-exported lazily (PEP 562) so that importing the package, e.g. for
-# a CLI's --help, does not import torch. Hence the names are listed here, mirroring
-# cs336_common.nn.__all__ (a test keeps the two in step).
+import importlib
+
+# The model API and the tokenizer are re-exported lazily (PEP 562) so that importing the
+# package, e.g. for a CLI's --help, imports neither torch nor regex. Hence the names are
+# listed here, mirroring cs336_common.nn.__all__ (a test keeps the two in step).
 _NN_EXPORTS = (
     "MODEL_PRESETS",
     "Embedding",
@@ -26,12 +28,12 @@ _NN_EXPORTS = (
     "softmax",
 )
 
-__all__ = [*_NN_EXPORTS]
+_LAZY = {name: "cs336_common.nn" for name in _NN_EXPORTS} | {"Tokenizer": "cs336_common.tokenizer"}
+
+__all__ = [*_NN_EXPORTS, "Tokenizer"]
 
 
 def __getattr__(name: str):
-    if name in _NN_EXPORTS:
-        from cs336_common import nn
-
-        return getattr(nn, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cs336_common' has no attribute {name!r}")

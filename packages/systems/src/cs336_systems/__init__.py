@@ -4,19 +4,31 @@ Names are re-exported lazily (PEP 562) so that ``cs336-systems --help`` imports 
 torch nor triton.
 """
 
-_LAZY_EXPORTS = {
+from importlib import import_module
+
+# FlashAttention-2: name -> defining module
+_FLASH = {
     "FlashAttentionPyTorch": "cs336_systems.flash_pytorch",
     "FlashAttentionTriton": "cs336_systems.flash_triton",
     "flash_attention_triton": "cs336_systems.flash_triton",
     "flash_attention_backend": "cs336_systems.attention_backend",
 }
 
-__all__ = [*_LAZY_EXPORTS]
+# distributed training: name -> defining module
+_DISTRIBUTED = {
+    "DDPBucketed": "cs336_systems.ddp_bucketed",
+    "DDPIndividualParameters": "cs336_systems.ddp_individual",
+    "FullyShardedDataParallel": "cs336_systems.fsdp",
+    "ShardedOptimizer": "cs336_systems.sharded_optimizer",
+    "all_reduce_gradients": "cs336_systems.ddp",
+    "all_reduce_gradients_flat": "cs336_systems.ddp",
+}
+
+_LAZY = {**_FLASH, **_DISTRIBUTED}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
-    if name in _LAZY_EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cs336_systems' has no attribute {name!r}")

@@ -79,6 +79,12 @@ class MultiHeadSelfAttention(nn.Module):
         self.attention_backend = attention_backend
         self._attention = resolve_attention_backend(attention_backend)
 
+    def _project_qkv(self, x: Tensor) -> tuple[Tensor, ...]:
+        # one (d_model -> 3·d_model) GEMM runs closer to peak than three narrow ones; the
+        # weights stay three parameters, so state-dict keys and init are unchanged
+        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        return (x @ w.t()).split(self.d_model, dim=-1)
+
     def _split_heads(self, x: Tensor) -> Tensor:
         b, s, _ = x.shape
         return x.view(b, s, self.num_heads, self.d_head).transpose(1, 2)
@@ -96,7 +102,7 @@ class MultiHeadSelfAttention(nn.Module):
         continues the cached sequence and its keys/values go into slot ``layer_idx``."""
         *lead, seq, d = x.shape
         x = x.reshape(-1, seq, d)
-        q, k, v = (self._split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (self._split_heads(t) for t in self._project_qkv(x))
         if self.rope is not None:
             start = 0 if kv_cache is None else kv_cache.length
             if token_positions is None and start:

@@ -111,7 +111,10 @@ class SwiGLU(nn.Module):
         self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))
+        # w1 and w3 read the same x: one GEMM over their stacked weights (the parameters
+        # stay separate, so state-dict keys are unchanged)
+        gate, up = (x @ torch.cat((self.w1.weight, self.w3.weight)).t()).chunk(2, dim=-1)
+        return self.w2(silu(gate) * up)
 
 
 class SiLUFeedForward(nn.Module):

@@ -1,0 +1,116 @@
+"""Training metrics: model FLOPs utilisation, the metrics JSONL file, and optional
+Weights & Biases logging (used only when installed and enabled)."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from the vendor datasheets, matched
+# against torch.cuda.get_device_name() in this order (the first substring found wins).
+_PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
+)
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """Peak matmul FLOP/s of ``device`` at ``precision`` ("bf16" or "fp32"), or None when
+    unknown (CPUs, MPS, unlisted GPUs). fp32 matmuls run as TF32 at half the bf16 rate."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in _PEAK_BF16_FLOPS:
+        if key in name:
+            return peak if precision == "bf16" else peak / 2
+    return None
+
+
+def model_flops_utilization(
+    tokens_per_s: float, forward_flops_per_token: float, peak: float | None
+) -> float | None:
+    """Achieved training FLOP/s over the peak; a training step costs about three forward
+    passes (the backward pass computes two matmuls per forward matmul)."""
+    if peak is None:
+        return None
+    return 3 * forward_flops_per_token * tokens_per_s / peak
+
+
+class Throughput:
+    """Tokens/s and MFU of the training steps since the last `restart` (so evaluation and
+    checkpointing don't count), and wall-clock time across the sessions of a run."""
+
+    def __init__(
+        self,
+        tokens_per_step: int,
+        forward_flops_per_token: float,
+        peak: float | None,
+        wall_before: float = 0.0,
+    ):
+        self._tokens_per_step = tokens_per_step
+        self._flops = forward_flops_per_token
+        self._peak = peak
+        self._session_start = time.perf_counter() - wall_before
+        self.restart()
+
+    def restart(self) -> None:
+        self._start, self._steps = time.perf_counter(), 0
+
+    def step(self) -> None:
+        self._steps += 1
+
+    def measure(self) -> dict[str, float | None]:
+        now = time.perf_counter()
+        tokens_per_s = self._steps * self._tokens_per_step / max(now - self._start, 1e-9)
+        return dict(
+            tokens_per_s=tokens_per_s,
+            mfu=model_flops_utilization(tokens_per_s, self._flops, self._peak),
+            wall_time_s=now - self._session_start,
+        )
+
+
+class MetricsLog:
+    """Appends one JSON object per row to ``path`` (flushed at once, so a crash loses
+    nothing logged), mirrored to a wandb run when one is given."""
+
+    def __init__(self, path: Path, wandb_run=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        self._wandb = wandb_run
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if v is not None}, step=row["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def start_wandb(project: str, name: str, config: dict[str, Any], run_dir: Path):
+    """A wandb run, or None (with a warning) when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        warnings.warn(
+            "wandb = true, but wandb is not installed (pip install wandb); "
+            "logging to metrics.jsonl only",
+            stacklevel=2,
+        )
+        return None
+    return wandb.init(project=project, name=name, config=config, dir=str(run_dir))

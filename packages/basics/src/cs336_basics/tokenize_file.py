@@ -1,0 +1,67 @@
+"""Encode a large UTF-8 text file into a token file (`cs336_basics.token_file`), in
+parallel over byte ranges that tokenize independently (`cs336_basics.text_chunks`)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cs336_basics.text_chunks import (
+    check_input,
+    chunk_ranges,
+    chunk_size,
+    default_workers,
+    map_chunks,
+    read_text,
+)
+from cs336_basics.token_file import token_dtype, write_token_file_meta
+from cs336_common.io import atomic_path
+from cs336_common.tokenizer import Tokenizer
+
+
+def encode_file(
+    tokenizer: Tokenizer,
+    input_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    num_workers: int | None = None,
+    progress: bool = False,
+) -> int:
+    """Encode `input_path` into the token file `out_path` (+ its `.json` sidecar) with
+    `num_workers` processes (default: one per CPU); return the number of tokens.
+
+    The ids equal `tokenizer.encode(whole_text)`. The output appears atomically: an
+    error (e.g. invalid UTF-8, reported with its byte offset) leaves no partial file.
+    """
+    path = check_input(input_path)
+    workers = num_workers or default_workers()
+    ranges = chunk_ranges(path, tokenizer.special_tokens, chunk_size(path.stat().st_size, workers))
+    num_tokens = 0
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        for ids in map_chunks(
+            _encode_chunk,
+            path,
+            ranges,
+            num_workers=workers,
+            progress=progress,
+            desc="encoding",
+            initializer=_set_tokenizer,
+            initargs=(tokenizer,),
+        ):
+            f.write(ids.tobytes())
+            num_tokens += len(ids)
+    write_token_file_meta(out_path, tokenizer.vocab_size, num_tokens)
+    return num_tokens
+
+
+_tokenizer: Tokenizer | None = None  # set in each worker by _set_tokenizer
+
+
+def _set_tokenizer(tokenizer: Tokenizer) -> None:
+    global _tokenizer
+    _tokenizer = tokenizer
+
+
+def _encode_chunk(task: tuple[str, int, int]) -> np.ndarray:
+    ids = _tokenizer.encode(read_text(*task))
+    return np.array(ids, dtype=token_dtype(_tokenizer.vocab_size))

@@ -1,0 +1,33 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cs336_basics import cross_entropy
+
+
+@pytest.mark.parametrize("shape", [(7, 50), (3, 5, 50)])
+def test_matches_torch_value_and_gradient(shape):
+    logits = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, shape[-1], shape[:-1])
+    ours = cross_entropy(logits, targets)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    ref = F.cross_entropy(logits.reshape(-1, shape[-1]), targets.reshape(-1))
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_stable_for_huge_logits():
+    logits = torch.randn(4, 10) * 1e4 + 1e30
+    targets = torch.randint(0, 10, (4,))
+    ours = cross_entropy(logits, targets)
+    assert torch.isfinite(ours)
+    torch.testing.assert_close(ours, F.cross_entropy(logits, targets))
+
+
+def test_bf16_logits_are_upcast():
+    logits = (torch.randn(16, 1000) * 3).bfloat16()
+    targets = torch.randint(0, 1000, (16,))
+    ours = cross_entropy(logits, targets)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, F.cross_entropy(logits.float(), targets))

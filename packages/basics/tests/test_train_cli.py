@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from cs336_basics.cli import main
+from cs336_basics.run_dir import RunDir
+from cs336_basics.token_file import save_token_file
+
+
+@pytest.fixture
+def config(tmp_path):
+    ids = np.random.default_rng().integers(0, 50, size=5000)
+    save_token_file(tmp_path / "train.bin", ids[:4000], 50)
+    save_token_file(tmp_path / "val.bin", ids[4000:], 50)
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        f'train_data = "{tmp_path / "train.bin"}"\nval_data = "{tmp_path / "val.bin"}"\n'
+        f'out_dir = "{tmp_path / "runs" / "a"}"\nbatch_size = 4\nmax_steps = 6\n'
+        "log_every = 2\neval_every = 3\neval_batches = 1\ncheckpoint_every = 3\n"
+        "[model]\nvocab_size = 50\ncontext_length = 8\nd_model = 16\nnum_layers = 1\nnum_heads = 2\n"
+    )
+    return path
+
+
+def test_train_resume_longer_and_plot(config, tmp_path, capsys):
+    assert main(["train", str(config), "--no-progress", "--set", "lr=3e-3"]) == 0
+    run = RunDir(tmp_path / "runs" / "a")
+    assert "6 steps" in capsys.readouterr().out
+    assert json.loads(run.config.read_text())["lr"] == 3e-3
+    # extend the finished run: resume from step 6 up to a new max_steps
+    assert main(["train", "--resume", str(run.path), "--no-progress", "--set", "max_steps=9"]) == 0
+    assert [r["step"] for r in run.read_metrics()] == [2, 3, 4, 6, 8, 9]
+    assert run.latest_checkpoint().name == "step_00000009.pt"
+    assert json.loads(run.config.read_text())["max_steps"] == 9
+
+    assert main(["train", str(config), "--no-progress", "--sweep", "lr=1e-3,1e-2"]) == 0
+    sweep = sorted((tmp_path / "runs" / "a").glob("lr=*"))
+    assert [p.name for p in sweep] == ["lr=0.001", "lr=0.01"]
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(run.path), *map(str, sweep), "--out", str(out), "--log-y"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_train_errors_are_messages(config, tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"did you mean model\.d_model"):
+        main(["train", str(config), "--set", "model.dmodel=8"])
+    with pytest.raises(SystemExit, match="not found"):
+        main(["train", "--resume", str(tmp_path / "nowhere")])
+    assert main(["train", str(config), "--no-progress"]) == 0
+    assert main(["train", str(config), "--no-progress"]) == 1  # refuses to overwrite
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_help_is_fast_and_lists_commands(capsys):
+    import subprocess
+    import sys
+
+    code = "import sys, cs336_basics.cli as c; c.main(['--help'])"
+    out = subprocess.run([sys.executable, "-c", code + "\nprint('torch' in sys.modules)"],
+                         capture_output=True, text=True)  # fmt: skip
+    for name in ("train", "plot", "data"):
+        assert name in out.stdout
+    code = "import sys, cs336_basics.cli as c\ntry: c.main(['train', '--help'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().endswith("False")

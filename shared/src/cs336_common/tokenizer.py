@@ -1,0 +1,301 @@
+"""Byte-level BPE tokenizer with GPT-2's exact algorithm.
+
+Text is split on special tokens (longest first), cut into pre-tokens by GPT-2's regex,
+and each pre-token's UTF-8 bytes are merged pair by pair, lowest merge rank first.
+Encoding a pre-token is memoized, so on real text almost all the work is the regex.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+from collections.abc import Iterable, Iterator
+from itertools import chain, pairwise
+from pathlib import Path
+
+import regex
+
+from cs336_common.gpt2_bytes import bytes_to_str, str_to_bytes
+from cs336_common.io import write_text_atomic
+from cs336_common.pretokenize import PRETOKEN_RE, special_tokens_re
+
+FORMAT = "cs336-bpe"
+FORMAT_VERSION = 1
+FILE_NAME = "tokenizer.json"
+# Memoized pre-tokens. Bounded so that a stream of ever-new strings (hashes, numbers)
+# cannot grow memory; the first entries are the frequent words, so keeping them is enough.
+_CACHE_SIZE = 1 << 18
+# encode_iterable buffers this many characters before it looks for a safe place to cut.
+_STREAM_BLOCK = 1 << 16
+# The rightmost non-space followed by a space: no pre-token crosses such a point.
+_CUT_RE = regex.compile(r"(?r)\S(?=\s)")
+
+
+class _PieceCache(dict):
+    """pre-token -> ids; a miss runs BPE (looked up from C via `map(cache.__getitem__)`)."""
+
+    def __init__(self, bpe):
+        super().__init__()
+        self._bpe = bpe
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        ids = self._bpe(piece)
+        if len(self) < _CACHE_SIZE:
+            self[piece] = ids
+        return ids
+
+
+class Tokenizer:
+    """`Tokenizer(vocab, merges, special_tokens)`: vocab maps id -> bytes and must hold
+    all 256 single bytes; merges are byte pairs in rank order. Special tokens missing from
+    the vocabulary get the next free ids."""
+
+    def __init__(
+        self,
+        vocab: dict[int, bytes],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[str] | None = None,
+    ):
+        self._vocab = {int(i): bytes(b) for i, b in vocab.items()}
+        ids_of: dict[bytes, int] = {}
+        for i in sorted(self._vocab):  # duplicate byte strings: the lowest id wins
+            ids_of.setdefault(self._vocab[i], i)
+        missing = [b for b in range(256) if bytes([b]) not in ids_of]
+        if missing:
+            raise ValueError(
+                f"vocab lacks {len(missing)} single-byte tokens (e.g. {bytes([missing[0]])!r}); "
+                "a byte-level BPE vocabulary must hold all 256"
+            )
+        self._byte_ids = [ids_of[bytes([b])] for b in range(256)]
+
+        if isinstance(special_tokens, str):
+            raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
+        self._special_tokens = list(dict.fromkeys(special_tokens or []))
+        self._special_ids: dict[str, int] = {}
+        for token in self._special_tokens:
+            if not isinstance(token, str) or not token:
+                raise ValueError(f"special tokens must be non-empty strings, got {token!r}")
+            raw = token.encode("utf-8")
+            if raw not in ids_of:
+                new_id = max(self._vocab) + 1
+                self._vocab[new_id] = raw
+                ids_of[raw] = new_id
+            self._special_ids[token] = ids_of[raw]
+        self._special_re = special_tokens_re(self._special_tokens)
+
+        self._merges = [(bytes(a), bytes(b)) for a, b in merges]
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merged: dict[tuple[int, int], int] = {}
+        for rank, (a, b) in enumerate(self._merges):
+            if a not in ids_of or b not in ids_of or a + b not in ids_of:
+                raise ValueError(
+                    f"merge {rank} ({a!r}, {b!r}): both parts and {a + b!r} must be in the vocab"
+                )
+            pair = (ids_of[a], ids_of[b])
+            self._ranks.setdefault(pair, rank)
+            self._merged.setdefault(pair, ids_of[a + b])
+        self._cache = _PieceCache(self._bpe)
+
+    # ---- construction and persistence -------------------------------------------------
+
+    @classmethod
+    def from_files(
+        cls,
+        vocab_filepath: str | os.PathLike,
+        merges_filepath: str | os.PathLike,
+        special_tokens: list[str] | None = None,
+    ) -> Tokenizer:
+        """Load GPT-2's `vocab.json` ({token: id}) and `merges.txt` ("a b" per line), both
+        in GPT-2's byte-to-character encoding (`cs336_common.gpt2_bytes`)."""
+        with open(vocab_filepath, encoding="utf-8") as f:
+            raw_vocab = json.load(f)
+        vocab = {int(i): str_to_bytes(t, where=f"{vocab_filepath}") for t, i in raw_vocab.items()}
+        merges = []
+        with open(merges_filepath, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line or line.startswith("#version"):
+                    continue
+                parts = line.split(" ")
+                if len(parts) != 2:
+                    raise ValueError(f"{merges_filepath}:{n}: expected 'a b', got {line!r}")
+                where = f"{merges_filepath}:{n}"
+                merges.append(
+                    (str_to_bytes(parts[0], where=where), str_to_bytes(parts[1], where=where))
+                )
+        return cls(vocab, merges, special_tokens)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write `<directory>/tokenizer.json` atomically (GPT-2 byte characters, so the
+        file is readable) and return its path."""
+        path = Path(directory) / FILE_NAME
+        state = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "special_tokens": self._special_tokens,
+            "vocab": {str(i): bytes_to_str(b) for i, b in sorted(self._vocab.items())},
+            "merges": [f"{bytes_to_str(a)} {bytes_to_str(b)}" for a, b in self._merges],
+        }
+        write_text_atomic(path, json.dumps(state, ensure_ascii=False, indent=0) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Tokenizer:
+        """Read a tokenizer written by `save` (the directory or its tokenizer.json)."""
+        path = Path(directory)
+        if path.is_dir():
+            path = path / FILE_NAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no tokenizer at {path}: train one with `cs336-basics tokenizer train`"
+            )
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("format") != FORMAT or state.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: format {state.get('format')!r} version {state.get('version')!r}, "
+                f"expected {FORMAT!r} version {FORMAT_VERSION}"
+            )
+        vocab = {int(i): str_to_bytes(t, where=str(path)) for i, t in state["vocab"].items()}
+        merges = [
+            tuple(str_to_bytes(t, where=str(path)) for t in m.split(" ")) for m in state["merges"]
+        ]
+        return cls(vocab, merges, state["special_tokens"])
+
+    # ---- properties ---------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id: the embedding table size a model needs."""
+        return max(self._vocab) + 1
+
+    @property
+    def special_tokens(self) -> list[str]:
+        return list(self._special_tokens)
+
+    @property
+    def vocab(self) -> dict[int, bytes]:
+        return dict(self._vocab)
+
+    @property
+    def merges(self) -> list[tuple[bytes, bytes]]:
+        return list(self._merges)
+
+    def token_id(self, special: str) -> int:
+        """The id of a special token, e.g. `tok.token_id("<|endoftext|>")`."""
+        try:
+            return self._special_ids[special]
+        except KeyError:
+            raise KeyError(
+                f"{special!r} is not a special token of this tokenizer "
+                f"(special tokens: {self._special_tokens})"
+            ) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, "
+            f"special_tokens={self._special_tokens})"
+        )
+
+    # ---- encoding -----------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        if self._special_re is None:
+            return self._encode_plain(text)
+        ids: list[int] = []
+        start = 0
+        for m in self._special_re.finditer(text):
+            ids += self._encode_plain(text[start : m.start()])
+            ids.append(self._special_ids[m[0]])
+            start = m.end()
+        ids += self._encode_plain(text[start:])
+        return ids
+
+    def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
+        """Encode a stream of strings (e.g. a file's lines) lazily, in bounded memory, with
+        exactly the ids `encode` gives on their concatenation."""
+        parts: list[str] = []
+        size, limit = 0, _STREAM_BLOCK
+        for chunk in iterable:
+            parts.append(chunk)
+            size += len(chunk)
+            if size < limit:
+                continue
+            text = "".join(parts)
+            cut = self._safe_cut(text)
+            yield from self.encode(text[:cut])
+            parts, size = [text[cut:]], len(text) - cut
+            # A long stretch with no safe cut (no spaces): wait for it to double, not O(n^2).
+            limit = max(_STREAM_BLOCK, 2 * size)
+        yield from self.encode("".join(parts))
+
+    def _safe_cut(self, text: str) -> int:
+        """An index where encoding text[:i] and text[i:] apart gives the same ids as
+        encoding text whole (0 if there is none yet).
+
+        Between a non-space and a space no pre-token continues (GPT-2's regex only lets a
+        pre-token start with a space), as long as no special token spans the cut; the
+        last `longest special` characters stay behind since a special may continue there.
+        """
+        longest = max(map(len, self._special_tokens), default=0)
+        if len(text) <= longest:
+            return 0
+        m = _CUT_RE.search(text, 0, len(text) - longest)
+        cut = m.end() if m else 0
+        if self._special_re is not None:
+            for s in self._special_re.finditer(text, 0, cut + longest):
+                if s.start() < cut < s.end():
+                    return s.start()
+        return cut
+
+    def _encode_plain(self, text: str) -> list[int]:
+        return list(chain.from_iterable(map(self._cache.__getitem__, PRETOKEN_RE.findall(text))))
+
+    def _bpe(self, piece: str) -> tuple[int, ...]:
+        """Merge one pre-token's bytes, the lowest-ranked adjacent pair first, leftmost
+        first among equals (GPT-2's order: the pairs a merge creates rank after it).
+
+        A heap of (rank, position) over a linked list keeps this O(n log n), so a long
+        pre-token (a base64 blob, a run of dashes) costs no more than its length.
+        """
+        try:
+            raw = piece.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates become U+FFFD, as tiktoken does
+            raw = piece.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+        ids: list[int | None] = [self._byte_ids[b] for b in raw]
+        n = len(ids)
+        rank_of, merged = self._ranks.get, self._merged
+        nxt = list(range(1, n + 1))  # nxt[i]: position of the token after i (n: none)
+        prv = list(range(-1, n - 1))
+        heap = [(r, i) for i, p in enumerate(pairwise(ids)) if (r := rank_of(p)) is not None]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            left, j = ids[i], nxt[i]
+            if left is None or j == n or rank_of((left, ids[j])) != rank:
+                continue  # stale: a merge has changed this position since
+            ids[i] = new = merged[left, ids[j]]
+            ids[j] = None
+            k = nxt[i] = nxt[j]
+            if k < n:
+                prv[k] = i
+                if (r := rank_of((new, ids[k]))) is not None:
+                    heapq.heappush(heap, (r, i))
+            h = prv[i]
+            if h >= 0 and (r := rank_of((ids[h], new))) is not None:
+                heapq.heappush(heap, (r, h))
+        return tuple(t for t in ids if t is not None)
+
+    # ---- decoding -----------------------------------------------------------------------
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Join the tokens' bytes and decode them; malformed UTF-8 becomes U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        try:
+            return b"".join(map(self._vocab.__getitem__, ids))
+        except KeyError as e:
+            raise ValueError(
+                f"token id {e.args[0]!r} is not in the vocabulary (ids 0..{self.vocab_size - 1})"
+            ) from None
