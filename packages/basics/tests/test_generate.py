@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
-from cs336_basics.generate import generate_ids, sample_next
+from cs336_basics import generate
+from cs336_basics.generation import generate_ids, sample_next
 from cs336_common.nn import ModelConfig, TransformerLM
+from cs336_common.tokenizer import Tokenizer
 
 # chi-square 0.999 quantiles by degrees of freedom: a correct sampler fails 1 in 1000 seeds
 _CHI2_999 = {1: 10.83, 2: 13.82, 3: 16.27}
@@ -157,3 +159,28 @@ def test_zero_new_tokens_and_full_context_give_empty_continuations():
     model = _tiny_model()
     assert generate_ids(model, [[1, 2], [3]], 0) == [[], []]
     assert generate_ids(model, [[1] * 32, [3]], 4, temperature=0)[0] == []
+
+
+def _byte_tokenizer() -> Tokenizer:
+    return Tokenizer({i: bytes([i]) for i in range(256)}, [], special_tokens=["<|endoftext|>"])
+
+
+def test_generate_text_api_matches_token_api():
+    tok = _byte_tokenizer()
+    eos = tok.token_id("<|endoftext|>")
+    model = _tiny_model(vocab_size=tok.vocab_size, context_length=24)
+    prompts = ["Hi", "", "a longer prompt"]
+    ids = [tok.encode("Hi"), [eos], tok.encode("a longer prompt")]  # "" starts after an EOS
+    want = [tok.decode(n) for n in generate_ids(model, ids, 6, temperature=0, eos_id=eos)]
+    assert generate(model, tok, prompts, 6, temperature=0) == want
+    assert generate(model, tok, "Hi", 6, temperature=0) == want[0]
+
+
+def test_generate_eos_token_must_be_a_special_token():
+    tok = _byte_tokenizer()
+    model = _tiny_model(vocab_size=tok.vocab_size)
+    with pytest.raises(ValueError, match="not a special token"):
+        generate(model, tok, "Hi", 3, eos_token="</s>")
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(model, tok, "", 3, eos_token=None)
+    assert isinstance(generate(model, tok, "Hi", 3, eos_token=None, seed=0), str)

@@ -1,4 +1,4 @@
-"""cs336-basics: BPE tokenizer training, Transformer LM training and generation.
+"""cs336-basics: BPE tokenizer, Transformer LM training and generation (CS336 assignment 1).
 
 The public API is re-exported lazily (PEP 562): importing the package, e.g. for the CLI's
 ``--help``, does not import torch.
@@ -10,9 +10,6 @@ import importlib
 
 # name -> module that defines it
 _EXPORTS = {
-    # tokenizer
-    "train_bpe": "cs336_basics.bpe",
-    "encode_file": "cs336_basics.tokenize_file",
     # training
     "cross_entropy": "cs336_basics.loss",
     "AdamW": "cs336_basics.optim",
@@ -27,6 +24,11 @@ _EXPORTS = {
     "TrainingDiverged": "cs336_basics.trainer",
     "train": "cs336_basics.trainer",
     "load_trained_model": "cs336_basics.trainer",
+    # tokenizer
+    "train_bpe": "cs336_basics.bpe",
+    "encode_file": "cs336_basics.tokenize_file",
+    # generation
+    "generate": "cs336_basics.generation",
 }
 
 __all__ = sorted(_EXPORTS)

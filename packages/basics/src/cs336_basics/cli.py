@@ -11,10 +11,6 @@ COMMANDS = {
         "cs336_basics.commands.quickstart",
         "the main job: tokenizer + small LM trained end to end on shipped text",
     ),
-    "tokenizer": (
-        "cs336_basics.commands.tokenizer",
-        "train a byte-level BPE tokenizer (train) or encode a text file into token ids (encode)",
-    ),
     "train": (
         "cs336_basics.commands.train",
         "train a Transformer LM from a config file (TOML/YAML) with --set overrides",
@@ -26,6 +22,14 @@ COMMANDS = {
     "data": (
         "cs336_basics.commands.data",
         "download the TinyStories / OpenWebText text files (needs internet)",
+    ),
+    "tokenizer": (
+        "cs336_basics.commands.tokenizer",
+        "train a byte-level BPE tokenizer (train) or encode a text file into token ids (encode)",
+    ),
+    "generate": (
+        "cs336_basics.commands.generate",
+        "sample continuations of prompts from a trained run (temperature, top-p, KV cache)",
     ),
     "model-info": (
         "cs336_basics.commands.model_info",

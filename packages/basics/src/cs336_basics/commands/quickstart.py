@@ -1,12 +1,33 @@
-"""Train a BPE tokenizer and a small Transformer LM end to end on text shipped with
-the package, then print the loss against the unigram entropy and a few samples.
+"""Train a BPE tokenizer and a small Transformer LM end to end on English text shipped
+with the package (the BSD fortune database), then print the validation loss against the
+unigram entropy of the validation tokens, and a few sampled continuations.
 
-Runs offline, on the GPU when one is present, in minutes on a laptop CPU."""
+Runs offline, on the GPU when one is present, in a few minutes on 2 CPU cores. Writes
+into --out: train/val text, tokenizer/, train.bin/val.bin, lm/ (the training run:
+config, metrics, checkpoint) and loss.png. Afterwards, sample more with
+  cs336-basics generate --run runs/quickstart/lm --tokenizer runs/quickstart/tokenizer \\
+      --prompt "Love is" --top-p 0.9
+"""
+
+from __future__ import annotations
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", default="runs/quickstart", help="run directory")
+    parser.add_argument("--out", default="runs/quickstart", help="output directory")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 200)")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args):
-    print(f"quickstart will train a tokenizer and an LM into {args.out} (not built yet)")
+    from cs336_basics.quickstart import QuickstartConfig, run_quickstart
+
+    config = QuickstartConfig(out_dir=args.out, device=args.device, seed=args.seed)
+    if args.steps is not None:
+        config.max_steps = args.steps
+        config.eval_every = max(1, args.steps // 5)
+    result = run_quickstart(config)
+    if not result.val_loss < result.unigram_entropy:
+        print("warning: the validation loss is not below the unigram entropy; train longer")
+        return 1
+    return 0

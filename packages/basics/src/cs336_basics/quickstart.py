@@ -1,0 +1,162 @@
+"""The quickstart: all of assignment 1 end to end on English text shipped with the package.
+
+shipped corpus -> train/validation text -> BPE tokenizer -> token files -> small LM
+(`train`) -> loss-curve PNG, validation loss against the unigram entropy, samples.
+
+The corpus is the BSD `fortune` database (see ``corpus/NOTICE.txt``): ~15k short
+documents, shuffled, so the last ``val_fraction`` of them is an i.i.d. validation set.
+The unigram entropy of the validation tokens is the loss of the best model that ignores
+context; a validation loss well below it shows the LM learned to use its context.
+"""
+
+from __future__ import annotations
+
+import lzma
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from cs336_basics.bpe import train_bpe
+from cs336_basics.generation import generate
+from cs336_basics.plot import plot_runs
+from cs336_basics.token_file import open_token_file
+from cs336_basics.tokenize_file import encode_file
+from cs336_basics.train_config import TrainConfig
+from cs336_basics.trainer import load_trained_model, resolve_device, train
+from cs336_common.nn import ModelConfig
+from cs336_common.tokenizer import Tokenizer
+
+EOS = "<|endoftext|>"
+
+
+@dataclass
+class QuickstartConfig:
+    out_dir: str = "runs/quickstart"
+    corpus_chars: int | None = None  # use only the first N characters (whole documents)
+    val_fraction: float = 0.1  # the last documents, for validation
+    vocab_size: int = 2048
+    context_length: int = 128
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    batch_size: int = 32
+    max_steps: int = 200
+    lr: float = 5e-3
+    eval_every: int = 40
+    device: str = "auto"
+    seed: int = 0
+    prompts: list[str] = field(default_factory=lambda: ["", "Love is", "The computer", "Q:"])
+    max_new_tokens: int = 48
+
+
+@dataclass
+class QuickstartResult:
+    out_dir: Path
+    val_loss: float  # nats/token, after the last step
+    unigram_entropy: float  # nats/token of the validation tokens
+    samples: list[str]  # prompt + continuation, one per prompt
+    wall_time_s: float
+
+
+def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> QuickstartResult:
+    """Run every stage into ``config.out_dir`` (its earlier quickstart outputs are replaced)."""
+    start = time.perf_counter()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = print if progress else (lambda *a, **k: None)
+
+    say(f"[1/5] corpus: the fortune database, shipped ({_stage(start)})")
+    train_txt, val_txt = _split_corpus(out, config.corpus_chars, config.val_fraction)
+
+    say(f"[2/5] BPE tokenizer, vocab {config.vocab_size}, trained on {train_txt} ({_stage(start)})")
+    vocab, merges = train_bpe(train_txt, config.vocab_size, [EOS], progress=progress)
+    tokenizer = Tokenizer(vocab, merges, special_tokens=[EOS])
+    tokenizer.save(out / "tokenizer")
+
+    say(f"[3/5] tokenizing ({_stage(start)})")
+    sizes = {}
+    for name, txt in (("train", train_txt), ("val", val_txt)):
+        sizes[name] = encode_file(tokenizer, txt, out / f"{name}.bin", progress=progress)
+    unigram = unigram_entropy(open_token_file(out / "val.bin"))
+    say(f"      {sizes['train']:,} train and {sizes['val']:,} validation tokens")
+
+    say(f"[4/5] training the LM on {resolve_device(config.device)} ({_stage(start)})")
+    result = train(_train_config(config, out, tokenizer.vocab_size), progress=progress)
+    plot = plot_runs([result.run_dir], out / "loss.png", title="quickstart: fortune database")
+
+    say(f"[5/5] sampling ({_stage(start)})")
+    model = load_trained_model(result.run_dir, device=resolve_device(config.device))
+    continuations = generate(
+        model, tokenizer, config.prompts, config.max_new_tokens, top_p=0.9, seed=config.seed
+    )
+    samples = [p + c for p, c in zip(config.prompts, continuations, strict=True)]
+
+    say(f"\nloss curves: {plot}")
+    say(f"validation loss  {result.val_loss:.3f} nats/token")
+    say(f"unigram entropy  {unigram:.3f} nats/token of the validation tokens")
+    for s in samples:
+        say("-" * 60 + "\n" + s)
+    say("-" * 60 + f"\ndone in {_stage(start)}")
+    return QuickstartResult(out, result.val_loss, unigram, samples, time.perf_counter() - start)
+
+
+def unigram_entropy(ids: np.ndarray) -> float:
+    """Entropy (nats) of the token frequencies in ``ids``: ``-Σ p log p``."""
+    counts = np.bincount(np.asarray(ids, dtype=np.int64))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _split_corpus(out: Path, corpus_chars: int | None, val_fraction: float) -> tuple[Path, Path]:
+    """Decompress the shipped corpus; write whole documents (each ending in EOS) to
+    ``train.txt`` and the last ``val_fraction`` of them to ``val.txt``."""
+    packed = resources.files("cs336_basics") / "corpus" / "fortunes.txt.xz"
+    docs = lzma.decompress(packed.read_bytes()).decode("utf-8").split(EOS)[:-1]
+    if corpus_chars is not None:
+        lengths = np.cumsum([len(d) + len(EOS) for d in docs])
+        docs = docs[: max(2, int(np.searchsorted(lengths, corpus_chars, side="right")))]
+    num_val = max(1, math.ceil(len(docs) * val_fraction))
+    paths = out / "train.txt", out / "val.txt"
+    for path, part in zip(paths, (docs[:-num_val], docs[-num_val:]), strict=True):
+        path.write_text("".join(d + EOS for d in part), encoding="utf-8")
+    return paths
+
+
+def _train_config(config: QuickstartConfig, out: Path, vocab_size: int) -> TrainConfig:
+    run_dir = out / "lm"
+    if run_dir.exists():  # replace the previous quickstart's run, and nothing else
+        if not (run_dir / "config.json").is_file():
+            raise FileExistsError(f"{run_dir} exists and is not a training run; pick another --out")
+        shutil.rmtree(run_dir)
+    model = ModelConfig(
+        vocab_size=vocab_size,
+        context_length=config.context_length,
+        d_model=config.d_model,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        attention_backend="torch",
+    )
+    return TrainConfig(
+        model=model,
+        train_data=str(out / "train.bin"),
+        val_data=str(out / "val.bin"),
+        out_dir=str(run_dir),
+        batch_size=config.batch_size,
+        max_steps=config.max_steps,
+        lr=config.lr,
+        warmup_steps=max(1, config.max_steps // 20),
+        eval_every=config.eval_every,
+        eval_batches=10,
+        checkpoint_every=config.max_steps,
+        device=config.device,
+        seed=config.seed,
+    )
+
+
+def _stage(start: float) -> str:
+    return f"{time.perf_counter() - start:.0f} s"
