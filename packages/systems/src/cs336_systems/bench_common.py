@@ -59,6 +59,8 @@ def compile_for_repeated_backward(fn):
     """``torch.compile(fn)`` whose backward may be run again on the same graph
     (``retain_graph=True``), which timing the backward alone needs: AOTAutograd's donated
     buffers (freed by the first backward) are switched off."""
+    import torch._functorch.config  # a submodule that `import torch` does not always load
+
     torch._functorch.config.donated_buffer = False
     return torch.compile(fn)
 
