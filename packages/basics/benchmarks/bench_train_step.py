@@ -1,11 +1,12 @@
 """Throughput of one full training step (forward, backward, AdamW) of the TinyStories
 model (vocab 10k, context 256, d_model 512, d_ff 1344, 4 layers, 16 heads) at batch 128,
-on synthetic token ids, for three implementations measured in one process:
+on synthetic token ids, for these implementations measured in one process:
 
   a  ours, eager fp32: cs336_common TransformerLM (naive attention), our cross_entropy
      and AdamW, TF32 off
   b  ours, tuned: bf16 autocast, TF32, torch.compile of model + loss,
      attention_backend="torch" (PyTorch's fused SDPA), AdamW(compile=True)
+  d  b with mode="max-autotune-no-cudagraphs" (autotuned GEMMs; slow to compile)
   c  plain PyTorch, written below as a user would: nn.Embedding/nn.Linear/nn.RMSNorm,
      F.scaled_dot_product_attention, SwiGLU, RoPE, F.cross_entropy,
      torch.optim.AdamW(fused=True), bf16 autocast, TF32, torch.compile
@@ -26,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -112,11 +114,11 @@ def _ours_eager(cfg: ModelConfig, device) -> Callable[[torch.Tensor, torch.Tenso
     return step
 
 
-def _ours_tuned(cfg: ModelConfig, device) -> Callable:
+def _ours_tuned(cfg: ModelConfig, device, mode: str = "default") -> Callable:
     torch.set_float32_matmul_precision("high")  # TF32 for what stays in fp32
     model = TransformerLM.from_config(replace(cfg, attention_backend="torch"), device=device)
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
-    loss_fn = torch.compile(lambda x, y: cross_entropy(model(x), y), fullgraph=True)
+    loss_fn = torch.compile(lambda x, y: cross_entropy(model(x), y), fullgraph=True, mode=mode)
     return _autocast_step(loss_fn, opt, device)
 
 
@@ -143,6 +145,11 @@ VARIANTS = {
     "a": ("(a) ours, eager fp32", _ours_eager),
     "b": ("(b) ours, tuned (bf16, compile)", _ours_tuned),
     "c": ("(c) plain PyTorch (bf16, compile, fused AdamW)", _plain_pytorch),
+    # (b) plus autotuned Triton GEMMs that can fuse their neighbours (slower to compile)
+    "d": (
+        "(b') ours, tuned + max-autotune GEMMs",
+        partial(_ours_tuned, mode="max-autotune-no-cudagraphs"),
+    ),
 }
 
 
@@ -223,7 +230,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps (the first compiles)")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
-    p.add_argument("--variants", default="abc", help="which of a, b, c to run, in order")
+    p.add_argument("--variants", default="abc", help="which of a, b, c, d to run, in order")
     args = p.parse_args()
     device = torch.device(args.device)
     cfg = TINY if args.tiny else ModelConfig.from_preset("tinystories")
