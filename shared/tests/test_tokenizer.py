@@ -1,6 +1,7 @@
 """The tokenizer against tiktoken's GPT-2 encoding, built offline from the same files."""
 
 import json
+import pickle
 import random
 import tracemalloc
 from pathlib import Path
@@ -36,6 +37,7 @@ HARD = [
     "lone surrogate \ud800 here",
     "control \x00\x01\x7f chars",
     "a" * 300 + " " + "ab" * 200,
+    "-" * 5000 + "x" * 3000 + "=" * 4001,  # long pre-tokens
 ]
 _POOL = [
     *"abcxyz ABC.,'!?-_ 0123456789\n\t\r",
@@ -141,6 +143,8 @@ def test_encode_iterable_equals_encode_on_any_split(gpt2):
     assert list(gpt2.encode_iterable(pieces)) == gpt2.encode(text)
     lines = text.splitlines(keepends=True)
     assert list(gpt2.encode_iterable(lines)) == gpt2.encode(text)
+    no_spaces = "x" * 200_000 + " y" + EOT * 3
+    assert list(gpt2.encode_iterable(no_spaces)) == gpt2.encode(no_spaces)  # char by char
     assert list(gpt2.encode_iterable(iter([]))) == []
 
 
@@ -172,8 +176,9 @@ def test_save_load_round_trip(gpt2, tmp_path):
     assert back.vocab == gpt2.vocab
     assert back.merges == gpt2.merges
     assert back.special_tokens == gpt2.special_tokens
+    copied = pickle.loads(pickle.dumps(gpt2))  # how spawn-started worker pools receive it
     for text in HARD:
-        assert back.encode(text) == gpt2.encode(text)
+        assert back.encode(text) == copied.encode(text) == gpt2.encode(text)
 
 
 def test_small_vocab_special_tokens_and_errors(tmp_path):
@@ -186,6 +191,8 @@ def test_small_vocab_special_tokens_and_errors(tmp_path):
     with pytest.raises(KeyError, match="not a special token"):
         tok.token_id("</s>")
     assert Tokenizer(vocab, [(b"a", b"b")]).encode("<s>") == [ord(c) for c in "<s>"]
+    with pytest.raises(TypeError, match="list of strings"):
+        Tokenizer(vocab, [], "<s>")
     with pytest.raises(ValueError, match="single-byte"):
         Tokenizer({0: b"\x00"}, [])
     with pytest.raises(ValueError, match="merge 0"):

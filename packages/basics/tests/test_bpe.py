@@ -105,6 +105,11 @@ def test_stops_when_pairs_run_out(tmp_path):
     vocab, merges = train_bpe(path, 1000, [])
     assert merges == [(b"a", b"b"), (b"ab", b"ab")]
     assert len(vocab) == 258
+    path.write_text("", encoding="utf-8")
+    assert train_bpe(path, 300, [EOT]) == (
+        {**{i: bytes([i]) for i in range(256)}, 256: b"<|endoftext|>"},
+        [],
+    )
 
 
 def test_bad_input_errors(tmp_path):
@@ -114,6 +119,8 @@ def test_bad_input_errors(tmp_path):
     path.write_text("hello", encoding="utf-8")
     with pytest.raises(ValueError, match="at least 258"):
         train_bpe(path, 257, ["<a>", "<b>"])
+    with pytest.raises(TypeError, match="list of strings"):
+        train_bpe(path, 300, EOT)
     path.write_bytes("héllo wörld ".encode() * 3 + b"\xff\xfe bad")
     with pytest.raises(ValueError, match=r"invalid UTF-8 at byte 42"):
         train_bpe(path, 300, [])

@@ -28,8 +28,10 @@ def _random_text(rng: random.Random, n: int, specials: bool) -> str:
     return "".join(rng.choice(pool) for _ in range(n))
 
 
+@pytest.mark.parametrize("window", [5, 1 << 16])  # bytes read at a time while seeking cuts
 @pytest.mark.parametrize("specials", [True, False])
-def test_chunks_encode_like_the_whole_text(tokenizer, tmp_path, specials):
+def test_chunks_encode_like_the_whole_text(tokenizer, tmp_path, monkeypatch, specials, window):
+    monkeypatch.setattr(text_chunks, "_WINDOW", window)
     rng = random.Random(int(specials))
     for trial in range(20):
         text = _random_text(rng, 400, specials)
@@ -43,13 +45,19 @@ def test_chunks_encode_like_the_whole_text(tokenizer, tmp_path, specials):
         assert [i for p in pieces for i in tokenizer.encode(p)] == tokenizer.encode(text)
 
 
-def test_chunk_never_splits_a_special_token(tmp_path):
-    path = tmp_path / "t.txt"
+def test_cuts_at_the_first_special_token_after_each_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_chunks, "_WINDOW", 3)  # specials straddle the read windows
     raw = b"xx<|a|><|b|>yy<|a|>" * 50
+    starts = [i for i in range(len(raw)) if raw.startswith((b"<|a|><|b|>", b"<|a|>x"), i)]
+    starts.append(len(raw) - 5)  # the last "<|a|>"
+    path = tmp_path / "t.txt"
     path.write_bytes(raw)
     for size in range(1, 40):
-        for start, _ in text_chunks.chunk_ranges(path, ["<|a|>", "<|a|><|b|>"], size)[1:]:
-            assert raw[start:].startswith((b"<|a|><|b|>yy", b"<|a|>xx")) or raw[start:] == b"<|a|>"
+        cuts = [0]
+        while later := [s for s in starts if s >= cuts[-1] + size]:
+            cuts.append(later[0])
+        ranges = text_chunks.chunk_ranges(path, ["<|a|>", "<|a|><|b|>"], size)
+        assert ranges == list(itertools.pairwise([*cuts, len(raw)]))
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -65,6 +73,12 @@ def test_encode_file_matches_encode(tokenizer, tmp_path, monkeypatch, workers):
     assert ids.dtype == np.uint16
     assert n == len(ids)
     assert ids.tolist() == tokenizer.encode(text)
+
+
+def test_empty_file(tokenizer, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    assert encode_file(tokenizer, tmp_path / "empty.txt", tmp_path / "e.bin") == 0
+    assert len(open_token_file(tmp_path / "e.bin")) == 0
 
 
 def test_encode_file_errors_write_nothing(tokenizer, tmp_path):

@@ -32,6 +32,7 @@ def test_train_resume_longer_and_plot(config, tmp_path, capsys):
     assert main(["train", "--resume", str(run.path), "--no-progress", "--set", "max_steps=9"]) == 0
     assert [r["step"] for r in run.read_metrics()] == [2, 3, 4, 6, 8, 9]
     assert run.latest_checkpoint().name == "step_00000009.pt"
+    assert json.loads(run.config.read_text())["max_steps"] == 9
 
     assert main(["train", str(config), "--no-progress", "--sweep", "lr=1e-3,1e-2"]) == 0
     sweep = sorted((tmp_path / "runs" / "a").glob("lr=*"))

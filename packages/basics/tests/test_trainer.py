@@ -1,4 +1,5 @@
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -71,7 +72,10 @@ def test_run_dir_contents_and_learning(data, tmp_path):
     assert (model(x).argmax(-1)[0, :-1] == (x[0, :-1] + 1) % VOCAB).float().mean() > 0.5
 
 
-def test_stopped_and_resumed_run_gives_the_same_losses(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", ["crash", "ctrl_c"])
+def test_stopped_and_resumed_run_gives_the_same_losses(data, tmp_path, monkeypatch, stop):
+    """A crash in step 13 resumes from the checkpoint of step 8; Ctrl-C during step 13
+    lets the step finish, checkpoints it and resumes from there."""
     cfg = _config(data, tmp_path / "full", grad_accum_steps=2)
     train(cfg, progress=False)
     full = RunDir(cfg.out_dir).read_metrics()
@@ -79,21 +83,30 @@ def test_stopped_and_resumed_run_gives_the_same_losses(data, tmp_path, monkeypat
     interrupted = _config(data, tmp_path / "part", grad_accum_steps=2, seed=cfg.seed)
     real_step, calls = trainer._step, []
 
-    def crash_at_step_13(*args):
+    def stop_in_step_13(*args):
         calls.append(1)
-        if len(calls) == 13:
+        if len(calls) == 13 and stop == "crash":
             raise KeyboardInterrupt
+        if len(calls) == 13:
+            signal.raise_signal(signal.SIGINT)
         return real_step(*args)
 
-    monkeypatch.setattr(trainer, "_step", crash_at_step_13)
+    monkeypatch.setattr(trainer, "_step", stop_in_step_13)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, progress=False)
     monkeypatch.setattr(trainer, "_step", real_step)
-    assert RunDir(interrupted.out_dir).read_metrics()[-1]["step"] == 12
-    result = train(interrupted, resume=True, progress=False)  # resumes at step 8
-    resumed = RunDir(interrupted.out_dir).read_metrics()
-    assert [r["step"] for r in resumed] == [r["step"] for r in full]
-    for a, b in zip(full, resumed, strict=True):
+    run = RunDir(interrupted.out_dir)
+    assert run.latest_checkpoint().name == (
+        "step_00000008.pt" if stop == "crash" else "step_00000013.pt"
+    )
+    result = train(interrupted, resume=True, progress=False)
+    resumed = run.read_metrics()
+    steps = [r["step"] for r in full]
+    assert [r["step"] for r in resumed if r["step"] != 13] == steps
+    by_step = {r["step"]: r for r in resumed}
+    # after a Ctrl-C at step 13 the row of step 14 averages step 14 alone, not 13 and 14
+    for a in (r for r in full if not (stop == "ctrl_c" and r["step"] == 14)):
+        b = by_step[a["step"]]
         assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"], a["step"]
         assert a["grad_norm"] == b["grad_norm"] and a["lr"] == b["lr"]
     assert result.steps == 24
@@ -117,9 +130,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monke
     assert run.read_metrics()[-1]["step"] == 10
 
 
-def test_refuses_to_overwrite_a_run(data, tmp_path):
-    cfg = _config(data, tmp_path / "run", max_steps=8)
+def test_refuses_to_overwrite_a_run_and_keeps_the_newest_checkpoints(data, tmp_path):
+    cfg = _config(data, tmp_path / "run", max_steps=8, checkpoint_every=2, keep_checkpoints=2)
     train(cfg, progress=False)
+    assert [p.name for p in RunDir(cfg.out_dir).all_checkpoints()] == [
+        "step_00000006.pt",
+        "step_00000008.pt",
+    ]
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, progress=False)
 

@@ -7,6 +7,7 @@ Encoding a pre-token is memoized, so on real text almost all the work is the reg
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,6 @@ FILE_NAME = "tokenizer.json"
 _CACHE_SIZE = 1 << 18
 # encode_iterable buffers this many characters before it looks for a safe place to cut.
 _STREAM_BLOCK = 1 << 16
-_NO_MERGE = float("inf")
 # The rightmost non-space followed by a space: no pre-token crosses such a point.
 _CUT_RE = regex.compile(r"(?r)\S(?=\s)")
 
@@ -69,6 +69,8 @@ class Tokenizer:
             )
         self._byte_ids = [ids_of[bytes([b])] for b in range(256)]
 
+        if isinstance(special_tokens, str):
+            raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
         self._special_tokens = list(dict.fromkeys(special_tokens or []))
         self._special_ids: dict[str, int] = {}
         for token in self._special_tokens:
@@ -213,16 +215,18 @@ class Tokenizer:
         """Encode a stream of strings (e.g. a file's lines) lazily, in bounded memory, with
         exactly the ids `encode` gives on their concatenation."""
         parts: list[str] = []
-        size = 0
+        size, limit = 0, _STREAM_BLOCK
         for chunk in iterable:
             parts.append(chunk)
             size += len(chunk)
-            if size < _STREAM_BLOCK:
+            if size < limit:
                 continue
             text = "".join(parts)
             cut = self._safe_cut(text)
             yield from self.encode(text[:cut])
             parts, size = [text[cut:]], len(text) - cut
+            # A long stretch with no safe cut (no spaces): wait for it to double, not O(n^2).
+            limit = max(_STREAM_BLOCK, 2 * size)
         yield from self.encode("".join(parts))
 
     def _safe_cut(self, text: str) -> int:
@@ -248,35 +252,39 @@ class Tokenizer:
         return list(chain.from_iterable(map(self._cache.__getitem__, PRETOKEN_RE.findall(text))))
 
     def _bpe(self, piece: str) -> tuple[int, ...]:
-        """Merge one pre-token's bytes, always the lowest-ranked adjacent pair first and all
-        its non-overlapping occurrences left to right (GPT-2's `bpe`)."""
+        """Merge one pre-token's bytes, the lowest-ranked adjacent pair first, leftmost
+        first among equals (GPT-2's order: the pairs a merge creates rank after it).
+
+        A heap of (rank, position) over a linked list keeps this O(n log n), so a long
+        pre-token (a base64 blob, a run of dashes) costs no more than its length.
+        """
         try:
             raw = piece.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates become U+FFFD, as tiktoken does
             raw = piece.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
-        ids = [self._byte_ids[b] for b in raw]
+        ids: list[int | None] = [self._byte_ids[b] for b in raw]
+        n = len(ids)
         rank_of, merged = self._ranks.get, self._merged
-        # ranks[j] is the rank of (ids[j], ids[j + 1]); a merge only changes its neighbours.
-        pairs = list(pairwise(ids))
-        ranks = [rank_of(p, _NO_MERGE) for p in pairs]
-        while ranks:
-            best = min(ranks)
-            if best == _NO_MERGE:
-                break
-            j = ranks.index(best)
-            new = merged[pairs[j]]
-            while j >= 0:
-                ids[j : j + 2] = (new,)
-                del pairs[j], ranks[j]
-                if j > 0:
-                    pairs[j - 1] = p = (ids[j - 1], new)
-                    ranks[j - 1] = rank_of(p, _NO_MERGE)
-                if j < len(pairs):
-                    pairs[j] = p = (new, ids[j + 1])
-                    ranks[j] = rank_of(p, _NO_MERGE)
-                # the next occurrence to the right; a pair holding `new` never has this rank
-                j = ranks.index(best, j + 1) if best in ranks[j + 1 :] else -1
-        return tuple(ids)
+        nxt = list(range(1, n + 1))  # nxt[i]: position of the token after i (n: none)
+        prv = list(range(-1, n - 1))
+        heap = [(r, i) for i, p in enumerate(pairwise(ids)) if (r := rank_of(p)) is not None]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            left, j = ids[i], nxt[i]
+            if left is None or j == n or rank_of((left, ids[j])) != rank:
+                continue  # stale: a merge has changed this position since
+            ids[i] = new = merged[left, ids[j]]
+            ids[j] = None
+            k = nxt[i] = nxt[j]
+            if k < n:
+                prv[k] = i
+                if (r := rank_of((new, ids[k]))) is not None:
+                    heapq.heappush(heap, (r, i))
+            h = prv[i]
+            if h >= 0 and (r := rank_of((ids[h], new))) is not None:
+                heapq.heappush(heap, (r, h))
+        return tuple(t for t in ids if t is not None)
 
     # ---- decoding -----------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ def train_bpe(
     per CPU); memory is bounded by the chunk size and the number of distinct pre-tokens.
     """
     path = check_input(input_path)
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
     special_tokens = list(dict.fromkeys(special_tokens))
     if any(not isinstance(t, str) or not t for t in special_tokens):
         raise ValueError(f"special tokens must be non-empty strings, got {special_tokens!r}")
@@ -133,7 +135,7 @@ def _merge(
     while len(merges) < num_merges and heap:
         neg, _, _, a, b = heapq.heappop(heap)
         count = pair_counts.get((a, b), 0)
-        if count != -neg:
+        if count != -neg:  # stale (entries are only pushed with counts > 0): requeue
             if count > 0:
                 heapq.heappush(heap, (-count, keys[a], keys[b], a, b))
             continue
@@ -143,41 +145,42 @@ def _merge(
         merges.append((vocab[a], vocab[b]))
         fresh = _apply_merge(words, freqs, pair_counts, where, a, b, new)
         for pair in fresh:
-            heapq.heappush(heap, (-pair_counts[pair], keys[pair[0]], keys[pair[1]], *pair))
+            if pair_counts[pair] > 0:
+                heapq.heappush(heap, (-pair_counts[pair], keys[pair[0]], keys[pair[1]], *pair))
         bar.update()
     bar.close()
     return merges
 
 
 def _apply_merge(words, freqs, pair_counts, where, a: int, b: int, new: int) -> set:
-    """Replace (a, b) by `new` in every word that holds it; return the pairs with `new`."""
+    """Replace (a, b) by `new` in every word that holds it, updating the counts of only the
+    neighbouring pairs; return the pairs holding `new`, the only ones whose count grew."""
     fresh = set()
     for i in where.pop((a, b)):
-        word = words[i]
-        merged = _merge_word(word, a, b, new)
-        if len(merged) == len(word):  # `where` is never pruned: the pair left this word
-            continue
-        freq = freqs[i]
-        for pair in itertools.pairwise(word):
-            pair_counts[pair] -= freq
-        for pair in itertools.pairwise(merged):
-            pair_counts[pair] += freq
-            if new in pair:
-                where[pair].add(i)
-                fresh.add(pair)
-        words[i] = merged
-    del pair_counts[(a, b)]
+        word, freq = words[i], freqs[i]
+        n = len(word)
+        out: list[int] = []
+        j = 0
+        while j < n:
+            if word[j] == a and j + 1 < n and word[j + 1] == b:
+                if out:  # (left, a) becomes (left, new); left may itself be a fresh `new`
+                    left = out[-1]
+                    pair_counts[left, a] -= freq
+                    pair_counts[left, new] += freq
+                    where[left, new].add(i)
+                    fresh.add((left, new))
+                if j + 2 < n:  # (b, right) becomes (new, right)
+                    right = word[j + 2]
+                    pair_counts[b, right] -= freq
+                    pair_counts[new, right] += freq
+                    where[new, right].add(i)
+                    fresh.add((new, right))
+                out.append(new)
+                j += 2
+            else:
+                out.append(word[j])
+                j += 1
+        if len(out) < n:  # else `where` was stale (it is never pruned): the pair left
+            words[i] = out
+    del pair_counts[a, b]
     return fresh
-
-
-def _merge_word(word: list[int], a: int, b: int, new: int) -> list[int]:
-    out = []
-    i, n = 0, len(word)
-    while i < n:
-        if word[i] == a and i + 1 < n and word[i + 1] == b:
-            out.append(new)
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return out

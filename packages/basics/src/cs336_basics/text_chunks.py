@@ -1,10 +1,11 @@
 """Split a large UTF-8 text file into byte ranges that can be tokenized independently, and
 map a function over them in worker processes, streaming, with a byte progress bar.
 
-A range starts at a special token where one occurs within `chunk_bytes` (so documents
-stay whole); otherwise at a newline that follows a visible ASCII character, a point no
-GPT-2 pre-token crosses. Either way encoding or counting the ranges apart gives exactly
-what the whole file gives, and no worker ever holds more than about one range.
+A range starts at a special token where one occurs within `chunk_bytes` of the target
+size (so documents stay whole); otherwise at whichever comes first, a special token or a
+newline that follows a visible ASCII character, a point no GPT-2 pre-token crosses.
+Either way encoding or counting the ranges apart gives exactly what the whole file
+gives, and no worker ever holds more than about one range.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from tqdm import tqdm
 
 _MIN_CHUNK = 1 << 20
 _MAX_CHUNK = 16 << 20
+_WINDOW = 1 << 16  # bytes read at a time while looking for a cut
 # The newline fallback: cut just before "\n" when a visible ASCII byte precedes it.
-_NEWLINE_CUT = re.compile(rb"[\x21-\x7e](?=\n)")
+_NEWLINE_CUT = rb"[\x21-\x7e](?=\n)"
+_NEWLINE_RE = re.compile(_NEWLINE_CUT)
 
 
 def default_workers() -> int:
@@ -39,33 +42,42 @@ def chunk_ranges(
     """Byte ranges [start, end) covering the file, each about `chunk_bytes` long."""
     size = os.path.getsize(path)
     specials = sorted({t.encode("utf-8") for t in special_tokens}, key=len, reverse=True)
-    special_re = re.compile(b"|".join(map(re.escape, specials))) if specials else None
+    alternation = b"|".join(map(re.escape, specials))
+    special_re = re.compile(b"(?P<special>" + alternation + b")") if specials else None
+    # Past `chunk_bytes` with no special token: whichever comes first, special or newline.
+    any_re = re.compile(special_re.pattern + b"|" + _NEWLINE_CUT) if specials else _NEWLINE_RE
     cuts = [0]
     with open(path, "rb") as f:
         while cuts[-1] + chunk_bytes < size:
-            cut = _next_cut(f, cuts[-1] + chunk_bytes, chunk_bytes, special_re, specials)
-            if cut >= size:
+            pos = cuts[-1] + chunk_bytes
+            cut = _first_cut(f, pos, pos + chunk_bytes, special_re, specials) if specials else None
+            if cut is None:
+                cut = _first_cut(f, pos, None, any_re, specials)
+            if cut is None or cut >= size:
                 break
             cuts.append(cut)
     cuts.append(size)
     return list(itertools.pairwise(cuts))
 
 
-def _next_cut(f, pos: int, window: int, special_re, specials: list[bytes]) -> int:
-    """The first safe cut at or after `pos`, looking one window at a time; end of file if none."""
-    longest = len(specials[0]) if specials else 0
-    while True:
+def _first_cut(f, pos: int, stop: int | None, pattern, specials: list[bytes]) -> int | None:
+    """Scan from `pos` (to about `stop`, or the end) a window at a time for the first match
+    of `pattern` not inside a special token: cut before a special, after a newline's
+    visible character."""
+    overlap = max(len(specials[0]) if specials else 0, 1)  # a match across windows is seen
+    while stop is None or pos < stop:
         f.seek(pos)
-        data = f.read(window + longest)  # overlap, so a special across windows is seen
-        if not data:
-            return pos
-        for m in special_re.finditer(data) if special_re else ():
-            if m.start() < window and not _inside_special(f, pos + m.start(), specials):
-                return pos + m.start()
-        m = _NEWLINE_CUT.search(data, 0, window)
-        if m and not _inside_special(f, pos + m.end(), specials):
-            return pos + m.end()
-        pos += window
+        data = f.read(_WINDOW + overlap)
+        for m in pattern.finditer(data):
+            if m.start() >= _WINDOW:
+                break  # the next window sees it whole
+            cut = pos + (m.start() if m.lastgroup == "special" else m.end())
+            if not _inside_special(f, cut, specials):
+                return cut
+        if len(data) <= _WINDOW:
+            return None
+        pos += _WINDOW
+    return None
 
 
 def _inside_special(f, cut: int, specials: list[bytes]) -> bool:

@@ -63,7 +63,7 @@ class TrainConfig:
     # hardware
     device: str = "auto"  # auto: cuda > mps > cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
-    compile: bool = False  # torch.compile the forward pass and loss
+    compile: bool = False  # torch.compile the forward pass with the loss, and AdamW's update
     seed: int = 0
     # optional Weights & Biases logging (only when the package is installed)
     wandb: bool = False

@@ -8,10 +8,10 @@ and torch's RNG, so a resumed run continues exactly where the uninterrupted one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +27,9 @@ from cs336_basics.checkpoint import (
 )
 from cs336_basics.clipping import gradient_clipping
 from cs336_basics.data import get_batch
+from cs336_basics.interrupt import deferred_interrupt
 from cs336_basics.loss import cross_entropy
-from cs336_basics.metrics import MetricsLog, model_flops_utilization, peak_flops, start_wandb
+from cs336_basics.metrics import MetricsLog, Throughput, peak_flops, start_wandb
 from cs336_basics.optim import AdamW
 from cs336_basics.run_dir import RunDir
 from cs336_basics.schedule import get_lr_cosine_schedule
@@ -68,7 +69,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
     ``resume=True`` continues from the run directory's latest checkpoint (a fresh start
     when it has none). Raises `TrainingDiverged` on a NaN/inf loss, keeping the last good
-    checkpoint, and FileExistsError when starting over a run that has checkpoints.
+    checkpoint; FileExistsError when starting over a run that has checkpoints; and
+    KeyboardInterrupt after Ctrl-C, once the current step is done and checkpointed.
     """
     run = RunDir(config.out_dir)
     device = resolve_device(config.device)
@@ -82,81 +84,49 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     train_data = _open(config.train_data, config.model)
     val_batches = _fixed_val_batches(config)
     rng = np.random.default_rng(config.seed)
+    step, wall_before, last_good = _start_or_resume(run, config, model, optimizer, rng, resume)
 
-    latest = run.latest_checkpoint() if resume else None
-    if latest is not None:
-        step, wall_before = _restore(latest, model, optimizer, rng)
-        _truncate_metrics(run, step)
-    else:
-        _start(run, config)
-        step, wall_before = 0, 0.0
-
-    loss_fn = _forward_loss
-    if config.compile:
-        loss_fn = torch.compile(_forward_loss, dynamic=False)
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
-    peak = peak_flops(device, precision)
+    loss_fn = torch.compile(_forward_loss, dynamic=False) if config.compile else _forward_loss
+    autocast = _autocast(device, precision)
     fwd_flops = flops_per_token(config.model)["total"]
-    num_steps, cosine_steps = config.num_steps, config.cosine_steps or config.num_steps
-    wandb_run = None
-    if config.wandb:
-        name = config.run_name or run.path.name
-        wandb_run = start_wandb(config.wandb_project, name, _config_dict(config), run.path)
-    log = MetricsLog(run.metrics, wandb_run)
-    bar = tqdm(total=num_steps, initial=step, unit="step", disable=not progress, dynamic_ncols=True)
+    meter = Throughput(
+        config.tokens_per_step, fwd_flops, peak_flops(device, precision), wall_before
+    )
+    log = MetricsLog(run.metrics, _wandb(config, run))
+    bar = tqdm(total=config.num_steps, initial=step, unit="step", disable=not progress)
     if progress:
         bar.write(_summary(config, model, device, precision, step))
-
-    session_start = time.perf_counter()
-    interval_start, interval_steps = time.perf_counter(), 0
-    pending_loss, pending_norm = [], []
-    last_row, last_good = {}, latest
+    pending, row = [], {}  # (loss, grad norm) device tensors since the last row
     try:
-        while step < num_steps:
-            lr = get_lr_cosine_schedule(
-                step, config.lr, config.min_lr, config.warmup_steps, cosine_steps
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, grad_norm = _step(
-                model, optimizer, loss_fn, train_data, rng, device, autocast, config
-            )
-            step += 1
-            interval_steps += 1
-            pending_loss.append(loss)
-            pending_norm.append(grad_norm)
-            bar.update()
-            evaluate = step % config.eval_every == 0 or step == num_steps
-            checkpoint = step % config.checkpoint_every == 0 or step == num_steps
-            if not (step % config.log_every == 0 or evaluate or checkpoint):
-                continue
-
-            # the only host-device sync of the loop: once per logging interval
-            losses, norms = torch.stack(pending_loss).cpu(), torch.stack(pending_norm).cpu()
-            pending_loss, pending_norm = [], []
-            _check_finite(losses, norms, step, lr, last_good)
-            tokens_per_s = (
-                interval_steps * config.tokens_per_step / (time.perf_counter() - interval_start)
-            )
-            row = dict(
-                step=step,
-                tokens=step * config.tokens_per_step,
-                train_loss=losses.mean().item(),
-                val_loss=_evaluate(model, loss_fn, val_batches, device, autocast)
-                if evaluate
-                else None,
-                lr=lr,
-                grad_norm=norms.mean().item(),
-                tokens_per_s=tokens_per_s,
-                mfu=model_flops_utilization(tokens_per_s, fwd_flops, peak),
-                wall_time_s=wall_before + time.perf_counter() - session_start,
-            )
-            log.write(row)
-            last_row = row
-            bar.set_postfix(_postfix(row), refresh=False)
-            if checkpoint:
-                last_good = _save(run, model, optimizer, rng, row, config.keep_checkpoints)
-            interval_start, interval_steps = time.perf_counter(), 0
+        with deferred_interrupt() as stop_requested:
+            while step < config.num_steps:
+                lr = _set_lr(optimizer, config, step)
+                pending.append(
+                    _step(model, optimizer, loss_fn, train_data, rng, device, autocast, config)
+                )
+                step += 1
+                meter.step()
+                bar.update()
+                stop = stop_requested()
+                last = step == config.num_steps
+                save = stop or last or step % config.checkpoint_every == 0
+                evaluate = last or step % config.eval_every == 0
+                if not (save or evaluate or step % config.log_every == 0):
+                    continue
+                row = _interval_row(step, pending, lr, last_good, meter, config)
+                pending = []
+                if evaluate:
+                    row["val_loss"] = _evaluate(model, loss_fn, val_batches, device, autocast)
+                log.write(row)
+                bar.set_postfix(_postfix(row), refresh=False)
+                if save:
+                    last_good = _save(run, model, optimizer, rng, row, config.keep_checkpoints)
+                if stop:
+                    bar.write(
+                        f"stopped at step {step}; continue: cs336-basics train --resume {run.path}"
+                    )
+                    raise KeyboardInterrupt
+                meter.restart()
     finally:
         bar.close()
         log.close()
@@ -164,9 +134,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         run_dir=run.path,
         steps=step,
         tokens=step * config.tokens_per_step,
-        train_loss=last_row.get("train_loss", math.nan),
-        val_loss=last_row.get("val_loss"),
-        wall_time_s=last_row.get("wall_time_s", wall_before),
+        train_loss=row.get("train_loss", math.nan),
+        val_loss=row.get("val_loss"),
+        wall_time_s=row.get("wall_time_s", wall_before),
     )
 
 
@@ -209,6 +179,30 @@ def _step(model, optimizer, loss_fn, data, rng, device, autocast, config):
     return total / config.grad_accum_steps, grad_norm
 
 
+def _set_lr(optimizer, config: TrainConfig, step: int) -> float:
+    cosine_steps = config.cosine_steps or config.num_steps
+    lr = get_lr_cosine_schedule(step, config.lr, config.min_lr, config.warmup_steps, cosine_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _interval_row(step, pending, lr, last_good, meter, config) -> dict:
+    """The metrics row of the steps since the last one. The loop's only host-device
+    sync happens here, once per row: the losses are checked and averaged."""
+    losses, norms = (torch.stack(ts).cpu() for ts in zip(*pending, strict=True))
+    _check_finite(losses, norms, step, lr, last_good)
+    return dict(
+        step=step,
+        tokens=step * config.tokens_per_step,
+        train_loss=losses.mean().item(),
+        val_loss=None,
+        lr=lr,
+        grad_norm=norms.mean().item(),
+        **meter.measure(),
+    )
+
+
 @torch.no_grad()
 def _evaluate(model, loss_fn, batches, device, autocast) -> float | None:
     if not batches:
@@ -239,6 +233,34 @@ def _check_finite(losses, norms, step, lr, last_good) -> None:
 # ---- setup ---------------------------------------------------------------------------
 
 
+def _start_or_resume(run, config, model, optimizer, rng, resume) -> tuple[int, float, Path | None]:
+    """Restore the latest checkpoint (resume) or start an empty run; write config.json.
+    Returns the step, the wall time so far and the checkpoint resumed from."""
+    latest = run.latest_checkpoint() if resume else None
+    if latest is None:
+        _start(run)
+        step, wall_before = 0, 0.0
+    else:
+        step, wall_before = _restore(latest, model, optimizer, rng)
+        _truncate_metrics(run, step)
+    # rewritten on resume too: overrides such as a longer budget belong to the run
+    write_text_atomic(run.config, json.dumps(_config_dict(config), indent=2) + "\n")
+    return step, wall_before, latest
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _wandb(config: TrainConfig, run: RunDir):
+    if not config.wandb:
+        return None
+    name = config.run_name or run.path.name
+    return start_wandb(config.wandb_project, name, _config_dict(config), run.path)
+
+
 def _precision(config: TrainConfig, device: torch.device) -> str:
     if config.precision != "auto":
         return config.precision
@@ -258,10 +280,16 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
         lr=config.lr,
         betas=(config.beta1, config.beta2),
         eps=config.eps,
+        compile=config.compile,
     )
 
 
 def _open(path: str, model: ModelConfig) -> np.memmap:
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"token file {path} not found; make it with `cs336-basics tokenizer encode` "
+            "(see the Training section of packages/basics/README.md)"
+        )
     data = open_token_file(path)
     if len(data) <= model.context_length:
         raise ValueError(
@@ -290,14 +318,12 @@ def _fixed_val_batches(config: TrainConfig) -> list[tuple[torch.Tensor, torch.Te
     ]
 
 
-def _start(run: RunDir, config: TrainConfig) -> None:
+def _start(run: RunDir) -> None:
     if run.all_checkpoints():
         raise FileExistsError(
             f"{run.path} already holds checkpoints; resume it (--resume {run.path}) "
             "or choose another out_dir"
         )
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run.config, json.dumps(_config_dict(config), indent=2) + "\n")
     run.metrics.unlink(missing_ok=True)
 
 

@@ -1,0 +1,121 @@
+"""What every benchmark shares: device choice, timing with device syncs, OOM capture,
+NVTX ranges, and result tables written as Markdown and CSV."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import statistics
+import timeit
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cs336_common.io import write_text_atomic
+
+OOM = "OOM"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Timing:
+    mean_ms: float
+    std_ms: float
+
+    def __str__(self) -> str:
+        return f"{self.mean_ms:.3f} ± {self.std_ms:.3f}"
+
+
+def time_fn(fn: Callable[[], object], *, warmup: int, steps: int, device: torch.device) -> Timing:
+    """Wall time of ``fn`` per call: ``warmup`` untimed calls (compilation, autotuning,
+    allocator growth), then ``steps`` calls each bracketed by device synchronisation
+    so that the asynchronous GPU work is inside the measurement."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(steps):
+        start = timeit.default_timer()
+        fn()
+        synchronize(device)
+        times.append((timeit.default_timer() - start) * 1e3)
+    return Timing(statistics.fmean(times), statistics.stdev(times) if steps > 1 else 0.0)
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
+
+
+def free_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_or_oom(fn: Callable[[], object]):
+    """``fn()``, or ``OOM`` when the device runs out of memory (other errors propagate)."""
+    try:
+        return fn()
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not is_oom(exc):
+            raise
+        free_memory()
+        return OOM
+
+
+@contextlib.contextmanager
+def nvtx_range(name: str, enabled: bool) -> Iterator[None]:
+    """An Nsight Systems range, or nothing (no CUDA, or --nvtx not given)."""
+    if not (enabled and torch.cuda.is_available()):
+        yield
+        return
+    torch.cuda.nvtx.range_push(name)
+    try:
+        yield
+    finally:
+        torch.cuda.nvtx.range_pop()
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict], out_dir: str | Path, name: str, header: str = "") -> Path:
+    """``<out_dir>/<name>.md`` (``header`` + table) and ``<name>.csv``; returns the .md path."""
+    out_dir = Path(out_dir)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / f"{name}.csv", buf.getvalue())
+    md_path = out_dir / f"{name}.md"
+    write_text_atomic(md_path, (header + "\n\n" if header else "") + markdown_table(rows))
+    return md_path
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU, torch {torch.__version__}"

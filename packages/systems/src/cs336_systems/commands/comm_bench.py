@@ -1,0 +1,183 @@
+"""All-reduce latency and bus bandwidth across message sizes, backends and world sizes.
+
+Without torchrun it starts its own ranks on this machine, one set per backend and world
+size (gloo: CPU tensors; nccl: one GPU per rank). Under torchrun it measures the one
+group torchrun made (``--backend``, world size from the environment):
+
+    cs336-systems comm-bench --backend gloo nccl --world-size 2 4 --out runs/comm
+    torchrun --nproc_per_node 2 -m cs336_systems.cli comm-bench --backend nccl --out runs/comm
+
+Latency is the mean over ``--iters`` timed all-reduces, each waited for, taking the
+slowest rank. Bus bandwidth follows nccl-tests: ``size / latency * 2 (n-1) / n``, the
+rate each link carries in a ring all-reduce, comparable across world sizes. Writes a
+Markdown table (printed), ``comm_bench.csv`` and ``comm_bench.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+_MIB = 2**20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", nargs="+", default=["gloo"], choices=["gloo", "nccl"])
+    p.add_argument(
+        "--world-size",
+        nargs="+",
+        type=int,
+        default=[2],
+        metavar="N",
+        help="ranks per run (ignored under torchrun)",
+    )
+    p.add_argument(
+        "--sizes-mib",
+        nargs="+",
+        type=float,
+        default=[2.0**i for i in range(11)],
+        metavar="MIB",
+        help="float32 message sizes in MiB (default 1 2 4 ... 1024)",
+    )
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds per run before its ranks are killed"
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/comm_bench"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336_systems.dist_utils import spawn, torchrun_group, under_torchrun
+
+    _check(args)
+    rows: list[dict] = []
+    if under_torchrun():
+        import torch.distributed as dist
+
+        with torchrun_group(args.backend[0]):
+            rows = _measure(args)
+            if dist.get_rank() != 0:
+                return 0
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for backend in args.backend:
+                for world in args.world_size:
+                    result = Path(tmp) / f"{backend}_{world}.json"
+                    spawn(
+                        _worker, world, args, str(result), backend=backend, timeout_s=args.timeout
+                    )
+                    rows += json.loads(result.read_text())
+    _report(rows, args.out)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> None:
+    import torch
+
+    if "nccl" in args.backend:
+        gpus = torch.cuda.device_count()
+        if gpus == 0 or max(args.world_size) > gpus:
+            raise SystemExit(f"comm-bench: nccl needs one GPU per rank; this machine has {gpus}")
+    if min(args.world_size) < 1 or args.iters < 1 or args.warmup < 0 or min(args.sizes_mib) <= 0:
+        raise SystemExit(
+            "comm-bench: --world-size, --iters, --sizes-mib must be positive, --warmup >= 0"
+        )
+
+
+def _worker(rank: int, world: int, args: argparse.Namespace, result_path: str) -> None:
+    rows = _measure(args)
+    if rank == 0:
+        Path(result_path).write_text(json.dumps(rows))
+
+
+def _measure(args: argparse.Namespace) -> list[dict]:
+    """Rows of (backend, world, size, latency, bandwidths); collective over the group."""
+    import time
+
+    import torch
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from cs336_systems.dist_utils import current_device
+
+    device = current_device()
+    world, backend = dist.get_world_size(), dist.get_backend()
+    rows = []
+    sizes = args.sizes_mib
+    for size_mib in tqdm(
+        sizes, desc=f"all-reduce {backend} x{world}", disable=dist.get_rank() != 0
+    ):
+        x = torch.randn(int(size_mib * _MIB) // 4, device=device)
+        times = []
+        for i in range(args.warmup + args.iters):
+            _wait(device)
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(x)
+            _wait(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+        latency = torch.tensor(sum(times) / len(times), dtype=torch.float64, device=device)
+        dist.all_reduce(latency, op=dist.ReduceOp.MAX)  # the slowest rank decides
+        seconds = latency.item()
+        nbytes = x.numel() * x.element_size()
+        rows.append(
+            {
+                "backend": backend,
+                "world_size": world,
+                "size_mib": size_mib,
+                "latency_ms": seconds * 1e3,
+                "algbw_gbps": nbytes / seconds / 1e9,
+                "busbw_gbps": nbytes / seconds / 1e9 * 2 * (world - 1) / world,
+            }
+        )
+        del x
+    return rows
+
+
+def _wait(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _report(rows: list[dict], out: Path) -> None:
+    from cs336_common.io import atomic_path
+    from cs336_systems.results import markdown_table, write_csv
+
+    print(markdown_table(rows))
+    write_csv(out / "comm_bench.csv", rows)
+    with atomic_path(out / "comm_bench.png") as tmp:
+        _plot(rows, tmp)
+    print(f"wrote {out / 'comm_bench.csv'} and {out / 'comm_bench.png'}")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_lat, ax_bw) = plt.subplots(1, 2, figsize=(11, 4))
+    runs = sorted({(r["backend"], r["world_size"]) for r in rows})
+    for backend, world in runs:
+        rs = [r for r in rows if (r["backend"], r["world_size"]) == (backend, world)]
+        sizes = [r["size_mib"] for r in rs]
+        label = f"{backend}, {world} ranks"
+        ax_lat.plot(sizes, [r["latency_ms"] for r in rs], "o-", label=label)
+        ax_bw.plot(sizes, [r["busbw_gbps"] for r in rs], "o-", label=label)
+    for ax, ylabel in ((ax_lat, "latency (ms)"), (ax_bw, "bus bandwidth (GB/s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("message size (MiB, float32)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    ax_lat.set_yscale("log")
+    fig.suptitle("all-reduce")
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)

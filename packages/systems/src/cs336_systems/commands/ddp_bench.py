@@ -1,0 +1,255 @@
+"""Training-step time of each data-parallel variant, split into compute and
+communication, with peak memory per rank.
+
+Meant for torchrun (one GPU per rank, NCCL); without torchrun it starts
+``--world-size`` ranks itself (gloo on CPU unless ``--backend nccl``):
+
+    torchrun --nproc_per_node 2 -m cs336_systems.cli ddp-bench --model xl --variant all
+    cs336-systems ddp-bench --model tiny --world-size 2 --steps 2      # CPU smoke run
+
+Variants: ``naive`` (blocking all-reduce per gradient after backward), ``flat`` (one
+all-reduce of all gradients), ``individual`` (`DDPIndividualParameters`), ``bucketed``
+(`DDPBucketed`, ``--bucket-mb``), ``torch`` (`torch.nn.parallel.DistributedDataParallel`,
+same bucket size), ``sharded`` (bucketed + `ShardedOptimizer`), ``fsdp``
+(`FullyShardedDataParallel`). All train with AdamW on ``--batch-size`` random sequences
+per rank. A ``compute`` row runs the same step with no communication at all; each
+variant's ``comm_ms`` is its step time minus that, i.e. the communication it fails to
+hide. ``sync_ms`` is the time spent in the explicit gradient sync after backward and
+``opt_ms`` the optimizer step (which includes the sharded optimizer's broadcasts). Times
+are means over ``--steps`` after ``--warmup`` steps, from the slowest rank; memory is
+the peak allocated on the GPU (max over ranks) and the optimizer state held per rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp")
+# a model small enough for CPU smoke tests; the others are cs336_common's presets
+TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_heads=2, d_ff=64)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", nargs="+", default=["all"], choices=["all", *VARIANTS])
+    p.add_argument("--model", default="xl", help="small|medium|large|xl|2.7b or any preset; tiny")
+    p.add_argument("--context-length", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=4, help="sequences per rank")
+    p.add_argument(
+        "--dtype",
+        default="bf16",
+        choices=["bf16", "fp32"],
+        help="bf16: fp32 weights, bf16 autocast; fp32: TF32 matmuls on GPU",
+    )
+    p.add_argument(
+        "--bucket-mb", type=float, default=25.0, help="MiB per bucket (bucketed, torch, sharded)"
+    )
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--world-size", type=int, default=2, help="ranks to start without torchrun")
+    p.add_argument(
+        "--backend",
+        choices=["gloo", "nccl"],
+        default=None,
+        help="default: nccl if CUDA is available, else gloo",
+    )
+    p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--out", type=Path, default=Path("runs/ddp_bench"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336_systems.dist_utils import default_backend, spawn, torchrun_group, under_torchrun
+
+    args.variant = list(VARIANTS) if "all" in args.variant else args.variant
+    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
+        raise SystemExit("ddp-bench: --steps and --batch-size must be >= 1, --warmup >= 0")
+    _model_config(args)  # fail early on a bad --model
+    backend = args.backend or default_backend()
+    if under_torchrun():
+        import torch.distributed as dist
+
+        with torchrun_group(backend):
+            rows = _bench(args)
+            if dist.get_rank() != 0:
+                return 0
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "rows.json"
+            spawn(
+                _worker, args.world_size, args, str(result), backend=backend, timeout_s=args.timeout
+            )
+            rows = json.loads(result.read_text())
+    _report(rows, args)
+    return 0
+
+
+def _worker(rank: int, world: int, args: argparse.Namespace, result_path: str) -> None:
+    rows = _bench(args)
+    if rank == 0:
+        Path(result_path).write_text(json.dumps(rows))
+
+
+def _model_config(args: argparse.Namespace):
+    from cs336_common import MODEL_PRESETS, ModelConfig
+
+    if args.model == "tiny":
+        return ModelConfig(
+            **{**TINY, "context_length": args.context_length}, attention_backend="torch"
+        )
+    if args.model not in MODEL_PRESETS:
+        raise SystemExit(
+            f"ddp-bench: unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}"
+        )
+    return ModelConfig.from_preset(
+        args.model, context_length=args.context_length, attention_backend="torch"
+    )
+
+
+def _bench(args: argparse.Namespace) -> list[dict]:
+    """One row per variant, the ``compute`` baseline first; collective over the group."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return [_bench_variant(v, args) for v in ["compute", *args.variant]]
+
+
+def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
+    import gc
+    import time
+
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    from cs336_common import TransformerLM
+    from cs336_systems.dist_utils import current_device
+
+    device = current_device()
+    cfg = _model_config(args)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    model = TransformerLM.from_config(cfg, device=device)
+    wrapped, sync, opt = _wrap(variant, model, args)
+    g = torch.Generator(device=device).manual_seed(dist.get_rank())
+    ids = torch.randint(
+        0, cfg.vocab_size, (args.batch_size, args.context_length + 1), device=device, generator=g
+    )
+    x, y = ids[:, :-1], ids[:, 1:]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+
+    def wait():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
+    for step in range(args.warmup + args.steps):
+        wait()
+        t0 = time.perf_counter()
+        if hasattr(wrapped, "on_train_batch_start"):
+            wrapped.on_train_batch_start()
+        with autocast:
+            logits = wrapped(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), y.reshape(-1))
+        loss.backward()
+        wait()
+        t1 = time.perf_counter()
+        sync()
+        wait()
+        t2 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        wait()
+        t3 = time.perf_counter()
+        if step >= args.warmup:
+            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                times[k] += dt / args.steps
+    state_bytes = sum(
+        v.numel() * v.element_size()
+        for s in opt.state.values()
+        for v in s.values()
+        if torch.is_tensor(v)
+    )
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
+    stats = torch.tensor([*times.values(), peak, state_bytes], dtype=torch.float64, device=device)
+    dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
+    fwd_bwd, sync_s, opt_s, peak, state_bytes = stats.tolist()
+    del wrapped, sync, opt, model, logits, loss
+    return {
+        "variant": variant,
+        "step_ms": (fwd_bwd + sync_s + opt_s) * 1e3,
+        "fwd_bwd_ms": fwd_bwd * 1e3,
+        "sync_ms": sync_s * 1e3,
+        "opt_ms": opt_s * 1e3,
+        "peak_mem_gib": peak / 2**30,
+        "opt_state_gib": state_bytes / 2**30,
+    }
+
+
+def _wrap(variant: str, model, args: argparse.Namespace):
+    """(callable model, gradient sync after backward, optimizer) for a variant."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from cs336_systems import (
+        DDPBucketed,
+        DDPIndividualParameters,
+        FullyShardedDataParallel,
+        ShardedOptimizer,
+        all_reduce_gradients,
+        all_reduce_gradients_flat,
+    )
+    from cs336_systems.ddp import broadcast_module
+
+    adamw = dict(lr=1e-4, weight_decay=0.1, fused=model.lm_head.weight.is_cuda)
+    no_sync = lambda: None  # noqa: E731
+    if variant == "compute":
+        return model, no_sync, torch.optim.AdamW(model.parameters(), **adamw)
+    if variant in ("naive", "flat"):
+        broadcast_module(model)
+        reduce = all_reduce_gradients if variant == "naive" else all_reduce_gradients_flat
+        return model, lambda: reduce(model), torch.optim.AdamW(model.parameters(), **adamw)
+    if variant == "individual":
+        ddp = DDPIndividualParameters(model)
+        return (
+            ddp,
+            ddp.finish_gradient_synchronization,
+            torch.optim.AdamW(model.parameters(), **adamw),
+        )
+    if variant in ("bucketed", "sharded"):
+        ddp = DDPBucketed(model, args.bucket_mb)
+        opt = (
+            torch.optim.AdamW(model.parameters(), **adamw)
+            if variant == "bucketed"
+            else ShardedOptimizer(model.parameters(), torch.optim.AdamW, **adamw)
+        )
+        return ddp, ddp.finish_gradient_synchronization, opt
+    if variant == "torch":
+        ids = [model.lm_head.weight.device.index] if model.lm_head.weight.is_cuda else None
+        ddp = DistributedDataParallel(model, device_ids=ids, bucket_cap_mb=args.bucket_mb)
+        return ddp, no_sync, torch.optim.AdamW(model.parameters(), **adamw)
+    fsdp = FullyShardedDataParallel(model)
+    return fsdp, no_sync, torch.optim.AdamW(fsdp.parameters(), **adamw)
+
+
+def _report(rows: list[dict], args: argparse.Namespace) -> None:
+    from cs336_systems.results import markdown_table, write_csv
+
+    compute = rows[0]["step_ms"]
+    for r in rows:
+        r["comm_ms"] = r["step_ms"] - compute
+        r["vs_torch"] = next(
+            (r["step_ms"] / t["step_ms"] for t in rows if t["variant"] == "torch"), float("nan")
+        )
+    print(
+        f"model {args.model}, {args.batch_size} x {args.context_length} tokens per rank, {args.dtype}"
+    )
+    print(markdown_table(rows))
+    write_csv(args.out / "ddp_bench.csv", rows)
+    print(f"wrote {args.out / 'ddp_bench.csv'}")

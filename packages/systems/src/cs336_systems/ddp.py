@@ -1,0 +1,61 @@
+"""Data parallelism without a wrapper: start every rank from rank 0's weights, and after
+``loss.backward()`` average the gradients across ranks.
+
+Two baselines for the benchmark: `all_reduce_gradients` issues one all-reduce per
+parameter (many small messages, each paying the collective's latency) and
+`all_reduce_gradients_flat` one all-reduce over all gradients concatenated (one
+latency, an extra copy in and out). Neither overlaps communication with backward; the
+wrappers in `ddp_individual` and `ddp_bucketed` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into every rank's ``module`` (in place)."""
+    for t in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(t.data, src=src)
+
+
+def grads_to_sync(module: nn.Module) -> list[Tensor]:
+    """Gradients of the trainable parameters that received one (tied weights once)."""
+    return [p.grad for p in module.parameters() if p.requires_grad and p.grad is not None]
+
+
+def all_reduce_gradients(module: nn.Module) -> None:
+    """Average every gradient across ranks, one blocking all-reduce per parameter."""
+    world = dist.get_world_size()
+    for g in grads_to_sync(module):
+        g.div_(world)  # divide first: the sum of world gradients could overflow in 16 bits
+        dist.all_reduce(g)
+
+
+def all_reduce_gradients_flat(module: nn.Module) -> None:
+    """Average every gradient across ranks with one all-reduce per dtype over the
+    concatenated gradients, then copy the averages back."""
+    world = dist.get_world_size()
+    for grads in _by_dtype(grads_to_sync(module)):
+        flat = torch.cat([g.reshape(-1) for g in grads]).div_(world)
+        dist.all_reduce(flat)
+        unflatten_into(flat, grads)
+
+
+def unflatten_into(flat: Tensor, tensors: Iterable[Tensor]) -> None:
+    """Copy consecutive slices of the 1-D ``flat`` back into ``tensors``, in order."""
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def _by_dtype(grads: list[Tensor]) -> list[list[Tensor]]:
+    groups: dict[torch.dtype, list[Tensor]] = {}
+    for g in grads:
+        groups.setdefault(g.dtype, []).append(g)
+    return list(groups.values())

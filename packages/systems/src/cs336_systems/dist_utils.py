@@ -1,0 +1,125 @@
+"""Process-group plumbing: start N ranks on one machine (tests, benchmarks) or join a
+`torchrun` launch, and always tear the group down.
+
+`spawn(fn, world_size, *args)` runs ``fn(rank, world_size, *args)`` in ``world_size``
+fresh processes that share a process group on a free localhost port; it never hangs:
+past ``timeout_s`` every rank is killed and a `TimeoutError` names the function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def device_for(backend: str, local_rank: int) -> torch.device:
+    """NCCL ranks own one GPU each; gloo ranks compute on the CPU."""
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def current_device() -> torch.device:
+    """This rank's device in the initialised group: its GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def process_group(
+    rank: int, world_size: int, backend: str, port: int, timeout_s: float = 120.0
+) -> Iterator[torch.device]:
+    """Join a localhost group; yield this rank's device; destroy the group on exit."""
+    device = device_for(backend, rank)
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+        **({"device_id": device} if backend == "nccl" else {}),
+    )
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def torchrun_group(backend: str | None = None) -> Iterator[torch.device]:
+    """Join the group `torchrun` describes in RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*."""
+    missing = [
+        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
+    ]
+    if missing:
+        raise RuntimeError(f"not launched by torchrun: environment lacks {', '.join(missing)}")
+    backend = backend or default_backend()
+    device = device_for(backend, int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend, **({"device_id": device} if backend == "nccl" else {}))
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def under_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def spawn(
+    fn: Callable[..., Any],
+    world_size: int,
+    *args: Any,
+    backend: str = "gloo",
+    timeout_s: float = 120.0,
+) -> None:
+    """Run ``fn(rank, world_size, *args)`` on ``world_size`` ranks; re-raise the first
+    failure with its traceback; kill every rank after ``timeout_s`` seconds."""
+    port = free_port()
+    ctx = mp.start_processes(
+        _entry,
+        args=(world_size, backend, port, timeout_s, fn, args),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not ctx.join(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{fn.__qualname__} on {world_size} ranks ({backend}) did not finish "
+                    f"within {timeout_s:.0f} s; killed every rank"
+                )
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+def _entry(rank, world_size, backend, port, timeout_s, fn, args):
+    with process_group(rank, world_size, backend, port, timeout_s):
+        fn(rank, world_size, *args)

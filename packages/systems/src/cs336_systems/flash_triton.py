@@ -1,0 +1,420 @@
+"""FlashAttention-2 as Triton kernels: one forward kernel, and a backward of three kernels.
+
+Forward: a program owns BLOCK_M queries of one (batch, head) and streams the key/value
+tiles through an online softmax (the algorithm of ``flash_pytorch.py``) in the base-2
+domain: scores are scaled by ``log2(e)/sqrt(d)`` so ``exp`` becomes the cheaper ``exp2``.
+It writes O and the natural-log log-sum-exp ``L``.
+
+Backward (no atomics): ``D = rowsum(dO ∘ O)`` in a small kernel; then one kernel where a
+program owns a key tile and loops over query tiles accumulating dK and dV, and one where
+a program owns a query tile and loops over key tiles accumulating dQ. Both recompute
+``P = exp(S - L)``.
+
+Causal attention skips the tiles above the diagonal, and only the tiles that cross the
+diagonal pay for a mask: every loop below is split into an unmasked run of tiles and a
+masked one. Any sequence length works (loads are masked past the end), head dims up to
+128 are padded to a power of two (at least 16, tl.dot's minimum), and 16-bit inputs feed
+the tensor cores with float32 accumulation. Tile sizes, warps and pipeline depth are
+autotuned on a GPU (``CS336_FLASH_AUTOTUNE=0`` takes the first candidate instead, for
+quick runs); under ``TRITON_INTERPRET=1`` (CPU tests) one small config is used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from cs336_systems.flash_pytorch import check_attention_inputs
+
+# kernels may only read globals that are constexpr
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
+MAX_HEAD_DIM = 128
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+_AUTOTUNE = os.environ.get("CS336_FLASH_AUTOTUNE", "1") != "0"
+
+
+def _configs(block_names: tuple[str, str], gpu: list[tuple[int, int, int, int]], cpu: tuple):
+    """Autotune candidates ``(block_a, block_b, num_warps, num_stages)``, the first being a
+    good default; one small config for the CPU interpreter."""
+    a, b = block_names
+    if _INTERPRET:
+        return [triton.Config({a: cpu[0], b: cpu[1]}, num_warps=1, num_stages=1)]
+    gpu = gpu if _AUTOTUNE else gpu[:1]
+    return [triton.Config({a: x, b: y}, num_warps=w, num_stages=s) for x, y, w, s in gpu]
+
+
+def _quick_bench(kernel_call, quantiles):
+    # Autotuning runs once per shape bucket; short timing windows keep a sweep over many
+    # shapes affordable while still ranking configs whose times differ by more than noise.
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=25, quantiles=quantiles)
+
+
+# Constraints the loops rely on: BLOCK_M % BLOCK_N == 0 (forward and dQ, so the masked
+# diagonal run starts on a key-tile boundary) and BLOCK_N1 % BLOCK_M1 == 0 (dK/dV).
+# Candidates were screened for register spills and shared memory with ptxas for sm_90
+# (bf16/fp32, d = 32..128); the first of each list fits every dtype and head dim.
+_FWD_CONFIGS = _configs(
+    ("BLOCK_M", "BLOCK_N"),
+    [(64, 32, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 8, 4), (128, 32, 8, 4)],
+    cpu=(32, 16),
+)
+_DKDV_CONFIGS = _configs(
+    ("BLOCK_M1", "BLOCK_N1"),
+    [(32, 64, 4, 4), (32, 128, 8, 3), (16, 128, 8, 4), (64, 64, 8, 3), (32, 64, 8, 3)],
+    cpu=(16, 32),
+)
+_DQ_CONFIGS = _configs(
+    ("BLOCK_M2", "BLOCK_N2"),
+    [(64, 32, 4, 4), (128, 32, 8, 3), (128, 64, 8, 3), (128, 16, 8, 4), (64, 64, 8, 3)],
+    cpu=(32, 16),
+)
+# Shapes are bucketed by powers of two so that e.g. decoding with a growing KV cache does
+# not re-tune at every length; dtypes are part of the key automatically.
+_TUNE_KEY = ["Q_BUCKET", "KV_BUCKET", "HEAD_DIM", "IS_CAUSAL", "DOT_PRECISION"]
+
+
+@triton.jit
+def _load_rows(base, offs_rows, stride_row, n_rows, offs_d, HEAD_DIM: tl.constexpr):
+    """Rows ``offs_rows`` of a (n_rows, HEAD_DIM) matrix, zeros past either end."""
+    ptrs = base + offs_rows[:, None] * stride_row + offs_d[None, :]
+    mask = (offs_rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM)
+    return tl.load(ptrs, mask=mask, other=0.0)
+
+
+@triton.jit
+def _fwd_tiles(
+    acc, l_i, m_i, q, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
+    IS_CAUSAL: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Online-softmax update of (acc, l, m) with key tiles ``lo .. hi``."""
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        k = _load_rows(K, offs_n, skn, N_KV, offs_d, HEAD_DIM)
+        v = _load_rows(V, offs_n, svn, N_KV, offs_d, HEAD_DIM)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        if MASK:
+            keep = offs_m[:, None] >= offs_n[None, :] if IS_CAUSAL else (offs_n < N_KV)[None, :]
+            qk = tl.where(keep, qk, -float("inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.autotune(configs=_FWD_CONFIGS, key=_TUNE_KEY, do_bench=_quick_bench)
+@triton.jit
+def _flash_fwd(
+    Q, K, V, O, L,
+    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, soz, soh, son,
+    H, N_Q, N_KV, Q_BUCKET, KV_BUCKET, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    # Causal query tiles further down have more keys to visit: launch them first so the
+    # long programs do not start last and leave the GPU half idle at the end.
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if IS_CAUSAL else tl.program_id(0)
+    zh = tl.program_id(1)
+    z, h = (zh // H).to(tl.int64), (zh % H).to(tl.int64)
+    Q += z * sqz + h * sqh
+    K += z * skz + h * skh
+    V += z * svz + h * svh
+    O += z * soz + h * soh
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM)
+    m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    if IS_CAUSAL:  # keys below the diagonal need no mask; the diagonal run does
+        lo, hi = start_m, tl.minimum(start_m + BLOCK_M, N_KV)
+    else:  # only a ragged last key tile needs a mask
+        lo = (N_KV // BLOCK_N) * BLOCK_N
+        hi = N_KV
+    acc, l_i, m_i = _fwd_tiles(
+        acc, l_i, m_i, q, K, V, skn, svn, offs_m, offs_d, N_KV, 0, lo, qk_scale,
+        HEAD_DIM, BLOCK_N, False, IS_CAUSAL, DOT_PRECISION,
+    )  # fmt: skip
+    acc, l_i, m_i = _fwd_tiles(
+        acc, l_i, m_i, q, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
+        HEAD_DIM, BLOCK_N, True, IS_CAUSAL, DOT_PRECISION,
+    )  # fmt: skip
+    out = acc / l_i[:, None]
+    o_ptrs = O + offs_m[:, None] * son + offs_d[None, :]
+    tl.store(
+        o_ptrs,
+        out.to(O.dtype.element_ty),
+        mask=(offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM),
+    )
+    tl.store(L + zh.to(tl.int64) * N_Q + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=offs_m < N_Q)
+
+
+@triton.jit
+def _bwd_delta(
+    O, dO, Delta, soz, soh, son, sdz, sdh, sdn, H, N_Q,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
+):  # fmt: skip
+    """D = rowsum(dO ∘ O), float32, one value per query."""
+    zh = tl.program_id(1)
+    z, h = (zh // H).to(tl.int64), (zh % H).to(tl.int64)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    o = _load_rows(O + z * soz + h * soh, offs_m, son, N_Q, offs_d, HEAD_DIM)
+    do = _load_rows(dO + z * sdz + h * sdh, offs_m, sdn, N_Q, offs_d, HEAD_DIM)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(Delta + zh.to(tl.int64) * N_Q + offs_m, delta, mask=offs_m < N_Q)
+
+
+@triton.jit
+def _dkdv_tiles(
+    dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, hi, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_M1: tl.constexpr, MASK: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Accumulate dK, dV of one key tile over query tiles ``lo .. hi`` (transposed: Pᵀ, dSᵀ)."""
+    for start_m in range(lo, hi, BLOCK_M1):
+        offs_m = start_m + tl.arange(0, BLOCK_M1)
+        q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM)
+        do = _load_rows(dO, offs_m, sdn, N_Q, offs_d, HEAD_DIM)
+        # L = +inf past the last query makes P = 0 there, so padded rows contribute nothing
+        lse2 = tl.load(L + offs_m, mask=offs_m < N_Q, other=float("inf")) * LOG2E
+        delta = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
+        qk_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION)
+        p_t = tl.math.exp2(qk_t * qk_scale - lse2[None, :])
+        if MASK:
+            p_t = tl.where(offs_m[None, :] >= offs_n[:, None], p_t, 0.0)
+        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
+    return dk, dv
+
+
+@triton.autotune(configs=_DKDV_CONFIGS, key=_TUNE_KEY, do_bench=_quick_bench)
+@triton.jit
+def _flash_bwd_dkdv(
+    Q, K, V, dO, L, Delta, dK, dV,
+    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
+    H, N_Q, N_KV, Q_BUCKET, KV_BUCKET, qk_scale, sm_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M1: tl.constexpr, BLOCK_N1: tl.constexpr,
+):  # fmt: skip
+    # causal: the first key tiles are seen by the most queries and come first in launch order
+    zh = tl.program_id(1)
+    z, h = (zh // H).to(tl.int64), (zh % H).to(tl.int64)
+    start_n = tl.program_id(0) * BLOCK_N1
+    offs_n = start_n + tl.arange(0, BLOCK_N1)
+    offs_d = tl.arange(0, BLOCK_D)
+    k = _load_rows(K + z * skz + h * skh, offs_n, skn, N_KV, offs_d, HEAD_DIM)
+    v = _load_rows(V + z * svz + h * svh, offs_n, svn, N_KV, offs_d, HEAD_DIM)
+    Q += z * sqz + h * sqh
+    dO += z * sdz + h * sdh
+    L += zh.to(tl.int64) * N_Q
+    Delta += zh.to(tl.int64) * N_Q
+    dk = tl.zeros([BLOCK_N1, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N1, BLOCK_D], tl.float32)
+    if IS_CAUSAL:  # queries before start_n never see this tile; the diagonal run is masked
+        dk, dv = _dkdv_tiles(
+            dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q,
+            start_n, tl.minimum(start_n + BLOCK_N1, N_Q), qk_scale,
+            HEAD_DIM, BLOCK_M1, True, DOT_PRECISION,
+        )  # fmt: skip
+        lo = start_n + BLOCK_N1
+    else:
+        lo = 0
+    dk, dv = _dkdv_tiles(
+        dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, N_Q, qk_scale,
+        HEAD_DIM, BLOCK_M1, False, DOT_PRECISION,
+    )  # fmt: skip
+    # dK and dV share Q/K/V's layout (the wrapper allocates them contiguous like (Z, H, N, d))
+    out_mask = (offs_n[:, None] < N_KV) & (offs_d[None, :] < HEAD_DIM)
+    out_offs = (zh.to(tl.int64) * N_KV + offs_n[:, None]) * HEAD_DIM + offs_d[None, :]
+    tl.store(dK + out_offs, (dk * sm_scale).to(dK.dtype.element_ty), mask=out_mask)
+    tl.store(dV + out_offs, dv.to(dV.dtype.element_ty), mask=out_mask)
+
+
+@triton.jit
+def _dq_tiles(
+    dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_N2: tl.constexpr, MASK: tl.constexpr,
+    IS_CAUSAL: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Accumulate dQ of one query tile over key tiles ``lo .. hi``."""
+    for start_n in range(lo, hi, BLOCK_N2):
+        offs_n = start_n + tl.arange(0, BLOCK_N2)
+        k = _load_rows(K, offs_n, skn, N_KV, offs_d, HEAD_DIM)
+        v = _load_rows(V, offs_n, svn, N_KV, offs_d, HEAD_DIM)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+        p = tl.math.exp2(qk * qk_scale - lse2[:, None])
+        if MASK:
+            keep = offs_m[:, None] >= offs_n[None, :] if IS_CAUSAL else (offs_n < N_KV)[None, :]
+            p = tl.where(keep, p, 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PRECISION)
+    return dq
+
+
+@triton.autotune(configs=_DQ_CONFIGS, key=_TUNE_KEY, do_bench=_quick_bench)
+@triton.jit
+def _flash_bwd_dq(
+    Q, K, V, dO, L, Delta, dQ,
+    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
+    H, N_Q, N_KV, Q_BUCKET, KV_BUCKET, qk_scale, sm_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M2: tl.constexpr, BLOCK_N2: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if IS_CAUSAL else tl.program_id(0)
+    zh = tl.program_id(1)
+    z, h = (zh // H).to(tl.int64), (zh % H).to(tl.int64)
+    start_m = pid_m * BLOCK_M2
+    offs_m = start_m + tl.arange(0, BLOCK_M2)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = _load_rows(Q + z * sqz + h * sqh, offs_m, sqn, N_Q, offs_d, HEAD_DIM)
+    do = _load_rows(dO + z * sdz + h * sdh, offs_m, sdn, N_Q, offs_d, HEAD_DIM)
+    row = zh.to(tl.int64) * N_Q + offs_m
+    lse2 = tl.load(L + row, mask=offs_m < N_Q, other=float("inf")) * LOG2E
+    delta = tl.load(Delta + row, mask=offs_m < N_Q, other=0.0)
+    K += z * skz + h * skh
+    V += z * svz + h * svh
+    dq = tl.zeros([BLOCK_M2, BLOCK_D], tl.float32)
+    if IS_CAUSAL:
+        lo, hi = start_m, tl.minimum(start_m + BLOCK_M2, N_KV)
+    else:
+        lo = (N_KV // BLOCK_N2) * BLOCK_N2
+        hi = N_KV
+    dq = _dq_tiles(
+        dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, 0, lo, qk_scale,
+        HEAD_DIM, BLOCK_N2, False, IS_CAUSAL, DOT_PRECISION,
+    )  # fmt: skip
+    dq = _dq_tiles(
+        dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
+        HEAD_DIM, BLOCK_N2, True, IS_CAUSAL, DOT_PRECISION,
+    )  # fmt: skip
+    out_offs = (zh.to(tl.int64) * N_Q + offs_m[:, None]) * HEAD_DIM + offs_d[None, :]
+    out_mask = (offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM)
+    tl.store(dQ + out_offs, (dq * sm_scale).to(dQ.dtype.element_ty), mask=out_mask)
+
+
+def _as_4d(x: Tensor) -> Tensor:
+    """(..., n, d) -> a (Z, H, n, d) view (a copy only if the last dim is strided)."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    if x.ndim == 4:
+        return x
+    if x.ndim < 4:
+        return x.reshape((1,) * (4 - x.ndim) + tuple(x.shape))
+    return x.reshape(-1, *x.shape[-3:])
+
+
+def _strides(x: Tensor) -> tuple[int, int, int]:
+    return x.stride(0), x.stride(1), x.stride(2)
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # float32 follows torch's matmul setting: "highest" -> exact fp32, else TF32 tensor cores
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+        return "ieee"
+    return "tf32"
+
+
+def _check_triton_inputs(Q: Tensor, K: Tensor, V: Tensor) -> None:
+    d = Q.shape[-1]
+    if not 1 <= d <= MAX_HEAD_DIM:
+        raise ValueError(f"FlashAttentionTriton supports head dims 1..{MAX_HEAD_DIM}; got {d}")
+    if Q.dtype not in SUPPORTED_DTYPES or not Q.dtype == K.dtype == V.dtype:
+        raise TypeError(
+            f"FlashAttentionTriton needs Q, K, V of one dtype among {SUPPORTED_DTYPES}; "
+            f"got {Q.dtype}, {K.dtype}, {V.dtype}"
+        )
+    if not (Q.is_cuda or _INTERPRET):
+        raise RuntimeError(
+            "FlashAttentionTriton needs CUDA tensors (or TRITON_INTERPRET=1 set before "
+            "triton is imported, to run the kernels on the CPU)"
+        )
+
+
+class FlashAttentionTriton(torch.autograd.Function):
+    """Same contract as ``FlashAttentionPyTorch``: ``(..., n, d)`` inputs, saves Q, K, V, O, L."""
+
+    @staticmethod
+    def forward(ctx, Q: Tensor, K: Tensor, V: Tensor, is_causal: bool = False) -> Tensor:
+        check_attention_inputs(Q, K, V, is_causal)
+        _check_triton_inputs(Q, K, V)
+        q, k, v = _as_4d(Q), _as_4d(K), _as_4d(V)
+        Z, H, n_q, d = q.shape
+        n_kv = k.shape[2]
+        o = torch.empty((Z, H, n_q, d), device=Q.device, dtype=Q.dtype)
+        lse = torch.empty((Z, H, n_q), device=Q.device, dtype=torch.float32)
+        sm_scale = 1.0 / math.sqrt(d)
+        meta = _kernel_meta(d, is_causal, Q.dtype, n_q, n_kv)
+
+        def grid(cfg):
+            return (triton.cdiv(n_q, cfg["BLOCK_M"]), Z * H)
+
+        _flash_fwd[grid](
+            q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
+            H, n_q, n_kv, meta.pop("Q_BUCKET"), meta.pop("KV_BUCKET"), sm_scale * math.log2(math.e), **meta,
+        )  # fmt: skip
+        O, L = o.view(Q.shape), lse.view(Q.shape[:-1])
+        ctx.save_for_backward(Q, K, V, O, L)
+        ctx.is_causal = is_causal
+        return O
+
+    @staticmethod
+    def backward(ctx, dO: Tensor):
+        Q, K, V, O, L = ctx.saved_tensors
+        q, k, v, o, do = (_as_4d(t) for t in (Q, K, V, O, dO.to(Q.dtype)))
+        Z, H, n_q, d = q.shape
+        n_kv = k.shape[2]
+        sm_scale = 1.0 / math.sqrt(d)
+        meta = _kernel_meta(d, ctx.is_causal, Q.dtype, n_q, n_kv)
+        buckets = meta.pop("Q_BUCKET"), meta.pop("KV_BUCKET")
+        delta = torch.empty((Z, H, n_q), device=Q.device, dtype=torch.float32)
+        block = 16 if _INTERPRET else 64
+        _bwd_delta[(triton.cdiv(n_q, block), Z * H)](
+            o, do, delta, *_strides(o), *_strides(do), H, n_q,
+            HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block,
+        )  # fmt: skip
+        dq = torch.empty((Z, H, n_q, d), device=Q.device, dtype=Q.dtype)
+        dk = torch.empty((Z, H, n_kv, d), device=Q.device, dtype=Q.dtype)
+        dv = torch.empty_like(dk)
+        args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv, *buckets)
+        scales = (sm_scale * math.log2(math.e), sm_scale)
+
+        def grid_kv(cfg):
+            return (triton.cdiv(n_kv, cfg["BLOCK_N1"]), Z * H)
+
+        def grid_q(cfg):
+            return (triton.cdiv(n_q, cfg["BLOCK_M2"]), Z * H)
+
+        _flash_bwd_dkdv[grid_kv](q, k, v, do, L, delta, dk, dv, *args, *scales, **meta)
+        _flash_bwd_dq[grid_q](q, k, v, do, L, delta, dq, *args, *scales, **meta)
+        return dq.view(Q.shape), dk.view(K.shape), dv.view(V.shape), None
+
+
+def _kernel_meta(d: int, is_causal: bool, dtype: torch.dtype, n_q: int, n_kv: int) -> dict:
+    return dict(
+        Q_BUCKET=triton.next_power_of_2(n_q),
+        KV_BUCKET=triton.next_power_of_2(n_kv),
+        HEAD_DIM=d,
+        BLOCK_D=max(16, triton.next_power_of_2(d)),
+        IS_CAUSAL=is_causal,
+        DOT_PRECISION=_dot_precision(dtype),
+    )
+
+
+def flash_attention_triton(q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> Tensor:
+    """Functional form of ``FlashAttentionTriton.apply``."""
+    return FlashAttentionTriton.apply(q, k, v, is_causal)
