@@ -14,7 +14,7 @@ from __future__ import annotations
 
 def add_arguments(parser):
     parser.add_argument("--out", default="runs/quickstart", help="output directory")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 200)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 400)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
