@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 
 from cs336_common.io import atomic_path, write_text_atomic
@@ -12,3 +15,12 @@ def test_atomic_write_replaces_and_failure_keeps_old(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "one"
     assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_text_atomic(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o640

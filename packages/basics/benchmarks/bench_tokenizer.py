@@ -9,7 +9,8 @@ Prints one Markdown table (best of --repeats wall times, same machine, same text
     of the text after the first (cache warm on other text, as deep into a long corpus);
   - encode_file (the work of `cs336-basics tokenizer encode`) with 1 and --workers
     processes, fresh tokenizers, vs tiktoken's encode_batch of the same chunks on as
-    many threads.
+    many threads, on --copies copies of CORPUS (a file big enough to split; repeated
+    text, so each worker's cache is warm after its first copy).
 
   uv run python packages/basics/benchmarks/bench_tokenizer.py CORPUS [--workers N]
 """
@@ -86,6 +87,12 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=8,
+        help="encode_file runs on this many copies of CORPUS, so that it splits into chunks",
+    )
     args = parser.parse_args()
     text = args.corpus.read_text(encoding="utf-8")
     mb = len(text.encode("utf-8")) / 1e6
@@ -150,28 +157,32 @@ def main() -> None:
         ">= 0.5x tiktoken",
     )
 
-    # ---- encode_file, the CLI's work ----
+    # ---- encode_file, the CLI's work, on a file big enough to split ----
     with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "big.txt"
+        big.write_text(text * args.copies, encoding="utf-8")
+        big_mb, big_ids = mb * args.copies, ref_ids * args.copies
         for workers in sorted({1, args.workers}):
             # tiktoken gets the same independent pieces that encode_file's processes get
-            raw = text.encode("utf-8")
-            ranges = chunk_ranges(args.corpus, [EOT], chunk_size(len(raw), workers))
+            raw = big.read_bytes()
+            ranges = chunk_ranges(big, [EOT], chunk_size(len(raw), workers))
             pieces = [raw[a:b].decode("utf-8") for a, b in ranges]
             out = Path(tmp) / f"out{workers}.bin"
             times = []
             for _ in range(args.repeats):
                 tok = gpt2_tokenizer()  # fresh caches, as a new CLI process has
-                times.append(best_time(lambda: encode_file(tok, args.corpus, out, workers), 1)[0])  # noqa: B023
-            assert np.array_equal(open_token_file(out), np.asarray(ref_ids))
+                times.append(best_time(lambda: encode_file(tok, big, out, workers), 1)[0])  # noqa: B023
+            assert np.array_equal(open_token_file(out), np.asarray(big_ids))
             ref_batch, batch = best_time(
                 lambda: enc.encode_batch(pieces, num_threads=workers, allowed_special="all"),  # noqa: B023
                 args.repeats,
             )
-            assert [i for ids in batch for i in ids] == ref_ids
+            assert [i for ids in batch for i in ids] == big_ids
             row(
-                f"encode_file (CLI), {workers} process(es), fresh tokenizer, {len(pieces)} chunks",
-                f"{mb / min(times):.2f} MB/s",
-                f"{mb / ref_batch:.2f} MB/s (tiktoken batch, {workers} thread(s))",
+                f"encode_file (CLI), {args.copies} copies ({big_mb:.1f} MB), {workers} "
+                f"process(es), fresh tokenizer, {len(pieces)} chunks",
+                f"{big_mb / min(times):.2f} MB/s",
+                f"{big_mb / ref_batch:.2f} MB/s (tiktoken batch, {workers} thread(s))",
                 f"{ref_batch / min(times):.2f}x tiktoken",
                 "",
             )

@@ -119,6 +119,8 @@ def test_bad_input_errors(tmp_path):
     path.write_text("hello", encoding="utf-8")
     with pytest.raises(ValueError, match="at least 258"):
         train_bpe(path, 257, ["<a>", "<b>"])
+    with pytest.raises(ValueError, match="above the limit"):
+        train_bpe(path, 2_000_000, [])
     with pytest.raises(TypeError, match="list of strings"):
         train_bpe(path, 300, EOT)
     path.write_bytes("héllo wörld ".encode() * 3 + b"\xff\xfe bad")

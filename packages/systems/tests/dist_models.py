@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cs336_basics import AdamW
 from cs336_common import TransformerLM
 
 BATCH = 8  # full batch; each of the 2 ranks trains on half of it
@@ -80,7 +81,7 @@ def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def adamw(params) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    return AdamW(params, lr=1e-2, weight_decay=0.1)
 
 
 def train_reference(name: str, steps: int, **kwargs) -> nn.Module:

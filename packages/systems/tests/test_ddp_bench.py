@@ -11,7 +11,7 @@ from cs336_systems.commands.ddp_bench import VARIANTS
 @pytest.mark.distributed
 def test_ddp_bench_runs_every_variant(tmp_path, capsys):
     argv = ["ddp-bench", "--model", "tiny", "--context-length", "8", "--batch-size", "2"]
-    argv += ["--steps", "1", "--warmup", "1", "--out", str(tmp_path)]
+    argv += ["--dtype", "fp32", "--steps", "1", "--warmup", "0", "--out", str(tmp_path)]
     assert main(argv) == 0
     assert "| torch |" in capsys.readouterr().out
     rows = {r["variant"]: r for r in csv.DictReader((tmp_path / "ddp_bench.csv").open())}

@@ -9,8 +9,8 @@ pair of byte strings.
 from __future__ import annotations
 
 import heapq
-import itertools
 import os
+import sys
 from collections import Counter, defaultdict
 
 from tqdm import tqdm
@@ -64,6 +64,8 @@ def train_bpe(
             f"vocab_size={vocab_size} is too small: the 256 bytes and {len(special_tokens)} "
             f"special token(s) need at least {minimum}"
         )
+    if vocab_size > sys.maxunicode + 1:  # words hold token ids as characters
+        raise ValueError(f"vocab_size={vocab_size} is above the limit of {sys.maxunicode + 1}")
     counts = _count_pretokens(path, special_tokens, num_workers, progress)
     vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
@@ -111,76 +113,80 @@ def _merge(
 ) -> list[tuple[bytes, bytes]]:
     """Make up to `num_merges` merges, adding the new tokens to `vocab` in place.
 
-    Each distinct pre-token is a word: a list of ids with a frequency. `pair_counts` is
-    the frequency of each adjacent pair over all words and `where` the words it occurs in,
-    so a merge only rewrites the words that hold the pair. The heap holds (-count, keys)
-    entries, possibly stale: a popped entry is used only if its count is still current,
-    otherwise it is pushed back with the current one (counts only fall, except for pairs
-    holding the new token, which are pushed fresh after each merge).
+    Each distinct pre-token is a word with a frequency, held as a string whose characters
+    are token ids (chr(id)): a pair is then a 2-character string and merging it in a word
+    is `str.replace`, which scans left to right without overlaps exactly as BPE does, in C.
+    `pair_counts` is the frequency of each adjacent pair over all words and `where` the
+    words it occurs in, so a merge only rewrites the words that hold the pair. The heap
+    holds (-count, keys, pair) entries, possibly stale: a popped entry is used only if its
+    count is still current, otherwise it is requeued with the current one (counts only
+    fall, except for pairs holding the new token, which are pushed after each merge).
     """
-    words = [list(w.encode("utf-8")) for w in counts]
+    words = [w.encode("utf-8").decode("latin-1") for w in counts]  # chr(byte) = its id
     freqs = list(counts.values())
-    pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
-    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+    pair_counts: defaultdict[str, int] = defaultdict(int)
+    where: defaultdict[str, set[int]] = defaultdict(set)
     for i, (word, freq) in enumerate(zip(words, freqs, strict=True)):
-        for pair in itertools.pairwise(word):
+        for pair in map(str.__add__, word, word[1:]):
             pair_counts[pair] += freq
             where[pair].add(i)
     keys = [_inverted(vocab[i]) for i in range(len(vocab))]
-    heap = [(-c, keys[a], keys[b], a, b) for (a, b), c in pair_counts.items()]
-    heapq.heapify(heap)
 
+    def entry(pair: str, count: int) -> tuple:
+        return (-count, keys[ord(pair[0])], keys[ord(pair[1])], pair)
+
+    heap = [entry(pair, count) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
     merges: list[tuple[bytes, bytes]] = []
     bar = tqdm(total=num_merges, desc="merging", unit="merge", disable=not progress)
     while len(merges) < num_merges and heap:
-        neg, _, _, a, b = heapq.heappop(heap)
-        count = pair_counts.get((a, b), 0)
+        neg, _, _, pair = heapq.heappop(heap)
+        count = pair_counts.get(pair, 0)
         if count != -neg:  # stale (entries are only pushed with counts > 0): requeue
             if count > 0:
-                heapq.heappush(heap, (-count, keys[a], keys[b], a, b))
+                heapq.heappush(heap, entry(pair, count))
             continue
+        a, b = ord(pair[0]), ord(pair[1])
         new = len(vocab)
         vocab[new] = vocab[a] + vocab[b]
         keys.append(keys[a][:-1] + keys[b])
         merges.append((vocab[a], vocab[b]))
-        fresh = _apply_merge(words, freqs, pair_counts, where, a, b, new)
-        for pair in fresh:
-            if pair_counts[pair] > 0:
-                heapq.heappush(heap, (-pair_counts[pair], keys[pair[0]], keys[pair[1]], *pair))
+        for fresh in _apply_merge(words, freqs, pair_counts, where, pair, chr(new)):
+            if pair_counts[fresh] > 0:
+                heapq.heappush(heap, entry(fresh, pair_counts[fresh]))
         bar.update()
     bar.close()
     return merges
 
 
-def _apply_merge(words, freqs, pair_counts, where, a: int, b: int, new: int) -> set:
-    """Replace (a, b) by `new` in every word that holds it, updating the counts of only the
-    neighbouring pairs; return the pairs holding `new`, the only ones whose count grew."""
+def _apply_merge(words, freqs, pair_counts, where, pair: str, new: str) -> set[str]:
+    """Replace `pair` by `new` in every word that holds it, updating the counts of only the
+    pairs next to each merge site; return the pairs holding `new`, the only ones that grew."""
+    a, b = pair
     fresh = set()
-    for i in where.pop((a, b)):
-        word, freq = words[i], freqs[i]
-        n = len(word)
-        out: list[int] = []
-        j = 0
-        while j < n:
-            if word[j] == a and j + 1 < n and word[j + 1] == b:
-                if out:  # (left, a) becomes (left, new); left may itself be a fresh `new`
-                    left = out[-1]
-                    pair_counts[left, a] -= freq
-                    pair_counts[left, new] += freq
-                    where[left, new].add(i)
-                    fresh.add((left, new))
-                if j + 2 < n:  # (b, right) becomes (new, right)
-                    right = word[j + 2]
-                    pair_counts[b, right] -= freq
-                    pair_counts[new, right] += freq
-                    where[new, right].add(i)
-                    fresh.add((new, right))
-                out.append(new)
-                j += 2
-            else:
-                out.append(word[j])
-                j += 1
-        if len(out) < n:  # else `where` was stale (it is never pruned): the pair left
-            words[i] = out
-    del pair_counts[a, b]
+    for i in where.pop(pair):
+        word = words[i]
+        if pair not in word:  # `where` is never pruned: the pair has left this word
+            continue
+        words[i] = merged = word.replace(pair, new)
+        freq = freqs[i]
+        last = len(merged) - 1
+        k = merged.find(new)
+        while k >= 0:
+            # (left, a) became (left, new); a left `new` was handled as the previous right
+            if k > 0 and (left := merged[k - 1]) != new:
+                pair_counts[left + a] -= freq
+                grown = left + new
+                pair_counts[grown] += freq
+                where[grown].add(i)
+                fresh.add(grown)
+            if k < last:  # (b, right) became (new, right); a right `new` was an `a`
+                right = merged[k + 1]
+                pair_counts[b + (a if right == new else right)] -= freq
+                grown = new + right
+                pair_counts[grown] += freq
+                where[grown].add(i)
+                fresh.add(grown)
+            k = merged.find(new, k + 1)
+    del pair_counts[pair]
     return fresh

@@ -55,6 +55,14 @@ def time_fn(fn: Callable[[], object], *, warmup: int, steps: int, device: torch.
     return Timing(statistics.fmean(times), statistics.stdev(times) if steps > 1 else 0.0)
 
 
+def compile_for_repeated_backward(fn):
+    """``torch.compile(fn)`` whose backward may be run again on the same graph
+    (``retain_graph=True``), which timing the backward alone needs: AOTAutograd's donated
+    buffers (freed by the first backward) are switched off."""
+    torch._functorch.config.donated_buffer = False
+    return torch.compile(fn)
+
+
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
 

@@ -8,6 +8,7 @@ from cs336_common.cli import run_cli
 
 COMMANDS = {
     "about": ("cs336_common.about", "version, summary and status of this package"),
+    "bench": ("cs336_systems.commands.bench", "benchmarks: model|memory|attention|flash|precision"),
     "comm-bench": ("cs336_systems.commands.comm_bench", "all-reduce latency and bus bandwidth"),
     "ddp-bench": (
         "cs336_systems.commands.ddp_bench",

@@ -10,7 +10,8 @@ wrappers in `ddp_individual` and `ddp_bucketed` do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -21,6 +22,23 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers into every rank's ``module`` (in place)."""
     for t in [*module.parameters(), *module.buffers()]:
         dist.broadcast(t.data, src=src)
+
+
+def on_grad_ready(params: Iterable[Tensor], callback: Callable[[Tensor], None]) -> None:
+    """Call the bound method ``callback(p)`` once each ``p.grad`` is accumulated.
+
+    The hooks hold ``callback`` weakly: a strong reference would close a
+    param -> hook -> wrapper -> module -> param cycle that runs through C++, which the
+    garbage collector cannot see, and leak the whole model with its wrapper.
+    """
+    method = weakref.WeakMethod(callback)
+
+    def hook(p: Tensor) -> None:
+        if (fn := method()) is not None:
+            fn(p)
+
+    for p in params:
+        p.register_post_accumulate_grad_hook(hook)
 
 
 def grads_to_sync(module: nn.Module) -> list[Tensor]:

@@ -14,9 +14,12 @@ its last gradient arrives.
         model.finish_gradient_synchronization()
         optimizer.step()
 
-A bucket holds one dtype and device. A bucket whose parameters did not all get a
-gradient (unused in this step) is all-reduced in `finish_gradient_synchronization`,
-with zeros in the missing slots; those parameters keep ``grad=None``.
+A bucket holds one dtype and device. Once synced, ``p.grad`` is a view of the bucket
+(like PyTorch DDP's ``gradient_as_bucket_view``): no copy back, and one copy of the
+gradients in memory; the next step's backward overwrites it. A bucket whose parameters
+did not all get a gradient (unused in this step) is all-reduced in
+`finish_gradient_synchronization`, with zeros in the missing slots; those parameters
+keep ``grad=None``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cs336_systems.ddp import broadcast_module
+from cs336_systems.ddp import broadcast_module, on_grad_ready
 
 _MIB = 1024 * 1024
 
@@ -42,6 +45,11 @@ class _Bucket:
     flat: Tensor
     ready: set[int] = field(default_factory=set)  # indices into params
     work: dist.Work | None = None
+
+    def slot(self, i: int) -> Tensor:
+        """Parameter ``i``'s gradient slot in the flat buffer, shaped like it."""
+        p = self.params[i]
+        return self.flat[self.offsets[i] : self.offsets[i] + p.numel()].view_as(p)
 
 
 class DDPBucketed(nn.Module):
@@ -57,8 +65,7 @@ class DDPBucketed(nn.Module):
         cap = float("inf") if bucket_size_mb is None else bucket_size_mb * _MIB
         self.buckets = [_new_bucket(ps) for ps in _pack(trainable[::-1], cap)]
         self._slot = {p: (b, i) for b in self.buckets for i, p in enumerate(b.params)}
-        for p in trainable:
-            p.register_post_accumulate_grad_hook(self._on_grad_ready)
+        on_grad_ready(trainable, self._on_grad_ready)
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
@@ -82,31 +89,27 @@ class DDPBucketed(nn.Module):
         if not self._sync:
             return
         bucket, i = self._slot[p]
-        start = bucket.offsets[i]
-        bucket.flat[start : start + p.numel()].view_as(p.grad).copy_(p.grad)
+        slot = bucket.slot(i)
+        # copy in, pre-divided (the sum of world 16-bit gradients could overflow), and
+        # make the slot the gradient: no copy back, and autograd's tensor is freed now
+        torch.mul(p.grad, 1.0 / self._world, out=slot)
+        p.grad = slot
         bucket.ready.add(i)
         if len(bucket.ready) == len(bucket.params):
-            self._launch(bucket)
-
-    def _launch(self, bucket: _Bucket) -> None:
-        bucket.flat.div_(self._world)  # divide first: the sum could overflow in 16 bits
-        bucket.work = dist.all_reduce(bucket.flat, async_op=True)
+            bucket.work = dist.all_reduce(bucket.flat, async_op=True)
 
     def finish_gradient_synchronization(self) -> None:
-        """Launch the buckets left incomplete by unused parameters, wait for all, and
-        copy the averaged buffers back into ``p.grad``."""
+        """Launch the buckets left incomplete by unused parameters (zeros in their
+        slots) and wait for every all-reduce: each ``p.grad``, a view of its bucket,
+        then holds the rank mean."""
         for b in self.buckets:
             if b.work is None and b.ready:
                 for i in set(range(len(b.params))) - b.ready:
-                    b.flat[b.offsets[i] : b.offsets[i] + b.params[i].numel()].zero_()
-                self._launch(b)
+                    b.slot(i).zero_()
+                b.work = dist.all_reduce(b.flat, async_op=True)
         for b in self.buckets:
-            if b.work is None:
-                continue
-            b.work.wait()
-            for i in b.ready:
-                g = b.params[i].grad
-                g.copy_(b.flat[b.offsets[i] : b.offsets[i] + g.numel()].view_as(g))
+            if b.work is not None:
+                b.work.wait()
         self.on_train_batch_start()
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cs336_systems.ddp import broadcast_module
+from cs336_systems.ddp import broadcast_module, on_grad_ready
 
 
 class DDPIndividualParameters(nn.Module):
@@ -32,9 +32,7 @@ class DDPIndividualParameters(nn.Module):
         self._pending: list[dist.Work] = []
         self._sync = True
         broadcast_module(module)
-        for p in module.parameters():
-            if p.requires_grad:
-                p.register_post_accumulate_grad_hook(self._on_grad_ready)
+        on_grad_ready([p for p in module.parameters() if p.requires_grad], self._on_grad_ready)
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)

@@ -31,8 +31,9 @@ from torch import Tensor
 
 from cs336_systems.flash_pytorch import check_attention_inputs
 
+_LOG2E = 1.4426950408889634
 # kernels may only read globals that are constexpr
-LOG2E = tl.constexpr(1.4426950408889634)
+LOG2E = tl.constexpr(_LOG2E)
 LN2 = tl.constexpr(0.6931471805599453)
 MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -75,8 +76,7 @@ _DQ_CONFIGS = _configs(
     [(64, 32, 4, 4), (128, 32, 8, 3), (128, 64, 8, 3), (128, 16, 8, 4), (64, 64, 8, 3)],
     cpu=(32, 16),
 )
-# Shapes are bucketed by powers of two so that e.g. decoding with a growing KV cache does
-# not re-tune at every length; dtypes are part of the key automatically.
+# Tuned per shape bucket (see _buckets); dtypes are part of the key automatically.
 _TUNE_KEY = ["Q_BUCKET", "KV_BUCKET", "HEAD_DIM", "IS_CAUSAL", "DOT_PRECISION"]
 
 
@@ -345,6 +345,69 @@ def _check_triton_inputs(Q: Tensor, K: Tensor, V: Tensor) -> None:
         )
 
 
+# The launches are wrapped as custom operators so that torch.compile treats them as opaque
+# calls with known output shapes instead of tracing into the Triton kernels.
+@torch.library.custom_op("cs336_systems::flash_attention_fwd", mutates_args=())
+def _forward_op(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> tuple[Tensor, Tensor]:
+    """-> (O with Q's shape, L with Q's shape minus the head dim, float32)."""
+    q, k, v = _as_4d(Q), _as_4d(K), _as_4d(V)
+    Z, H, n_q, d = q.shape
+    n_kv = k.shape[2]
+    O = torch.empty(Q.shape, device=Q.device, dtype=Q.dtype)
+    L = torch.empty(Q.shape[:-1], device=Q.device, dtype=torch.float32)
+    o = O.view(Z, H, n_q, d)
+    meta = _kernel_meta(d, is_causal, Q.dtype)
+
+    def grid(cfg):
+        return (triton.cdiv(n_q, cfg["BLOCK_M"]), Z * H)
+
+    _flash_fwd[grid](
+        q, k, v, o, L, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
+        H, n_q, n_kv, *_buckets(n_q, n_kv), _LOG2E / math.sqrt(d), **meta,
+    )  # fmt: skip
+    return O, L
+
+
+@_forward_op.register_fake
+def _(Q, K, V, is_causal):
+    return Q.new_empty(Q.shape), Q.new_empty(Q.shape[:-1], dtype=torch.float32)
+
+
+@torch.library.custom_op("cs336_systems::flash_attention_bwd", mutates_args=())
+def _backward_op(
+    Q: Tensor, K: Tensor, V: Tensor, O: Tensor, L: Tensor, dO: Tensor, is_causal: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (dQ, dK, dV), contiguous, in Q/K/V's shapes and dtype."""
+    q, k, v, o, do = (_as_4d(t) for t in (Q, K, V, O, dO.to(Q.dtype)))
+    Z, H, n_q, d = q.shape
+    n_kv = k.shape[2]
+    meta = _kernel_meta(d, is_causal, Q.dtype)
+    delta = torch.empty((Z, H, n_q), device=Q.device, dtype=torch.float32)
+    block = 16 if _INTERPRET else 64
+    _bwd_delta[(triton.cdiv(n_q, block), Z * H)](
+        o, do, delta, *_strides(o), *_strides(do), H, n_q,
+        HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block,
+    )  # fmt: skip
+    dQ, dK, dV = (torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (Q, K, V))
+    args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv)
+    args = (*args, *_buckets(n_q, n_kv), _LOG2E / math.sqrt(d), 1.0 / math.sqrt(d))
+
+    def grid_kv(cfg):
+        return (triton.cdiv(n_kv, cfg["BLOCK_N1"]), Z * H)
+
+    def grid_q(cfg):
+        return (triton.cdiv(n_q, cfg["BLOCK_M2"]), Z * H)
+
+    _flash_bwd_dkdv[grid_kv](q, k, v, do, L, delta, dK, dV, *args, **meta)
+    _flash_bwd_dq[grid_q](q, k, v, do, L, delta, dQ, *args, **meta)
+    return dQ, dK, dV
+
+
+@_backward_op.register_fake
+def _(Q, K, V, O, L, dO, is_causal):
+    return Q.new_empty(Q.shape), K.new_empty(K.shape), V.new_empty(V.shape)
+
+
 class FlashAttentionTriton(torch.autograd.Function):
     """Same contract as ``FlashAttentionPyTorch``: ``(..., n, d)`` inputs, saves Q, K, V, O, L."""
 
@@ -352,62 +415,24 @@ class FlashAttentionTriton(torch.autograd.Function):
     def forward(ctx, Q: Tensor, K: Tensor, V: Tensor, is_causal: bool = False) -> Tensor:
         check_attention_inputs(Q, K, V, is_causal)
         _check_triton_inputs(Q, K, V)
-        q, k, v = _as_4d(Q), _as_4d(K), _as_4d(V)
-        Z, H, n_q, d = q.shape
-        n_kv = k.shape[2]
-        o = torch.empty((Z, H, n_q, d), device=Q.device, dtype=Q.dtype)
-        lse = torch.empty((Z, H, n_q), device=Q.device, dtype=torch.float32)
-        sm_scale = 1.0 / math.sqrt(d)
-        meta = _kernel_meta(d, is_causal, Q.dtype, n_q, n_kv)
-
-        def grid(cfg):
-            return (triton.cdiv(n_q, cfg["BLOCK_M"]), Z * H)
-
-        _flash_fwd[grid](
-            q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-            H, n_q, n_kv, meta.pop("Q_BUCKET"), meta.pop("KV_BUCKET"), sm_scale * math.log2(math.e), **meta,
-        )  # fmt: skip
-        O, L = o.view(Q.shape), lse.view(Q.shape[:-1])
+        O, L = _forward_op(Q, K, V, is_causal)
         ctx.save_for_backward(Q, K, V, O, L)
         ctx.is_causal = is_causal
         return O
 
     @staticmethod
     def backward(ctx, dO: Tensor):
-        Q, K, V, O, L = ctx.saved_tensors
-        q, k, v, o, do = (_as_4d(t) for t in (Q, K, V, O, dO.to(Q.dtype)))
-        Z, H, n_q, d = q.shape
-        n_kv = k.shape[2]
-        sm_scale = 1.0 / math.sqrt(d)
-        meta = _kernel_meta(d, ctx.is_causal, Q.dtype, n_q, n_kv)
-        buckets = meta.pop("Q_BUCKET"), meta.pop("KV_BUCKET")
-        delta = torch.empty((Z, H, n_q), device=Q.device, dtype=torch.float32)
-        block = 16 if _INTERPRET else 64
-        _bwd_delta[(triton.cdiv(n_q, block), Z * H)](
-            o, do, delta, *_strides(o), *_strides(do), H, n_q,
-            HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block,
-        )  # fmt: skip
-        dq = torch.empty((Z, H, n_q, d), device=Q.device, dtype=Q.dtype)
-        dk = torch.empty((Z, H, n_kv, d), device=Q.device, dtype=Q.dtype)
-        dv = torch.empty_like(dk)
-        args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv, *buckets)
-        scales = (sm_scale * math.log2(math.e), sm_scale)
-
-        def grid_kv(cfg):
-            return (triton.cdiv(n_kv, cfg["BLOCK_N1"]), Z * H)
-
-        def grid_q(cfg):
-            return (triton.cdiv(n_q, cfg["BLOCK_M2"]), Z * H)
-
-        _flash_bwd_dkdv[grid_kv](q, k, v, do, L, delta, dk, dv, *args, *scales, **meta)
-        _flash_bwd_dq[grid_q](q, k, v, do, L, delta, dq, *args, *scales, **meta)
-        return dq.view(Q.shape), dk.view(K.shape), dv.view(V.shape), None
+        return *_backward_op(*ctx.saved_tensors, dO, ctx.is_causal), None
 
 
-def _kernel_meta(d: int, is_causal: bool, dtype: torch.dtype, n_q: int, n_kv: int) -> dict:
+def _buckets(n_q: int, n_kv: int) -> tuple[int, int]:
+    # Shapes are tuned per power-of-two bucket, so e.g. decoding with a growing KV cache
+    # does not re-tune at every length.
+    return triton.next_power_of_2(n_q), triton.next_power_of_2(n_kv)
+
+
+def _kernel_meta(d: int, is_causal: bool, dtype: torch.dtype) -> dict:
     return dict(
-        Q_BUCKET=triton.next_power_of_2(n_q),
-        KV_BUCKET=triton.next_power_of_2(n_kv),
         HEAD_DIM=d,
         BLOCK_D=max(16, triton.next_power_of_2(d)),
         IS_CAUSAL=is_causal,

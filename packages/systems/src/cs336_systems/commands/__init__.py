@@ -1,0 +1,1 @@
+"""Subcommand modules of `cs336-systems` (see `cli.COMMANDS`)."""

@@ -17,7 +17,9 @@ variant's ``comm_ms`` is its step time minus that, i.e. the communication it fai
 hide. ``sync_ms`` is the time spent in the explicit gradient sync after backward and
 ``opt_ms`` the optimizer step (which includes the sharded optimizer's broadcasts). Times
 are means over ``--steps`` after ``--warmup`` steps, from the slowest rank; memory is
-the peak allocated on the GPU (max over ranks) and the optimizer state held per rank.
+the peak allocated on the GPU (max over ranks; ``start_mem_gib`` is what was allocated
+before the variant built its model, 0 unless something leaked) and the optimizer state
+held per rank.
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    # anything still allocated here leaked from an earlier variant and inflates the peak
+    start = torch.cuda.memory_allocated(device) if device.type == "cuda" else float("nan")
     torch.manual_seed(0)
     model = TransformerLM.from_config(cfg, device=device)
     wrapped, sync, opt = _wrap(variant, model, args)
@@ -177,9 +181,10 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         if torch.is_tensor(v)
     )
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
-    stats = torch.tensor([*times.values(), peak, state_bytes], dtype=torch.float64, device=device)
+    stats = [*times.values(), start, peak, state_bytes]
+    stats = torch.tensor(stats, dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
-    fwd_bwd, sync_s, opt_s, peak, state_bytes = stats.tolist()
+    fwd_bwd, sync_s, opt_s, start, peak, state_bytes = stats.tolist()
     del wrapped, sync, opt, model, logits, loss
     return {
         "variant": variant,
@@ -187,6 +192,7 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         "fwd_bwd_ms": fwd_bwd * 1e3,
         "sync_ms": sync_s * 1e3,
         "opt_ms": opt_s * 1e3,
+        "start_mem_gib": start / 2**30,
         "peak_mem_gib": peak / 2**30,
         "opt_state_gib": state_bytes / 2**30,
     }

@@ -1,0 +1,51 @@
+"""`cs336-systems bench ...` end to end in --smoke mode (CPU, seconds): tables are written
+as Markdown and CSV with the expected rows, and the precision demo shows fp16's drift."""
+
+import csv
+
+import pytest
+
+from cs336_systems.bench_common import OOM, run_or_oom
+from cs336_systems.cli import main
+
+
+@pytest.mark.parametrize(
+    ("bench", "names", "rows"),
+    [
+        ("model", ["model"], 1),
+        ("memory", ["memory"], 1),
+        ("attention", ["attention"], 2),
+        ("flash", ["flash_leaderboard", "flash_sweep"], 3),
+    ],
+)
+def test_bench_smoke_writes_tables(tmp_path, capsys, bench, names, rows):
+    assert main(["bench", bench, "--smoke", "--no-progress", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in names:
+        table = list(csv.DictReader((tmp_path / f"{name}.csv").open()))
+        assert len(table) == rows
+        assert OOM not in str(table)
+        assert (tmp_path / f"{name}.md").read_text().count("\n|") >= rows + 1
+        assert "Device: CPU" in out
+
+
+def test_precision_demo_shows_fp16_accumulation_error(tmp_path, capsys):
+    assert main(["bench", "precision", "--out", str(tmp_path)]) == 0
+    table = {
+        r["case"]: float(r["sum of 1000 × 0.01"])
+        for r in csv.DictReader((tmp_path / "precision.csv").open())
+    }
+    assert abs(table["fp32 accumulator, fp32 addend"] - 10) < 1e-3
+    assert abs(table["fp16 accumulator, fp16 addend"] - 10) > 0.04
+    assert abs(table["fp32 accumulator, fp16 addend"] - 10) < 0.01
+
+
+def test_out_of_memory_is_reported_not_raised():
+    import torch
+
+    def oom():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+
+    assert run_or_oom(oom) == OOM
+    with pytest.raises(ValueError):
+        run_or_oom(lambda: (_ for _ in ()).throw(ValueError("not memory")))
