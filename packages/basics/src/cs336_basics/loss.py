@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -17,5 +18,16 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     # The max cancels in the gradient; detaching it saves a backward through amax.
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()
     log_normalizer = shifted.exp().sum(dim=-1).log()
-    target_logit = shifted.gather(-1, targets.unsqueeze(-1).long()).squeeze(-1)
-    return (log_normalizer - target_logit).mean()
+    return (log_normalizer - _pick(shifted, targets)).mean()
+
+
+def _pick(x: Tensor, targets: Tensor) -> Tensor:
+    """``x[..., targets]``. Eager: a gather (one read per row). Compiled: a masked sum over
+    the vocabulary, which fuses into the log-sum-exp pass and whose gradient is a
+    pointwise ``where``; a gather's gradient would scatter into a zeroed (tokens, vocab)
+    buffer, an extra write and read of the whole logits size."""
+    targets = targets.unsqueeze(-1).long()
+    if torch.compiler.is_compiling():
+        vocab = torch.arange(x.shape[-1], device=x.device)
+        return torch.where(vocab == targets, x, 0.0).sum(dim=-1)
+    return x.gather(-1, targets).squeeze(-1)

@@ -92,8 +92,8 @@ class AdamW(torch.optim.Optimizer):
             lr * bias2 / (1 - beta1**t),
             group["eps"] * bias2,
         )
-        if self._compiled:
-            return tuple(torch.tensor(scalars, device=device).unbind())
+        if self._compiled:  # torch.full launches a fill kernel: no host-device copy or sync
+            return tuple(torch.full((), s, device=device) for s in scalars)
         return scalars
 
 

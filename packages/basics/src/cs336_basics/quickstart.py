@@ -41,13 +41,13 @@ class QuickstartConfig:
     val_fraction: float = 0.1  # the last documents, for validation
     vocab_size: int = 2048
     context_length: int = 128
-    d_model: int = 128
+    d_model: int = 192
     num_layers: int = 4
-    num_heads: int = 4
+    num_heads: int = 6
     batch_size: int = 32
-    max_steps: int = 200
+    max_steps: int = 400
     lr: float = 5e-3
-    eval_every: int = 40
+    eval_every: int = 80
     device: str = "auto"
     seed: int = 0
     prompts: list[str] = field(default_factory=lambda: ["", "Love is", "The computer", "Q:"])

@@ -14,13 +14,25 @@ from __future__ import annotations
 
 def add_arguments(parser):
     parser.add_argument("--out", default="runs/quickstart", help="output directory")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 200)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 400)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: one per core); on a busy shared machine "
+        "--threads 1 avoids threads waiting on each other and is often several times faster",
+    )
 
 
 def run(args):
+    import torch
+
     from cs336_basics.quickstart import QuickstartConfig, run_quickstart
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     config = QuickstartConfig(out_dir=args.out, device=args.device, seed=args.seed)
     if args.steps is not None:
