@@ -1,18 +1,14 @@
 """FlashAttention-2 (PyTorch and Triton) against float64 attention on fresh random inputs.
 
 Without CUDA the Triton kernels run on the CPU through Triton's interpreter, which must be
-switched on before the kernels are defined: hence the environment variable set below,
-before ``cs336_systems.flash_triton`` is imported.
+switched on before triton is first imported: the root ``conftest.py`` sets
+``TRITON_INTERPRET=1`` when CUDA is absent.
 """
 
 import math
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from cs336_common import ModelConfig, TransformerLM
 from cs336_systems import flash_triton
