@@ -63,6 +63,9 @@ def process_group(
     )
     try:
         yield device
+        # Teardown while a peer still has traffic in flight can abort gloo's threads
+        # ("terminate called without an active exception"); meet first.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -80,6 +83,7 @@ def torchrun_group(backend: str | None = None) -> Iterator[torch.device]:
     dist.init_process_group(backend, **({"device_id": device} if backend == "nccl" else {}))
     try:
         yield device
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
