@@ -1,9 +1,11 @@
 """The tokenizer against tiktoken's GPT-2 encoding, built offline from the same files."""
 
 import json
+import math
 import pickle
 import random
 import tracemalloc
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -179,6 +181,41 @@ def test_save_load_round_trip(gpt2, tmp_path):
     copied = pickle.loads(pickle.dumps(gpt2))  # how spawn-started worker pools receive it
     for text in HARD:
         assert back.encode(text) == copied.encode(text) == gpt2.encode(text)
+
+
+def _reference_bpe(raw: bytes, ranks: dict[tuple[bytes, bytes], int]) -> list[bytes]:
+    """The rule itself: merge the lowest-ranked adjacent pair, leftmost first, until none."""
+    parts = [bytes([b]) for b in raw]
+    while len(parts) > 1:
+        rank, i = min((ranks.get(p, math.inf), i) for i, p in enumerate(pairwise(parts)))
+        if rank == math.inf:
+            break
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+    return parts
+
+
+def test_merge_order_matches_the_rule_on_random_vocabs():
+    """Merges in any order (not a trained list: a merge may use a token that a later merge
+    makes, and one byte string may come from several pairs), on pieces short and long."""
+    rng = random.Random(2)
+    for _ in range(20):
+        tokens, merges = [b"a", b"b", b"c"], []
+        while len(merges) < 40:
+            pair = (rng.choice(tokens), rng.choice(tokens))
+            if pair not in merges:
+                merges.append(pair)
+                tokens.append(pair[0] + pair[1])
+        rng.shuffle(merges)
+        vocab = dict(enumerate(bytes([i]) for i in range(256)))
+        for t in dict.fromkeys(tokens[3:]):
+            vocab[len(vocab)] = t
+        tok = Tokenizer(vocab, merges)
+        ids_of = {b: i for i, b in vocab.items()}
+        ranks = {m: r for r, m in enumerate(merges)}
+        for _ in range(50):
+            text = "".join(rng.choice("abc") for _ in range(rng.randint(1, 100)))
+            expected = [ids_of[t] for t in _reference_bpe(text.encode(), ranks)]
+            assert tok.encode(text) == expected, (merges, text)
 
 
 def test_small_vocab_special_tokens_and_errors(tmp_path):

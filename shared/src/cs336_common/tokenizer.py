@@ -11,7 +11,7 @@ import heapq
 import json
 import os
 from collections.abc import Iterable, Iterator
-from itertools import chain, pairwise
+from itertools import chain, pairwise, repeat
 from pathlib import Path
 
 import regex
@@ -26,6 +26,9 @@ FILE_NAME = "tokenizer.json"
 # Memoized pre-tokens. Bounded so that a stream of ever-new strings (hashes, numbers)
 # cannot grow memory; the first entries are the frequent words, so keeping them is enough.
 _CACHE_SIZE = 1 << 18
+# Pre-tokens longer than this many bytes take the O(n log n) merge loop (measured: the
+# quadratic one is faster below about this length on English words, slower above).
+_SHORT_PIECE = 32
 # encode_iterable buffers this many characters before it looks for a safe place to cut.
 _STREAM_BLOCK = 1 << 16
 # The rightmost non-space followed by a space: no pre-token crosses such a point.
@@ -85,16 +88,18 @@ class Tokenizer:
         self._special_re = special_tokens_re(self._special_tokens)
 
         self._merges = [(bytes(a), bytes(b)) for a, b in merges]
-        self._ranks: dict[tuple[int, int], int] = {}
-        self._merged: dict[tuple[int, int], int] = {}
+        # (left id, right id) -> rank << bits | merged id: one lookup gives both, and values
+        # compare as their ranks do (a pair has one rank), so `min` finds the next merge.
+        bits = max(self._vocab).bit_length()
+        self._id_mask = (1 << bits) - 1
+        self._no_merge = len(self._merges) << bits  # above every value: "no such merge"
+        self._merge_of: dict[tuple[int, int], int] = {}
         for rank, (a, b) in enumerate(self._merges):
             if a not in ids_of or b not in ids_of or a + b not in ids_of:
                 raise ValueError(
                     f"merge {rank} ({a!r}, {b!r}): both parts and {a + b!r} must be in the vocab"
                 )
-            pair = (ids_of[a], ids_of[b])
-            self._ranks.setdefault(pair, rank)
-            self._merged.setdefault(pair, ids_of[a + b])
+            self._merge_of.setdefault((ids_of[a], ids_of[b]), rank << bits | ids_of[a + b])
         self._cache = _PieceCache(self._bpe)
 
     # ---- construction and persistence -------------------------------------------------
@@ -253,37 +258,52 @@ class Tokenizer:
 
     def _bpe(self, piece: str) -> tuple[int, ...]:
         """Merge one pre-token's bytes, the lowest-ranked adjacent pair first, leftmost
-        first among equals (GPT-2's order: the pairs a merge creates rank after it).
-
-        A heap of (rank, position) over a linked list keeps this O(n log n), so a long
-        pre-token (a base64 blob, a run of dashes) costs no more than its length.
-        """
+        first among equals (GPT-2's order: the pairs a merge creates rank after it)."""
         try:
             raw = piece.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates become U+FFFD, as tiktoken does
             raw = piece.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
-        ids: list[int | None] = [self._byte_ids[b] for b in raw]
+        ids = list(map(self._byte_ids.__getitem__, raw))
+        if len(ids) > _SHORT_PIECE:
+            return self._bpe_long(ids)
+        # Rescanning for the minimum after each merge is quadratic, but on a short piece
+        # (the common case: a word) C's `min` and `index` beat a heap's Python bookkeeping.
+        get, none, mask = self._merge_of.get, self._no_merge, self._id_mask
+        merges = list(map(get, pairwise(ids), repeat(none)))  # merges[i]: of ids[i], ids[i+1]
+        while merges and (m := min(merges)) != none:
+            i = merges.index(m)
+            ids[i] = new = m & mask
+            del ids[i + 1], merges[i]
+            if i:
+                merges[i - 1] = get((ids[i - 1], new), none)
+            if i < len(merges):
+                merges[i] = get((new, ids[i + 1]), none)
+        return tuple(ids)
+
+    def _bpe_long(self, ids: list[int | None]) -> tuple[int, ...]:
+        """`_bpe` for a long pre-token (a base64 blob, a run of dashes): a heap of
+        (merge, position) over a linked list keeps it O(n log n)."""
+        get, mask = self._merge_of.get, self._id_mask
         n = len(ids)
-        rank_of, merged = self._ranks.get, self._merged
         nxt = list(range(1, n + 1))  # nxt[i]: position of the token after i (n: none)
         prv = list(range(-1, n - 1))
-        heap = [(r, i) for i, p in enumerate(pairwise(ids)) if (r := rank_of(p)) is not None]
+        heap = [(m, i) for i, p in enumerate(pairwise(ids)) if (m := get(p)) is not None]
         heapq.heapify(heap)
         while heap:
-            rank, i = heapq.heappop(heap)
+            m, i = heapq.heappop(heap)
             left, j = ids[i], nxt[i]
-            if left is None or j == n or rank_of((left, ids[j])) != rank:
+            if left is None or j == n or get((left, ids[j])) != m:
                 continue  # stale: a merge has changed this position since
-            ids[i] = new = merged[left, ids[j]]
+            ids[i] = new = m & mask
             ids[j] = None
             k = nxt[i] = nxt[j]
             if k < n:
                 prv[k] = i
-                if (r := rank_of((new, ids[k]))) is not None:
-                    heapq.heappush(heap, (r, i))
+                if (m := get((new, ids[k]))) is not None:
+                    heapq.heappush(heap, (m, i))
             h = prv[i]
-            if h >= 0 and (r := rank_of((ids[h], new))) is not None:
-                heapq.heappush(heap, (r, h))
+            if h >= 0 and (m := get((ids[h], new))) is not None:
+                heapq.heappush(heap, (m, h))
         return tuple(t for t in ids if t is not None)
 
     # ---- decoding -----------------------------------------------------------------------
