@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import faulthandler
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -125,5 +127,12 @@ def spawn(
 
 
 def _entry(rank, world_size, backend, port, timeout_s, fn, args):
+    faulthandler.enable()  # a rank killed by a signal still prints where it was
     with process_group(rank, world_size, backend, port, timeout_s):
         fn(rank, world_size, *args)
+    # Leave without interpreter finalization: gloo work objects still referenced there
+    # can abort the process while Python tears down ("terminate called without an
+    # active exception"), failing a rank whose work is done. Errors raise above instead.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
