@@ -24,3 +24,12 @@ def test_atomic_write_respects_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o640
+
+
+def test_atomic_write_leaves_the_umask_alone(tmp_path, monkeypatch):
+    def no_umask(mask):
+        raise AssertionError("atomic_path must not change the process umask")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    write_text_atomic(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").read_text() == "x"

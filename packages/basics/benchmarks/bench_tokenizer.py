@@ -32,7 +32,7 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from cs336_basics import encode_file, train_bpe
-from cs336_basics.text_chunks import chunk_ranges, chunk_size, default_workers
+from cs336_basics.text_chunks import default_workers, plan_chunks
 from cs336_basics.token_file import open_token_file
 from cs336_common import Tokenizer
 from cs336_common.gpt2_bytes import str_to_bytes
@@ -165,7 +165,7 @@ def main() -> None:
         for workers in sorted({1, args.workers}):
             # tiktoken gets the same independent pieces that encode_file's processes get
             raw = big.read_bytes()
-            ranges = chunk_ranges(big, [EOT], chunk_size(len(raw), workers))
+            ranges = plan_chunks(big, [EOT], workers).ranges
             pieces = [raw[a:b].decode("utf-8") for a, b in ranges]
             out = Path(tmp) / f"out{workers}.bin"
             times = []

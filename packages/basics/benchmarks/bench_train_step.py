@@ -12,8 +12,9 @@ on synthetic token ids, for these implementations measured in one process:
      torch.optim.AdamW(fused=True), bf16 autocast, TF32, torch.compile
 
 MFU counts 3x the forward matmul FLOPs of `cs336_common.flops_per_token` (the attention
-scores as a full seq x seq product, as the course's accounting does) against the H100
-SXM dense bf16 peak of 989 TFLOP/s, for every variant, fp32 included.
+scores as a full seq x seq product, as the course's accounting does) against the card's
+dense bf16 peak (`cs336_basics.metrics.peak_flops`; 989 TFLOP/s for an H100 SXM, which
+off-GPU runs also use), for every variant, fp32 included.
 
   python packages/basics/benchmarks/bench_train_step.py                  # one GPU
   python packages/basics/benchmarks/bench_train_step.py --device cpu --tiny   # smoke run
@@ -34,9 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cs336_basics import AdamW, cross_entropy
+from cs336_basics.metrics import peak_flops
 from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
 
-H100_BF16_PEAK = 989e12  # FLOP/s, dense
+H100_BF16_PEAK = 989e12  # FLOP/s, dense; the reference for devices peak_flops doesn't know
 BUDGET_TOKENS = 327_680_000  # the course's TinyStories run
 TINY = ModelConfig(vocab_size=256, context_length=32, d_model=64, num_layers=2, num_heads=4)
 
@@ -188,7 +190,7 @@ def measure(name: str, cfg: ModelConfig, device, batch_size: int, warmup: int, s
     row = dict(
         variant=VARIANTS[name][0],
         tokens_per_s=tokens_per_s,
-        mfu=tokens_per_s * train_flops / H100_BF16_PEAK,
+        mfu=tokens_per_s * train_flops / (peak_flops(device, "bf16") or H100_BF16_PEAK),
         budget_min=BUDGET_TOKENS / tokens_per_s / 60,
         ms_per_step=(t2 - t1) / steps * 1e3,
         warmup_s=t1 - t0,

@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from cs336_basics.cli import main
+from cs336_basics.train_config import load_train_config
 from cs336_common import ModelConfig, count_parameters, flops_per_token
 
 
@@ -37,3 +39,22 @@ def test_model_info_rejects_unknown_config():
                 '{"vocab_size": 10, "context_length": 8, "d_model": 30, "num_layers": 1, "num_heads": 4}',
             ]
         )
+
+
+def test_model_info_reads_train_configs(tmp_path, capsys):
+    # a TOML file, a file whose `base` chain overrides the model, and a shipped config name
+    owt = str(Path(__file__).parents[1] / "src/cs336_basics/configs/owt.toml")
+    (tmp_path / "wide.toml").write_text(f'base = "{owt}"\n[model]\nd_model = 1024\n')
+    args = ["model-info", "--config", owt, str(tmp_path / "wide.toml"), "ablation_nope", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    expected = {
+        "owt": load_train_config(owt).model,
+        "wide": load_train_config(tmp_path / "wide.toml").model,
+        "ablation_nope": load_train_config("ablation_nope").model,
+    }
+    assert set(rows) == set(expected)
+    for name, cfg in expected.items():
+        assert rows[name]["params"] == count_parameters(cfg)
+    assert expected["wide"].d_model == 1024 and expected["owt"].d_model != 1024
+    assert expected["owt"].vocab_size == 32000

@@ -89,3 +89,17 @@ def test_encode_file_errors_write_nothing(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="invalid UTF-8 at byte 100"):
         encode_file(tokenizer, bad, tmp_path / "b.bin", num_workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt"]
+
+
+def test_single_process_encode_keeps_no_tokenizer_alive(tmp_path):
+    import gc
+    import weakref
+
+    vocab = {i: bytes([i]) for i in range(256)}
+    tok = Tokenizer(vocab, [], [EOT])
+    (tmp_path / "in.txt").write_text("hello world" + EOT + "bye", encoding="utf-8")
+    assert encode_file(tok, tmp_path / "in.txt", tmp_path / "o.bin", num_workers=1) == 15
+    ref = weakref.ref(tok)
+    del tok
+    gc.collect()
+    assert ref() is None  # no module global still holds it (and its piece cache)

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from cs336_basics import TrainConfig, load_train_config
@@ -96,6 +98,43 @@ def test_base_inheritance_and_sweeps(base, tmp_path):
     assert runs[0].out_dir == "runs/base/lr=0.001,model.d_model=32,batch_size=1"
     with pytest.raises(ValueError, match="sweep of 4 runs"):
         load_train_config(tmp_path / "sweep.toml", ["max_steps=5"])
+
+
+def test_a_run_length_in_a_file_replaces_its_bases(base, tmp_path):
+    (tmp_path / "budget.toml").write_text('base = "base.toml"\ntotal_tokens = 6400\n')
+    cfg = load_train_config(tmp_path / "budget.toml")
+    assert cfg.max_steps is None and cfg.total_tokens == 6400
+    (tmp_path / "steps.toml").write_text('base = "budget.toml"\nmax_steps = 7\n')
+    cfg = load_train_config(tmp_path / "steps.toml")
+    assert cfg.max_steps == 7 and cfg.total_tokens is None
+    # a shipped base that sets total_tokens
+    (tmp_path / "ts.toml").write_text('base = "tinystories"\nmax_steps = 1000\n')
+    cfg = load_train_config(tmp_path / "ts.toml")
+    assert cfg.max_steps == 1000 and cfg.total_tokens is None
+    # a file setting both is still an error
+    (tmp_path / "both.toml").write_text('base = "base.toml"\nmax_steps = 5\ntotal_tokens = 6400\n')
+    with pytest.raises(ValueError, match="exactly one of max_steps and total_tokens"):
+        load_train_config(tmp_path / "both.toml")
+
+
+def test_a_run_length_sweep_replaces_the_other(base):
+    runs = load_sweep("tinystories", sweep=["max_steps=10,20"])
+    assert [(c.max_steps, c.total_tokens) for c in runs] == [(10, None), (20, None)]
+    runs = load_sweep(base, sweep=["total_tokens=6400,12800"])
+    assert [(c.max_steps, c.num_steps) for c in runs] == [(None, 6), (None, 12)]  # 32·32/step
+    with pytest.raises(ValueError, match="not both"):
+        load_sweep(base, sweep=["max_steps=1,2", "total_tokens=6400"])
+
+
+def test_to_json_with_a_callable_attention_backend(base):
+    cfg = load_train_config(base)
+    cfg.model.attention_backend = lambda q, k, v, mask=None: q
+    d = json.loads(cfg.to_json())
+    assert d["model"]["attention_backend"] == "torch"
+    assert cfg.to_dict()["model"]["attention_backend"] == "torch"
+    assert callable(cfg.model.attention_backend)  # the config itself is left alone
+    back = TrainConfig.from_json(cfg.to_json())
+    assert back.model.attention_backend == "torch" and back.model.d_model == 64
 
 
 def test_yaml_and_json_round_trip(base, tmp_path):

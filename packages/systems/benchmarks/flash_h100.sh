@@ -3,7 +3,7 @@
 # benchmarks" section. From the repository root on the GPU machine (no uv there):
 #   bash packages/systems/benchmarks/flash_h100.sh      # results land in $OUT (default ./bench_results)
 # About 8 minutes on one H100; each step has its own time limit so one overrun loses only
-# its own table. Output: $OUT/results.tgz (tables + logs) and the memory snapshot .pickle.
+# its own table. Output: $OUT/results.tgz (tables + logs).
 set -u
 export PYTHONPATH=shared/src:packages/basics/src:packages/systems/src PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_results}
@@ -26,5 +26,4 @@ step sweep_fp32_large_d 110 $B flash --part sweep --dtypes fp32 --head-dims 64,1
 step attention 130 $B attention --steps 10 --warmup 2 --no-progress --out "$R"
 step tests 170 env CS336_FLASH_AUTOTUNE=0 python3 -m pytest -o addopts= --import-mode=importlib \
   -p no:cacheprovider -p no:timeout -q -W ignore packages/systems/tests/test_flash.py -m gpu -rf
-mv "$R"/*.pickle "$OUT"/ 2>/dev/null
 tar czf "$OUT/results.tgz" -C "$OUT" res && rm -rf "$R"

@@ -118,6 +118,8 @@ def test_shape_errors_are_clear(impl):
         IMPLEMENTATIONS[impl].apply(q, q[:, :4], q[:, :4], True)
     with pytest.raises(ValueError, match="expects Q"):
         IMPLEMENTATIONS[impl].apply(q, q[..., :8], q, False)
+    with pytest.raises(ValueError, match="expects Q"):  # leading dims must match, no broadcast
+        IMPLEMENTATIONS[impl].apply(q, q[:1], q[:1], False)
 
 
 def test_triton_rejects_unsupported_inputs():

@@ -18,7 +18,7 @@ import regex
 
 from cs336_common.gpt2_bytes import bytes_to_str, str_to_bytes
 from cs336_common.io import write_text_atomic
-from cs336_common.pretokenize import PRETOKEN_RE, special_tokens_re
+from cs336_common.pretokenize import PRETOKEN_RE, normalize_special_tokens, special_tokens_re
 
 FORMAT = "cs336-bpe"
 FORMAT_VERSION = 1
@@ -72,13 +72,9 @@ class Tokenizer:
             )
         self._byte_ids = [ids_of[bytes([b])] for b in range(256)]
 
-        if isinstance(special_tokens, str):
-            raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
-        self._special_tokens = list(dict.fromkeys(special_tokens or []))
+        self._special_tokens = normalize_special_tokens(special_tokens)
         self._special_ids: dict[str, int] = {}
         for token in self._special_tokens:
-            if not isinstance(token, str) or not token:
-                raise ValueError(f"special tokens must be non-empty strings, got {token!r}")
             raw = token.encode("utf-8")
             if raw not in ids_of:
                 new_id = max(self._vocab) + 1

@@ -15,15 +15,8 @@ from collections import Counter, defaultdict
 
 from tqdm import tqdm
 
-from cs336_basics.text_chunks import (
-    check_input,
-    chunk_ranges,
-    chunk_size,
-    default_workers,
-    map_chunks,
-    read_text,
-)
-from cs336_common.pretokenize import PRETOKEN_RE, special_tokens_re
+from cs336_basics.text_chunks import map_chunks, plan_chunks, read_text
+from cs336_common.pretokenize import PRETOKEN_RE, normalize_special_tokens, special_tokens_re
 
 # Keys that sort like the reversed byte order: heapq's min-heap then yields the
 # lexicographically *greatest* pair among equal counts. Byte x becomes chr(255 - x) and a
@@ -52,12 +45,7 @@ def train_bpe(
     one) and are never counted. `num_workers` processes count pre-tokens (default: one
     per CPU); memory is bounded by the chunk size and the number of distinct pre-tokens.
     """
-    path = check_input(input_path)
-    if isinstance(special_tokens, str):
-        raise TypeError(f"special_tokens must be a list of strings, got {special_tokens!r}")
-    special_tokens = list(dict.fromkeys(special_tokens))
-    if any(not isinstance(t, str) or not t for t in special_tokens):
-        raise ValueError(f"special tokens must be non-empty strings, got {special_tokens!r}")
+    special_tokens = normalize_special_tokens(special_tokens)
     minimum = 256 + len(special_tokens)
     if vocab_size < minimum:
         raise ValueError(
@@ -66,7 +54,7 @@ def train_bpe(
         )
     if vocab_size > sys.maxunicode + 1:  # words hold token ids as characters
         raise ValueError(f"vocab_size={vocab_size} is above the limit of {sys.maxunicode + 1}")
-    counts = _count_pretokens(path, special_tokens, num_workers, progress)
+    counts = _count_pretokens(input_path, special_tokens, num_workers, progress)
     vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")
@@ -74,36 +62,27 @@ def train_bpe(
     return vocab, merges
 
 
-def _count_pretokens(path, special_tokens, num_workers, progress) -> Counter[str]:
-    workers = num_workers or default_workers()
-    ranges = chunk_ranges(path, special_tokens, chunk_size(path.stat().st_size, workers))
+def _count_pretokens(input_path, special_tokens, num_workers, progress) -> Counter[str]:
+    plan = plan_chunks(input_path, special_tokens, num_workers)
     total: Counter[str] = Counter()
     for counts in map_chunks(
         _count_chunk,
-        path,
-        ranges,
-        num_workers=workers,
+        plan.path,
+        plan.ranges,
+        num_workers=plan.workers,
         progress=progress,
         desc="pre-tokenizing",
-        initializer=_set_special_tokens,
-        initargs=(special_tokens,),
+        state=special_tokens,
+        make_state=special_tokens_re,
     ):
         total.update(counts)
     return total
 
 
-_special_re = None  # set in each worker by _set_special_tokens
-
-
-def _set_special_tokens(special_tokens: list[str]) -> None:
-    global _special_re
-    _special_re = special_tokens_re(special_tokens)
-
-
-def _count_chunk(task: tuple[str, int, int]) -> Counter[str]:
+def _count_chunk(special_re, task: tuple[str, int, int]) -> Counter[str]:
     text = read_text(*task)
     counts: Counter[str] = Counter()
-    for doc in _special_re.split(text) if _special_re else (text,):
+    for doc in special_re.split(text) if special_re else (text,):
         counts.update(PRETOKEN_RE.findall(doc))
     return counts
 

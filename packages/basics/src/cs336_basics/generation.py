@@ -95,16 +95,18 @@ def generate_ids(
     generator = _new_generator(device, seed)
     cache = model.new_kv_cache(len(prompts))
     pos = int(prompt_len.min())
+    end = int(limit.max())  # one host sync per step: where the longest live row stops
     logits = model(tokens[:, :pos], kv_cache=cache)[:, -1]
-    while pos < int(limit.max()):
+    while pos < end:
         sampled = sample_next(logits, temperature, top_p, generator)
         reading = pos < prompt_len  # rows still inside their prompt keep its token
         tokens[:, pos] = torch.where(reading, tokens[:, pos], sampled)
         if eos_id is not None:
             hit = ~reading & (sampled == eos_id) & (pos < limit)
             limit = torch.where(hit, pos, limit)
+            end = int(limit.max())
         pos += 1
-        if pos < int(limit.max()):
+        if pos < end:
             logits = model(tokens[:, pos - 1 : pos], kv_cache=cache)[:, -1]
     return [tokens[i, len(p) : int(limit[i])].tolist() for i, p in enumerate(prompts)]
 

@@ -10,12 +10,14 @@ gives, and no worker ever holds more than about one range.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
@@ -31,6 +33,28 @@ _NEWLINE_RE = re.compile(_NEWLINE_CUT)
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_workers(num_workers: int | None) -> int:
+    """The number of worker processes asked for: `num_workers`, or one per CPU if unset."""
+    return num_workers or default_workers()
+
+
+class ChunkPlan(NamedTuple):
+    path: Path
+    ranges: list[tuple[int, int]]
+    workers: int
+
+
+def plan_chunks(
+    path: str | os.PathLike, special_tokens: Sequence[str], num_workers: int | None
+) -> ChunkPlan:
+    """Check that the input exists, resolve the worker count and cut the file into ranges
+    sized for it: what to hand `map_chunks`."""
+    path = check_input(path)
+    workers = resolve_workers(num_workers)
+    ranges = chunk_ranges(path, special_tokens, chunk_size(path.stat().st_size, workers))
+    return ChunkPlan(path, ranges, workers)
 
 
 def chunk_size(file_size: int, num_workers: int) -> int:
@@ -110,30 +134,46 @@ def read_text(path: str | os.PathLike, start: int, end: int) -> str:
 
 
 def map_chunks(
-    fn: Callable,
+    fn: Callable[[Any, tuple[str, int, int]], Any],
     path: str | os.PathLike,
     ranges: list[tuple[int, int]],
     *,
     num_workers: int,
     progress: bool = False,
     desc: str | None = None,
-    initializer: Callable | None = None,
-    initargs: tuple = (),
+    state: Any = None,
+    make_state: Callable[[Any], Any] | None = None,
 ) -> Iterator:
-    """Yield `fn((path, start, end))` for each range in order, from `num_workers`
-    processes (in this one when 1 or a single range), updating a byte progress bar."""
+    """Yield `fn(worker_state, (path, start, end))` for each range in order, from
+    `num_workers` processes (in this one when 1 or a single range), updating a byte
+    progress bar. `worker_state` is `make_state(state)`, built once per process (or
+    `state` itself without `make_state`); in this process it lives only as long as the
+    iteration, so nothing (a tokenizer's cache, say) outlives the call."""
     tasks = [(str(path), start, end) for start, end in ranges]
     total = ranges[-1][1] - ranges[0][0] if ranges else 0
     with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
         if num_workers <= 1 or len(tasks) <= 1:
-            if initializer is not None:
-                initializer(*initargs)
-            results = map(fn, tasks)
+            worker_state = make_state(state) if make_state is not None else state
+            results = (fn(worker_state, task) for task in tasks)
             yield from _with_progress(results, tasks, bar)
             return
         workers = min(num_workers, len(tasks))
-        with multiprocessing.get_context().Pool(workers, initializer, initargs) as pool:
-            yield from _with_progress(pool.imap(fn, tasks), tasks, bar)
+        context = multiprocessing.get_context()
+        with context.Pool(workers, _init_worker, (state, make_state)) as pool:
+            results = pool.imap(functools.partial(_call_in_worker, fn), tasks)
+            yield from _with_progress(results, tasks, bar)
+
+
+_worker_state: Any = None  # set only in pool worker processes, by _init_worker
+
+
+def _init_worker(state: Any, make_state: Callable[[Any], Any] | None) -> None:
+    global _worker_state
+    _worker_state = make_state(state) if make_state is not None else state
+
+
+def _call_in_worker(fn: Callable, task: tuple[str, int, int]) -> Any:
+    return fn(_worker_state, task)
 
 
 def _with_progress(results, tasks, bar) -> Iterator:

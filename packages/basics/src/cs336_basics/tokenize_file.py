@@ -7,14 +7,7 @@ import os
 
 import numpy as np
 
-from cs336_basics.text_chunks import (
-    check_input,
-    chunk_ranges,
-    chunk_size,
-    default_workers,
-    map_chunks,
-    read_text,
-)
+from cs336_basics.text_chunks import map_chunks, plan_chunks, read_text
 from cs336_basics.token_file import token_dtype, write_token_file_meta
 from cs336_common.io import atomic_path
 from cs336_common.tokenizer import Tokenizer
@@ -33,20 +26,17 @@ def encode_file(
     The ids equal `tokenizer.encode(whole_text)`. The output appears atomically: an
     error (e.g. invalid UTF-8, reported with its byte offset) leaves no partial file.
     """
-    path = check_input(input_path)
-    workers = num_workers or default_workers()
-    ranges = chunk_ranges(path, tokenizer.special_tokens, chunk_size(path.stat().st_size, workers))
+    plan = plan_chunks(input_path, tokenizer.special_tokens, num_workers)
     num_tokens = 0
     with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         for ids in map_chunks(
             _encode_chunk,
-            path,
-            ranges,
-            num_workers=workers,
+            plan.path,
+            plan.ranges,
+            num_workers=plan.workers,
             progress=progress,
             desc="encoding",
-            initializer=_set_tokenizer,
-            initargs=(tokenizer,),
+            state=tokenizer,
         ):
             f.write(ids.tobytes())
             num_tokens += len(ids)
@@ -54,14 +44,6 @@ def encode_file(
     return num_tokens
 
 
-_tokenizer: Tokenizer | None = None  # set in each worker by _set_tokenizer
-
-
-def _set_tokenizer(tokenizer: Tokenizer) -> None:
-    global _tokenizer
-    _tokenizer = tokenizer
-
-
-def _encode_chunk(task: tuple[str, int, int]) -> np.ndarray:
-    ids = _tokenizer.encode(read_text(*task))
-    return np.array(ids, dtype=token_dtype(_tokenizer.vocab_size))
+def _encode_chunk(tokenizer: Tokenizer, task: tuple[str, int, int]) -> np.ndarray:
+    ids = tokenizer.encode(read_text(*task))
+    return np.array(ids, dtype=token_dtype(tokenizer.vocab_size))

@@ -107,7 +107,12 @@ class TrainConfig:
         return self.total_tokens // self.tokens_per_step
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if callable(self.model.attention_backend):
+            # a kernel passed from Python is not serialisable; any backend computes the same
+            # attention, so a reloaded model uses PyTorch's fused one
+            d["model"]["attention_backend"] = "torch"
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -146,17 +151,18 @@ def load_sweep(
     for item in sweep:
         key, raw = _split_override(item, "--sweep")
         axes[key] = [_parse_value(v) for v in raw.split(",")]
+    if set(_RUN_LENGTH_PARTNER) <= set(axes):
+        raise ValueError(f"{source}: sweep max_steps or total_tokens, not both")
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(d, key, value)
-        # the two ways to set the run length: overriding one replaces the other
-        other = {"max_steps": "total_tokens", "total_tokens": "max_steps"}.get(key)
-        d.pop(other, None)
+        _drop_run_length_partner(d, key)
     configs = []
     for values in itertools.product(*axes.values()):
         point = copy.deepcopy(d)
         for key, value in zip(axes, values, strict=True):
             _set_dotted(point, key, value)
+            _drop_run_length_partner(point, key)
         if axes:
             name = ",".join(f"{k}={v}" for k, v in zip(axes, values, strict=True))
             point["out_dir"] = str(Path(point.get("out_dir", "runs/sweep")) / name)
@@ -215,7 +221,10 @@ def _load_file(source: str | Path, relative_to: Path | None = None, seen=()) -> 
     base = d.pop("base", None)
     if base is None:
         return d
-    return _merge(_load_file(base, path.parent, (*seen, path)), d)
+    inherited = _load_file(base, path.parent, (*seen, path))
+    for key in d:
+        _drop_run_length_partner(inherited, key)
+    return _merge(inherited, d)
 
 
 def _yaml_loads(text: str, path: Path) -> Any:
@@ -226,6 +235,18 @@ def _yaml_loads(text: str, path: Path) -> Any:
             f"config {path}: YAML configs need PyYAML (`pip install pyyaml`); or use TOML"
         ) from None
     return yaml.safe_load(text)
+
+
+# the two ways to set the run length: setting one (by --set, a sweep axis or a file over
+# its base) replaces the other
+_RUN_LENGTH_PARTNER = {"max_steps": "total_tokens", "total_tokens": "max_steps"}
+
+
+def _drop_run_length_partner(d: dict, key: str) -> None:
+    """After ``key`` was set in ``d``: if it is one of the run lengths, drop the other."""
+    partner = _RUN_LENGTH_PARTNER.get(key)
+    if partner is not None:
+        d.pop(partner, None)
 
 
 def _merge(base: dict, top: dict) -> dict:

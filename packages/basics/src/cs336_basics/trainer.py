@@ -9,7 +9,6 @@ and torch's RNG, so a resumed run continues exactly where the uninterrupted one 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     model = TransformerLM.from_config(config.model, device=device)
     optimizer = _optimizer(model, config)
     train_data = _open(config.train_data, config.model)
-    val_batches = _fixed_val_batches(config)
+    val_batches = _fixed_val_batches(config, device)
     rng = np.random.default_rng(config.seed)
     step, wall_before, last_good = _start_or_resume(run, config, model, optimizer, rng, resume)
 
@@ -205,13 +204,14 @@ def _interval_row(step, pending, lr, last_good, meter, config) -> dict:
 
 @torch.no_grad()
 def _evaluate(model, loss_fn, batches, device, autocast) -> float | None:
+    """The mean loss over ``batches``, which already lie on ``device``."""
     if not batches:
         return None
     model.eval()
     total = torch.zeros((), device=device)
     for x, y in batches:
         with autocast:
-            total += loss_fn(model, x.to(device), y.to(device))
+            total += loss_fn(model, x, y)
     model.train()
     return total.item() / len(batches)
 
@@ -244,7 +244,7 @@ def _start_or_resume(run, config, model, optimizer, rng, resume) -> tuple[int, f
         step, wall_before = _restore(latest, model, optimizer, rng)
         _truncate_metrics(run, step)
     # rewritten on resume too: overrides such as a longer budget belong to the run
-    write_text_atomic(run.config, json.dumps(_config_dict(config), indent=2) + "\n")
+    write_text_atomic(run.config, config.to_json())
     return step, wall_before, latest
 
 
@@ -258,7 +258,7 @@ def _wandb(config: TrainConfig, run: RunDir):
     if not config.wandb:
         return None
     name = config.run_name or run.path.name
-    return start_wandb(config.wandb_project, name, _config_dict(config), run.path)
+    return start_wandb(config.wandb_project, name, config.to_dict(), run.path)
 
 
 def _precision(config: TrainConfig, device: torch.device) -> str:
@@ -305,16 +305,19 @@ def _open(path: str, model: ModelConfig) -> np.memmap:
     return data
 
 
-def _fixed_val_batches(config: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``eval_batches`` batches drawn once (from a generator of their own) and reused by
-    every evaluation, so validation losses of one run are comparable step to step."""
+def _fixed_val_batches(
+    config: TrainConfig, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``eval_batches`` batches drawn once (from a generator of their own), kept on
+    ``device`` and reused by every evaluation, so validation losses of one run are
+    comparable step to step."""
     if config.val_data is None:
         return []
     data = _open(config.val_data, config.model)
     rng = np.random.default_rng([config.seed, 1])
     ctx = config.model.context_length
     return [
-        get_batch(data, config.batch_size, ctx, "cpu", rng=rng) for _ in range(config.eval_batches)
+        get_batch(data, config.batch_size, ctx, device, rng=rng) for _ in range(config.eval_batches)
     ]
 
 
@@ -325,15 +328,6 @@ def _start(run: RunDir) -> None:
             "or choose another out_dir"
         )
     run.metrics.unlink(missing_ok=True)
-
-
-def _config_dict(config: TrainConfig) -> dict:
-    d = dataclasses.asdict(config)
-    if callable(config.model.attention_backend):
-        # a kernel passed from Python is not serialisable; any backend computes the same
-        # attention, so a reloaded model uses PyTorch's fused one
-        d["model"]["attention_backend"] = "torch"
-    return d
 
 
 def _summary(config, model, device, precision, step) -> str:

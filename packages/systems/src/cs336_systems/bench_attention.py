@@ -42,7 +42,7 @@ class AttentionBenchConfig:
             raise ValueError(f"unknown attention impls {sorted(unknown)}; choose from {IMPLS}")
 
 
-def _impl(name: str, device: torch.device):
+def _impl(name: str):
     if name == "naive":
         return naive_attention
     if name == "compiled":
@@ -55,7 +55,7 @@ def _impl(name: str, device: torch.device):
 def bench_attention(cfg: AttentionBenchConfig, progress: bool = True) -> list[dict]:
     device = resolve_device(cfg.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[cfg.dtype]
-    fns = {name: _impl(name, device) for name in cfg.impls}
+    fns = {name: _impl(name) for name in cfg.impls}
     cases = [(d, n, name) for d in cfg.head_dims for n in cfg.seq_lens for name in cfg.impls]
     rows = []
     for d, n, name in tqdm(cases, desc="bench attention", disable=not progress):

@@ -4,17 +4,12 @@ NVTX ranges, and result tables written as Markdown and CSV."""
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import statistics
 import timeit
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-from cs336_common.io import write_text_atomic
 
 OOM = "OOM"
 
@@ -96,33 +91,6 @@ def nvtx_range(name: str, enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.cuda.nvtx.range_pop()
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.4g}"
-    return str(value)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_results(rows: list[dict], out_dir: str | Path, name: str, header: str = "") -> Path:
-    """``<out_dir>/<name>.md`` (``header`` + table) and ``<name>.csv``; returns the .md path."""
-    out_dir = Path(out_dir)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out_dir / f"{name}.csv", buf.getvalue())
-    md_path = out_dir / f"{name}.md"
-    write_text_atomic(md_path, (header + "\n\n" if header else "") + markdown_table(rows))
-    return md_path
 
 
 def device_description(device: torch.device) -> str:

@@ -170,12 +170,13 @@ def leaderboard(
     return rows, peak
 
 
+def _tflops(ms: float | str, flops: float) -> float | str:
+    return OOM if ms == OOM else flops / ms / 1e9
+
+
 def _rates(times: dict, batch: int, seq: int, d: int, peak: float) -> dict:
-    t = times["fwd+bwd"]
-    if t == OOM:
-        return {"fwd+bwd TFLOP/s": OOM, "% of matmul": OOM}
-    rate = attention_flops(batch, seq, d, True, "fwd+bwd") / t / 1e9
-    return {"fwd+bwd TFLOP/s": rate, "% of matmul": 100 * rate / peak}
+    rate = _tflops(times["fwd+bwd"], attention_flops(batch, seq, d, True, "fwd+bwd"))
+    return {"fwd+bwd TFLOP/s": rate, "% of matmul": OOM if rate == OOM else 100 * rate / peak}
 
 
 def sweep(
@@ -183,27 +184,24 @@ def sweep(
     seqs=tuple(2**i for i in range(7, 17)),
     dims=(16, 32, 64, 128),
     dtypes=("bf16", "fp32"),
-    impls: tuple[str, ...] | None = None,
     progress=True,
 ) -> list[dict]:
     """Batch 1, causal. One row per (dtype, d, seq, implementation)."""
     bench = Bencher(device, rep_ms=20, warmup_ms=10)
-    all_impls = implementations(device)
-    chosen = {n: f for n, f in all_impls.items() if impls is None or n.split()[0] in impls}
+    impls = implementations(device)
     cases = [(dt, d, s) for dt in dtypes for d in dims for s in seqs]
     rows = []
     for dtype, d, seq in tqdm(cases, desc="sweep", disable=not progress):
         q, k, v = _qkv(1, seq, d, DTYPES[dtype], device, seed=seq + d)
-        err = _rel_error(all_impls, q, k, v)
-        for name, fn in chosen.items():
+        err = _rel_error(impls, q, k, v)
+        for name, fn in impls.items():
             times = time_attention(fn, q, k, v, True, bench)
             row = {"dtype": dtype, "d": d, "seq": seq, "implementation": name.split()[0]}
-            for mode in MODES:
-                row[f"{mode} ms"] = times[mode]
-            for mode in MODES:
-                t = times[mode]
-                flops = attention_flops(1, seq, d, True, mode)
-                row[f"{mode} TFLOP/s"] = OOM if t == OOM else flops / t / 1e9
+            row |= {f"{mode} ms": times[mode] for mode in MODES}
+            row |= {
+                f"{mode} TFLOP/s": _tflops(times[mode], attention_flops(1, seq, d, True, mode))
+                for mode in MODES
+            }
             row["out rel err vs torch"] = err if name.startswith("ours") else ""
             rows.append(row)
         del q, k, v

@@ -21,7 +21,6 @@ def _peak_mib(fn, device) -> float | str:
     """Peak allocated memory while ``fn`` runs (after one untimed call), in MiB."""
     fn()
     if device.type != "cuda":
-        fn()
         return "n/a"
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)

@@ -5,13 +5,14 @@ Two baselines for the benchmark: `all_reduce_gradients` issues one all-reduce pe
 parameter (many small messages, each paying the collective's latency) and
 `all_reduce_gradients_flat` one all-reduce over all gradients concatenated (one
 latency, an extra copy in and out). Neither overlaps communication with backward; the
-wrappers in `ddp_individual` and `ddp_bucketed` do.
+wrappers in `ddp_individual` and `ddp_bucketed` do, on top of `_OverlappedDDP`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -39,6 +40,45 @@ def on_grad_ready(params: Iterable[Tensor], callback: Callable[[Tensor], None]) 
 
     for p in params:
         p.register_post_accumulate_grad_hook(hook)
+
+
+class _OverlappedDDP(nn.Module):
+    """Shared skeleton of the overlapped wrappers: hold ``module``, start every rank from
+    rank 0's weights, and call `_grad_ready(p)` as each trainable gradient is accumulated
+    (outside `no_sync`; the hooks hold the wrapper weakly). Subclasses implement
+    `_grad_ready` and ``finish_gradient_synchronization``, and build their own state
+    after ``super().__init__`` (no hook can fire before a backward)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self._world = dist.get_world_size()
+        self._sync = True
+        broadcast_module(module)
+        on_grad_ready(self._trainable(), self._on_grad_ready)
+
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def _on_grad_ready(self, p: Tensor) -> None:
+        if self._sync:
+            self._grad_ready(p)
+
+    def _grad_ready(self, p: Tensor) -> None:
+        raise NotImplementedError
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Accumulate gradients locally (gradient accumulation); the first backward
+        after the block syncs the accumulated sum."""
+        self._sync = False
+        try:
+            yield
+        finally:
+            self._sync = True
 
 
 def grads_to_sync(module: nn.Module) -> list[Tensor]:

@@ -24,16 +24,14 @@ keep ``grad=None``.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cs336_systems.ddp import broadcast_module, on_grad_ready
+from cs336_systems.ddp import _OverlappedDDP
 
 _MIB = 1024 * 1024
 
@@ -52,32 +50,14 @@ class _Bucket:
         return self.flat[self.offsets[i] : self.offsets[i] + p.numel()].view_as(p)
 
 
-class DDPBucketed(nn.Module):
+class DDPBucketed(_OverlappedDDP):
     def __init__(self, module: nn.Module, bucket_size_mb: float | None):
-        super().__init__()
         if bucket_size_mb is not None and not bucket_size_mb > 0:
             raise ValueError(f"bucket_size_mb must be positive or None, got {bucket_size_mb!r}")
-        self.module = module
-        self._world = dist.get_world_size()
-        self._sync = True
-        broadcast_module(module)
-        trainable = [p for p in module.parameters() if p.requires_grad]
+        super().__init__(module)
         cap = float("inf") if bucket_size_mb is None else bucket_size_mb * _MIB
-        self.buckets = [_new_bucket(ps) for ps in _pack(trainable[::-1], cap)]
+        self.buckets = [_new_bucket(ps) for ps in _pack(self._trainable()[::-1], cap)]
         self._slot = {p: (b, i) for b in self.buckets for i, p in enumerate(b.params)}
-        on_grad_ready(trainable, self._on_grad_ready)
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
-
-    @contextlib.contextmanager
-    def no_sync(self) -> Iterator[None]:
-        """Accumulate gradients locally; the first backward after the block syncs."""
-        self._sync = False
-        try:
-            yield
-        finally:
-            self._sync = True
 
     def on_train_batch_start(self) -> None:
         """Forget the previous step's bookkeeping (a step abandoned mid-way included)."""
@@ -85,9 +65,7 @@ class DDPBucketed(nn.Module):
             b.ready.clear()
             b.work = None
 
-    def _on_grad_ready(self, p: Tensor) -> None:
-        if not self._sync:
-            return
+    def _grad_ready(self, p: Tensor) -> None:
         bucket, i = self._slot[p]
         slot = bucket.slot(i)
         # copy in, pre-divided (the sum of world 16-bit gradients could overflow), and

@@ -15,41 +15,18 @@ with ``find_unused_parameters=False`` does).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from cs336_systems.ddp import broadcast_module, on_grad_ready
+from cs336_systems.ddp import _OverlappedDDP
 
 
-class DDPIndividualParameters(nn.Module):
+class DDPIndividualParameters(_OverlappedDDP):
     def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-        self._world = dist.get_world_size()
+        super().__init__(module)
         self._pending: list[dist.Work] = []
-        self._sync = True
-        broadcast_module(module)
-        on_grad_ready([p for p in module.parameters() if p.requires_grad], self._on_grad_ready)
 
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
-
-    @contextlib.contextmanager
-    def no_sync(self) -> Iterator[None]:
-        """Accumulate gradients locally (gradient accumulation); the first backward
-        after the block all-reduces the accumulated sum."""
-        self._sync = False
-        try:
-            yield
-        finally:
-            self._sync = True
-
-    def _on_grad_ready(self, p: Tensor) -> None:
-        if not self._sync:
-            return
+    def _grad_ready(self, p: Tensor) -> None:
         p.grad.div_(self._world)  # divide first: the sum could overflow in 16 bits
         self._pending.append(dist.all_reduce(p.grad, async_op=True))
 

@@ -4,6 +4,8 @@
 `spawn(fn, world_size, *args)` runs ``fn(rank, world_size, *args)`` in ``world_size``
 fresh processes that share a process group on a free localhost port; it never hangs:
 past ``timeout_s`` every rank is killed and a `TimeoutError` names the function.
+`run_collective(measure, args, ...)` runs a collective measurement either way (under
+`torchrun` or on spawned ranks) and hands back rank 0's rows.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import faulthandler
+import gc
+import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,13 +68,8 @@ def process_group(
         timeout=datetime.timedelta(seconds=timeout_s),
         **({"device_id": device} if backend == "nccl" else {}),
     )
-    try:
+    with _torn_down():
         yield device
-        # Teardown while a peer still has traffic in flight can abort gloo's threads
-        # ("terminate called without an active exception"); meet first.
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -83,15 +83,72 @@ def torchrun_group(backend: str | None = None) -> Iterator[torch.device]:
     backend = backend or default_backend()
     device = device_for(backend, int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, **({"device_id": device} if backend == "nccl" else {}))
-    try:
+    with _torn_down():
         yield device
+
+
+@contextlib.contextmanager
+def _torn_down() -> Iterator[None]:
+    """Run the body in the initialised group, then always destroy the group.
+
+    On success the ranks meet first: teardown while a peer still has traffic in flight
+    can abort gloo's threads ("terminate called without an active exception"). Then
+    ``gc.collect()`` frees cyclic garbage still holding gloo work objects or tensors
+    while the group and the interpreter are alive, instead of at interpreter exit,
+    where their destructors can abort the process the same way.
+    """
+    try:
+        yield
         dist.barrier()
+        gc.collect()
     finally:
         dist.destroy_process_group()
 
 
 def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def run_collective(
+    measure: Callable[[Any], list[dict]],
+    args: Any,
+    world_size: int,
+    backend: str,
+    timeout_s: float,
+) -> list[dict] | None:
+    """Run ``measure(args)`` on every rank of one group and return rank 0's rows.
+
+    Under `torchrun` this process joins the group torchrun made (``world_size`` is then
+    torchrun's) and gets None on ranks other than 0. Otherwise ``world_size`` ranks are
+    spawned with ``backend`` (killed after ``timeout_s``) and rank 0's rows come back
+    through a JSON file, so ``measure`` must be a picklable module-level function and
+    its rows JSON-serialisable.
+    """
+    if under_torchrun():
+        with torchrun_group(backend):
+            rows = measure(args)
+            rank = dist.get_rank()
+        return rows if rank == 0 else None
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "rows.json")
+        spawn(
+            _collective_worker,
+            world_size,
+            measure,
+            args,
+            result,
+            backend=backend,
+            timeout_s=timeout_s,
+        )
+        with open(result) as f:
+            return json.load(f)
+
+
+def _collective_worker(rank: int, world_size: int, measure, args, result_path: str) -> None:
+    rows = measure(args)
+    if rank == 0:
+        with open(result_path, "w") as f:
+            json.dump(rows, f)
 
 
 def spawn(
@@ -130,9 +187,11 @@ def _entry(rank, world_size, backend, port, timeout_s, fn, args):
     faulthandler.enable()  # a rank killed by a signal still prints where it was
     with process_group(rank, world_size, backend, port, timeout_s):
         fn(rank, world_size, *args)
-    # Leave without interpreter finalization: gloo work objects still referenced there
-    # can abort the process while Python tears down ("terminate called without an
-    # active exception"), failing a rank whose work is done. Errors raise above instead.
+    # Backstop: process_group's teardown already gc.collect()s, but gloo work objects
+    # that gc cannot reach (held from C++ or module globals) would still be destroyed
+    # during interpreter finalization and can abort the process there ("terminate
+    # called without an active exception"), failing a rank whose work is done. Leave
+    # without finalization; errors raise above instead.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

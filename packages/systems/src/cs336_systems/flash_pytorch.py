@@ -29,7 +29,12 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def check_attention_inputs(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> None:
     """Shape checks shared by both FlashAttention implementations (clear errors, not asserts)."""
-    if Q.ndim < 2 or Q.shape[-1] != K.shape[-1] or K.shape[:-1] != V.shape[:-1]:
+    if (
+        Q.ndim < 2
+        or Q.shape[:-2] != K.shape[:-2]
+        or Q.shape[-1] != K.shape[-1]
+        or K.shape[:-1] != V.shape[:-1]
+    ):
         raise ValueError(
             f"FlashAttention expects Q (..., n, d), K (..., m, d), V (..., m, d); "
             f"got Q {tuple(Q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}"

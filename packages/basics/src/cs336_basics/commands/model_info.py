@@ -9,6 +9,7 @@ Examples:
   cs336-basics model-info
   cs336-basics model-info --config gpt2-xl --seq-len 16384
   cs336-basics model-info --config runs/ts/config.json '{"vocab_size": 10000, ...}'
+  cs336-basics model-info --config packages/basics/src/cs336_basics/configs/owt.toml
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def add_arguments(parser):
         nargs="+",
         default=GPT2,
         metavar="NAME_OR_JSON",
-        help="preset names, ModelConfig JSON files (or files with a 'model' section) or "
-        "inline JSON; default: the four GPT-2 sizes",
+        help="preset names, config files (TOML/YAML/JSON, their 'model' section), shipped "
+        "config names or inline JSON; default: the four GPT-2 sizes",
     )
     parser.add_argument(
         "--seq-len", type=int, default=None, help="tokens per sequence (default: context_length)"
@@ -60,22 +61,27 @@ def run(args):
 
 
 def _load(spec: str, presets):
+    """A preset name, inline JSON, or a config file / shipped config name read like
+    `cs336-basics train` reads it (TOML, YAML, JSON, ``base`` chains): its ``model``
+    section, or the whole file when it has none."""
+    from cs336_basics.train_config import _load_file, _model_from_dict
     from cs336_common.nn import ModelConfig
 
     if spec in presets:
         return spec, ModelConfig.from_preset(spec)
-    path = Path(spec)
-    if spec.lstrip().startswith("{"):
-        name, text = "json", spec
-    elif path.is_file():
-        name, text = path.stem, path.read_text()
-    else:
-        raise SystemExit(
-            f"--config {spec!r} is neither a preset ({', '.join(presets)}), a JSON file nor inline JSON"
-        )
     try:
-        d = json.loads(text)
-        return name, ModelConfig.from_dict(d.get("model", d) if isinstance(d, dict) else d)
+        if spec.lstrip().startswith("{"):
+            name, d = "json", json.loads(spec)
+        else:
+            name, d = Path(spec).stem, _load_file(spec)
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {d!r}")
+        return name, _model_from_dict(d.get("model", d))
+    except FileNotFoundError:
+        raise SystemExit(
+            f"--config {spec!r} is neither a preset ({', '.join(presets)}), a config file, "
+            "a shipped config nor inline JSON"
+        ) from None
     except (ValueError, TypeError) as e:
         raise SystemExit(f"--config {spec!r}: {e}") from None
 

@@ -104,19 +104,21 @@ def _summary(tokenizer, input_path: Path, seconds: float) -> dict:
 
 
 def _encode(args):
-    from cs336_basics.text_chunks import default_workers
+    from cs336_basics.text_chunks import resolve_workers
     from cs336_basics.token_file import token_dtype
     from cs336_basics.tokenize_file import encode_file
     from cs336_common.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.tokenizer)
-    workers = args.workers or default_workers()
     start = time.perf_counter()
-    num_tokens = encode_file(tokenizer, args.input, args.out, num_workers=workers, progress=True)
+    num_tokens = encode_file(
+        tokenizer, args.input, args.out, num_workers=args.workers, progress=True
+    )
     seconds = time.perf_counter() - start
     megabytes = Path(args.input).stat().st_size / 1e6
     print(
         f"wrote {args.out}: {num_tokens:,} tokens ({token_dtype(tokenizer.vocab_size).name}) "
         f"from {megabytes:.1f} MB in {seconds:.2f} s: {megabytes / seconds:.2f} MB/s with "
-        f"{workers} worker(s), {1e6 * megabytes / max(num_tokens, 1):.2f} bytes/token"
+        f"{resolve_workers(args.workers)} worker(s), "
+        f"{1e6 * megabytes / max(num_tokens, 1):.2f} bytes/token"
     )

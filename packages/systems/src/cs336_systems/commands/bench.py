@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cs336_systems.bench_common import device_description, resolve_device, write_results
+    from cs336_systems.bench_common import device_description, resolve_device
+    from cs336_systems.results import write_results
 
     device = resolve_device("cpu" if args.smoke and args.device == "auto" else args.device)
     args.device = str(device)

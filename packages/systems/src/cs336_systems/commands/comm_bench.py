@@ -16,8 +16,6 @@ Markdown table (printed), ``comm_bench.csv`` and ``comm_bench.png`` to ``--out``
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
 _MIB = 2**20
@@ -50,26 +48,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336_systems.dist_utils import spawn, torchrun_group, under_torchrun
+    from cs336_systems.dist_utils import run_collective, under_torchrun
 
     _check(args)
+    # under torchrun: one group, torchrun's world size; else one set of ranks per pair
+    runs = (
+        [(args.backend[0], 0)]
+        if under_torchrun()
+        else [(backend, world) for backend in args.backend for world in args.world_size]
+    )
     rows: list[dict] = []
-    if under_torchrun():
-        import torch.distributed as dist
-
-        with torchrun_group(args.backend[0]):
-            rows = _measure(args)
-            if dist.get_rank() != 0:
-                return 0
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            for backend in args.backend:
-                for world in args.world_size:
-                    result = Path(tmp) / f"{backend}_{world}.json"
-                    spawn(
-                        _worker, world, args, str(result), backend=backend, timeout_s=args.timeout
-                    )
-                    rows += json.loads(result.read_text())
+    for backend, world in runs:
+        got = run_collective(_measure, args, world, backend, args.timeout)
+        if got is None:  # a torchrun rank other than 0
+            return 0
+        rows += got
     _report(rows, args.out)
     return 0
 
@@ -85,12 +78,6 @@ def _check(args: argparse.Namespace) -> None:
         raise SystemExit(
             "comm-bench: --world-size, --iters, --sizes-mib must be positive, --warmup >= 0"
         )
-
-
-def _worker(rank: int, world: int, args: argparse.Namespace, result_path: str) -> None:
-    rows = _measure(args)
-    if rank == 0:
-        Path(result_path).write_text(json.dumps(rows))
 
 
 def _measure(args: argparse.Namespace) -> list[dict]:

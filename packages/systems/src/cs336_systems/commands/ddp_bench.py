@@ -25,8 +25,6 @@ held per rank.
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
 VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp")
@@ -62,35 +60,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cs336_systems.dist_utils import default_backend, spawn, torchrun_group, under_torchrun
+    from cs336_systems.dist_utils import default_backend, run_collective
 
     args.variant = list(VARIANTS) if "all" in args.variant else args.variant
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         raise SystemExit("ddp-bench: --steps and --batch-size must be >= 1, --warmup >= 0")
     _model_config(args)  # fail early on a bad --model
     backend = args.backend or default_backend()
-    if under_torchrun():
-        import torch.distributed as dist
-
-        with torchrun_group(backend):
-            rows = _bench(args)
-            if dist.get_rank() != 0:
-                return 0
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = Path(tmp) / "rows.json"
-            spawn(
-                _worker, args.world_size, args, str(result), backend=backend, timeout_s=args.timeout
-            )
-            rows = json.loads(result.read_text())
+    rows = run_collective(_bench, args, args.world_size, backend, args.timeout)
+    if rows is None:  # a torchrun rank other than 0
+        return 0
     _report(rows, args)
     return 0
-
-
-def _worker(rank: int, world: int, args: argparse.Namespace, result_path: str) -> None:
-    rows = _bench(args)
-    if rank == 0:
-        Path(result_path).write_text(json.dumps(rows))
 
 
 def _model_config(args: argparse.Namespace):
