@@ -17,7 +17,6 @@ import gc
 import json
 import os
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -187,11 +186,3 @@ def _entry(rank, world_size, backend, port, timeout_s, fn, args):
     faulthandler.enable()  # a rank killed by a signal still prints where it was
     with process_group(rank, world_size, backend, port, timeout_s):
         fn(rank, world_size, *args)
-    # Backstop: process_group's teardown already gc.collect()s, but gloo work objects
-    # that gc cannot reach (held from C++ or module globals) would still be destroyed
-    # during interpreter finalization and can abort the process there ("terminate
-    # called without an active exception"), failing a rank whose work is done. Leave
-    # without finalization; errors raise above instead.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
