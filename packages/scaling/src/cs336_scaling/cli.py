@@ -16,6 +16,11 @@ COMMANDS = {
         "cs336_scaling.commands.fit",
         "parametric fit L(N, D) = E + A/N^alpha + B/D^beta with bootstrap intervals",
     ),
+    "serve": (
+        "cs336_scaling.commands.serve",
+        "run the training service (course /loss API, async runs, budgets, dashboard)",
+    ),
+    "keys": ("cs336_scaling.commands.keys", "create and list the service's API keys"),
     "about": ("cs336_common.about", "version, summary and status of this package"),
 }
 
