@@ -130,14 +130,15 @@ class TrainLoop:
         loaded into ``model``. ``on_phase(name)`` is called at "start", after
         "forward_backward", "sync" and "optimizer" in every step (benchmarks time
         them). ``sync_gradients()`` runs after the last backward of a step; default:
-        the wrapped model's ``finish_gradient_synchronization``, if it has one."""
+        the wrapped model's ``finish_gradient_synchronization``, if it has one (and its
+        ``on_train_batch_start`` before each step, if it has one)."""
         self.model, self.config = model, config
         self._optimizer_arg, self._wrap = optimizer, wrap
         self.batches: Iterator[Batch] = iter(batches)
         self._batch_source = batches
         self.loss_fn, self.lr_schedule, self.evaluate = loss_fn, lr_schedule, evaluate
         self.on_log, self.on_phase, self._sync_arg = on_log, on_phase, sync_gradients
-        self.device = next(model.parameters()).device
+        self.device: torch.device | None = None  # the wrapped model's, after `start`
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.checkpoints = CheckpointDir(config.checkpoint_dir) if config.checkpoint_dir else None
@@ -153,8 +154,8 @@ class TrainLoop:
         """One optimizer step over ``grad_accum_steps`` micro-batches; returns the mean
         loss and the gradient norm before clipping, as device tensors (no host sync)."""
         self._phase("start")
-        accum = self.config.grad_accum_steps
-        total = torch.zeros((), device=self.device)
+        self._before_step()
+        accum, losses = self.config.grad_accum_steps, []
         for i in range(accum):
             batch = next(self.batches)
             self.tokens += batch[0].numel() * self.world  # every rank: an equal batch
@@ -164,7 +165,7 @@ class TrainLoop:
                     loss = self.loss_fn(self.train_model, batch)
                 # each micro-batch counts 1/accum, so the sum is the full batch's mean
                 (loss / accum).backward()
-            total += loss.detach()
+            losses.append(loss.detach())
         self._phase("forward_backward")
         self.sync_gradients()
         self._phase("sync")
@@ -173,7 +174,7 @@ class TrainLoop:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._phase("optimizer")
-        return total / accum, grad_norm
+        return torch.stack(losses).mean(), grad_norm
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -239,11 +240,14 @@ class TrainLoop:
         if payload is not None:
             restore_checkpoint(payload, self.model)
         self.train_model = self._wrap(self.model) if self._wrap else self.model
+        self.device = next(self.train_model.parameters()).device
         self.optimizer = (
             self._optimizer_arg
             if isinstance(self._optimizer_arg, torch.optim.Optimizer)
             else self._optimizer_arg(self.train_model)
         )
+        # the course's data-parallel interface: both optional on a wrapper
+        self._before_step = getattr(self.train_model, "on_train_batch_start", lambda: None)
         self.sync_gradients = self._sync_arg or getattr(
             self.train_model, "finish_gradient_synchronization", lambda: None
         )

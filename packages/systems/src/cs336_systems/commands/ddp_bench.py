@@ -102,13 +102,13 @@ def _bench(args: argparse.Namespace) -> list[dict]:
 
 def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     import gc
-    import time
+    import itertools
 
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
 
     from cs336_common import TransformerLM
+    from cs336_common.train import LoopConfig, TrainLoop
     from cs336_systems.dist_utils import current_device
 
     device = current_device()
@@ -126,35 +126,18 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     ids = torch.randint(
         0, cfg.vocab_size, (args.batch_size, args.context_length + 1), device=device, generator=g
     )
-    x, y = ids[:, :-1], ids[:, 1:]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-
-    def wait():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
-    for step in range(args.warmup + args.steps):
-        wait()
-        t0 = time.perf_counter()
-        if hasattr(wrapped, "on_train_batch_start"):
-            wrapped.on_train_batch_start()
-        with autocast:
-            logits = wrapped(x)
-        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), y.reshape(-1))
-        loss.backward()
-        wait()
-        t1 = time.perf_counter()
-        sync()
-        wait()
-        t2 = time.perf_counter()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        wait()
-        t3 = time.perf_counter()
-        if step >= args.warmup:
-            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-                times[k] += dt / args.steps
+    clock = _PhaseClock(device, args.warmup)
+    loop = TrainLoop(
+        model,
+        opt,
+        itertools.repeat((ids[:, :-1], ids[:, 1:])),
+        LoopConfig(max_steps=args.warmup + args.steps, precision=args.dtype, log_every=10**9),
+        wrap=lambda _: wrapped,
+        sync_gradients=sync,
+        on_phase=clock,
+    )
+    loop.run()
+    times = {k: v / args.steps for k, v in clock.totals.items()}
     state_bytes = sum(
         v.numel() * v.element_size()
         for s in opt.state.values()
@@ -166,7 +149,7 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     stats = torch.tensor(stats, dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
     fwd_bwd, sync_s, opt_s, start, peak, state_bytes = stats.tolist()
-    del wrapped, sync, opt, model, logits, loss
+    del sync, opt, model, loop
     return {
         "variant": variant,
         "step_ms": (fwd_bwd + sync_s + opt_s) * 1e3,
@@ -177,6 +160,29 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         "peak_mem_gib": peak / 2**30,
         "opt_state_gib": state_bytes / 2**30,
     }
+
+
+class _PhaseClock:
+    """`TrainLoop`'s ``on_phase`` hook: seconds per phase, summed over the steps after
+    ``warmup`` (the device is synchronised at every phase boundary)."""
+
+    def __init__(self, device, warmup: int):
+        self.device, self.warmup, self.steps = device, warmup, 0
+        self.totals = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
+
+    def __call__(self, phase: str) -> None:
+        import time
+
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if phase != "start" and self.steps >= self.warmup:
+            key = {"forward_backward": "fwd_bwd", "sync": "sync", "optimizer": "opt"}[phase]
+            self.totals[key] += now - self._last
+        self.steps += phase == "optimizer"
+        self._last = now
 
 
 def _wrap(variant: str, model, args: argparse.Namespace):
