@@ -2,6 +2,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cs336_data import (
@@ -175,3 +176,27 @@ def test_failing_shard_leaves_no_output_and_others_finish(crawl, tmp_path, monke
     assert not (out / "crawl-a.jsonl.gz").exists()
     assert not any(p.name.endswith(".tmp") for p in out.iterdir())
     assert (out / "crawl-b.jsonl.gz.stats.json").is_file()
+
+
+def test_tokens_match_an_independent_gpt2_tokenizer(crawl, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from importlib.resources import files
+
+    from cs336_common.train.token_file import open_token_file
+
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "crawl").symlink_to(crawl / "crawl")
+    cfg = _config(root)
+    cfg.tokenizer = "gpt2"
+    result = run_pipeline(cfg)
+    tokens = open_token_file(root / "out/tokens.bin")
+    assert tokens.dtype == np.uint16 and len(tokens) == result["tokens"]
+    assets = files("cs336_common") / "assets"
+    hf = tokenizers.ByteLevelBPETokenizer(
+        str(assets / "gpt2_vocab.json"), str(assets / "gpt2_merges.txt")
+    )
+    want = []
+    for doc in _docs(root / "out/3_minhash"):
+        want += [*hf.encode(doc["text"]).ids, 50256]
+    assert tokens.tolist() == want

@@ -20,6 +20,8 @@ from cs336_data.shards import (
 )
 from cs336_data.stats import StageStats
 
+REPORT_FILES = ("report.json", "removed_samples.jsonl")
+
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
     """Files named or matched by glob patterns (directories: every known file inside), in a
@@ -45,9 +47,12 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
 
 
 def _known(p: Path) -> bool:
+    """A file of a directory input: a known kind, not a stage's report or temporary file."""
+    if p.name.startswith(".") or p.name in REPORT_FILES or p.name.endswith(".stats.json"):
+        return False
     try:
         input_kind(p)
-        return not p.name.startswith(".") and not p.name.endswith(".stats.json")
+        return True
     except ValueError:
         return False
 
