@@ -61,6 +61,9 @@ def run_cli(
     argv: Sequence[str] | None = None,
 ) -> int:
     args = build_parser(prog, description, commands).parse_args(argv)
+    # Out of the namespace: commands pass `args` to worker processes, and a parser
+    # does not pickle.
+    parser = vars(args).pop("_parser")
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -70,7 +73,7 @@ def run_cli(
         if args.debug:
             raise
         if isinstance(e, UsageError):
-            args._parser.error(one_line(e))  # prints the usage; exits 2
+            parser.error(one_line(e))  # prints the usage; exits 2
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 1
 
