@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from cs336_common.errors import UserError
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; the lock is then not enforced
@@ -25,7 +27,7 @@ except ImportError:  # Windows: no flock; the lock is then not enforced
 LOCK_NAME = ".lock"
 
 
-class DirectoryLocked(RuntimeError):
+class DirectoryLocked(UserError):
     """Another process holds the directory's lock."""
 
 

@@ -9,6 +9,7 @@ and torch's RNG, so a resumed run continues exactly where the uninterrupted one 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from cs336_basics.run_dir import RunDir
-from cs336_basics.train_config import TrainConfig
+from cs336_basics.train_config import TrainConfig, resume_changes
 from cs336_common.device import peak_flops, resolve_device
+from cs336_common.errors import InputError
 from cs336_common.io import write_text_atomic
+from cs336_common.lock import locked_dir
 from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
+from cs336_common.tokenizer import Tokenizer
 from cs336_common.train.batches import RandomBatches
 from cs336_common.train.checkpoint import load_checkpoint
 from cs336_common.train.interrupt import Interrupted
@@ -28,7 +32,7 @@ from cs336_common.train.loop import LoopConfig, TrainingDiverged, TrainLoop, lm_
 from cs336_common.train.metrics import MetricsLog, model_flops_utilization, start_wandb
 from cs336_common.train.optim import AdamW
 from cs336_common.train.schedule import get_lr_cosine_schedule
-from cs336_common.train.token_file import open_token_file
+from cs336_common.train.token_file import open_token_file, token_file_vocab_size
 
 __all__ = ["TrainResult", "TrainingDiverged", "load_trained_model", "train"]
 
@@ -41,24 +45,45 @@ class TrainResult:
     train_loss: float  # mean over the last logging interval
     val_loss: float | None  # on the fixed validation batches after the last step
     wall_time_s: float  # across all sessions of a resumed run
+    already_finished: bool = False  # resumed a run that had reached its last step
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train ``config.model`` on ``config.train_data`` into ``config.out_dir``, with
-    `cs336_common.train.TrainLoop`.
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    allow_schedule_change: bool = False,
+) -> TrainResult:
+    """Train ``config.model`` on ``config.train_data`` into ``config.out_dir`` with
+    `cs336_common.train.TrainLoop`, holding the run directory's lock throughout.
 
-    ``resume=True`` continues from the run directory's latest checkpoint (a fresh start
-    when it has none). Raises `TrainingDiverged` on a NaN/inf loss, keeping the last good
-    checkpoint; FileExistsError when starting over a run that has checkpoints; and
-    `Interrupted` (a KeyboardInterrupt) after SIGINT or SIGTERM, once the current step is
-    done and checkpointed.
+    ``resume=True`` continues from the run directory's newest loadable checkpoint (a
+    fresh start when it has none). A resumed config may not change the model or the data
+    (`InputError` names the fields); changes of the schedule or length need
+    ``allow_schedule_change`` and are recorded in ``history.jsonl``. Resuming a run that
+    reached its last step returns at once with ``already_finished``.
+
+    Raises `TrainingDiverged` on a NaN/inf loss, keeping the last good checkpoint;
+    FileExistsError when starting over a run that has checkpoints; `DirectoryLocked`
+    when another process trains into the same directory; and `Interrupted` (a
+    KeyboardInterrupt) after SIGINT or SIGTERM, once the current step is done and
+    checkpointed.
     """
     run = RunDir(config.out_dir)
+    with locked_dir(run.path):
+        return _train(run, config, resume, progress, allow_schedule_change)
+
+
+def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_change):
     if not resume and run.all_checkpoints():
         raise FileExistsError(
             f"{run.path} already holds checkpoints; resume it (--resume {run.path}) "
             "or choose another out_dir"
         )
+    previous = run.read_config() if resume else None
+    changes = {} if previous is None else resume_changes(previous, config, allow_schedule_change)
+    tokenizer = _tokenizer(config)
     device = resolve_device(config.device)
     precision = _precision(config, device)
     if device.type == "cuda":
@@ -66,9 +91,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.seed)
     model = TransformerLM.from_config(config.model, device=device)
-    train_data = _open(config.train_data, config.model)
     batches = RandomBatches(
-        train_data, config.batch_size, config.model.context_length, device, config.seed
+        _open(config.train_data, config.model),
+        config.batch_size,
+        config.model.context_length,
+        device,
+        config.seed,
     )
     loss_fn = torch.compile(lm_loss, dynamic=False) if config.compile else lm_loss
     val_batches = _fixed_val_batches(config, device)
@@ -88,12 +116,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         evaluate=(lambda m: _mean_loss(m, loss_fn, val_batches)) if val_batches else None,
     )
     step = loop.start()
-    if step:
-        _truncate_metrics(run, step)
-    else:
-        run.metrics.unlink(missing_ok=True)
-    # rewritten on resume too: overrides such as a longer budget belong to the run
-    write_text_atomic(run.config, config.to_json())
+    if step > config.num_steps:
+        raise InputError(
+            f"{run.path} is at step {step}, past the {config.num_steps} steps the new "
+            "settings allow; a run cannot be shortened below its checkpoints"
+        )
+    if step and step == config.num_steps:
+        return _finished(run, step)
+    _record_session(run, config, step, changes, tokenizer)
 
     fwd_flops = flops_per_token(config.model)["total"]
     peak = peak_flops(device, precision)
@@ -201,17 +231,16 @@ def _open(path: str, model: ModelConfig) -> np.memmap:
             f"token file {path} not found; make it with `cs336-basics tokenizer encode` "
             "(see the Training section of packages/basics/README.md)"
         )
-    data = open_token_file(path)
-    if len(data) <= model.context_length:
-        raise ValueError(
-            f"{path}: {len(data)} tokens, need more than context_length={model.context_length}"
+    vocab = token_file_vocab_size(path)
+    if vocab is not None and vocab != model.vocab_size:
+        raise InputError(
+            f"{path} was encoded with a vocabulary of {vocab} tokens, but model.vocab_size "
+            f"is {model.vocab_size}; they must match (was it encoded with another tokenizer?)"
         )
-    # ids beyond the vocabulary would fail deep inside the embedding; check a sample
-    sample = data[: 1 << 20]
-    if sample.size and int(sample.max()) >= model.vocab_size:
-        raise ValueError(
-            f"{path}: token id {int(sample.max())} >= model.vocab_size={model.vocab_size}; "
-            "was it encoded with another tokenizer?"
+    data = open_token_file(path, model.vocab_size)  # every id checked against the model
+    if len(data) <= model.context_length:
+        raise InputError(
+            f"{path}: {len(data)} tokens, need more than context_length={model.context_length}"
         )
     return data
 
@@ -248,10 +277,47 @@ def _postfix(row: dict) -> dict:
     return postfix
 
 
-# ---- resume ----------------------------------------------------------------------------
+# ---- the run directory ------------------------------------------------------------------
 
 
-def _truncate_metrics(run: RunDir, step: int) -> None:
-    """Drop rows logged after the checkpoint: the resumed run logs those steps again."""
-    rows = [r for r in run.read_metrics() if r["step"] <= step]
-    write_text_atomic(run.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+def _record_session(run: RunDir, config: TrainConfig, step: int, changes: dict, tokenizer) -> None:
+    """Before training: drop metrics rows past the checkpoint (a resumed run logs those
+    steps again), write config.json and the tokenizer, and append to the history."""
+    if step:
+        rows = [r for r in run.read_metrics() if r["step"] <= step]
+        write_text_atomic(run.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        run.metrics.unlink(missing_ok=True)
+        run.history.unlink(missing_ok=True)
+        if tokenizer is not None:
+            tokenizer.save(run.tokenizer)
+    write_text_atomic(run.config, config.to_json())
+    run.append_history(step, changes)
+
+
+def _finished(run: RunDir, step: int) -> TrainResult:
+    rows = run.read_metrics()
+    last = rows[-1] if rows else {}
+    val = next((r["val_loss"] for r in reversed(rows) if r.get("val_loss") is not None), None)
+    return TrainResult(
+        run_dir=run.path,
+        steps=step,
+        tokens=last.get("tokens", 0),
+        train_loss=last.get("train_loss", math.nan),
+        val_loss=val,
+        wall_time_s=last.get("wall_time_s", 0.0),
+        already_finished=True,
+    )
+
+
+def _tokenizer(config: TrainConfig) -> Tokenizer | None:
+    """The config's tokenizer, checked against the model's vocabulary."""
+    if config.tokenizer is None:
+        return None
+    tokenizer = Tokenizer.load(config.tokenizer)
+    if tokenizer.vocab_size != config.model.vocab_size:
+        raise InputError(
+            f"tokenizer {config.tokenizer} has {tokenizer.vocab_size} tokens, but "
+            f"model.vocab_size is {config.model.vocab_size}; they must match"
+        )
+    return tokenizer
