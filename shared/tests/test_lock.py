@@ -21,9 +21,11 @@ def test_second_process_is_refused_and_a_killed_holder_releases(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(DirectoryLocked, match=rf"in use by process {holder.pid} on .*-c"):
-            with locked_dir(tmp_path / "run"):
-                pass
+        with (
+            pytest.raises(DirectoryLocked, match=rf"in use by process {holder.pid} on .*-c"),
+            locked_dir(tmp_path / "run"),
+        ):
+            pass
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
