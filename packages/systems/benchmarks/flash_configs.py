@@ -5,9 +5,9 @@ candidate lists in ``flash_triton._SPACES`` were chosen.
         --shape 16,1,16384,64 --dtype bf16 [--precision high] --out DIR
 
 For each kernel and candidate ``(block_a, block_b, num_warps, num_stages)`` it times the
-forward op, or the whole backward op with the other backward kernel at its default
-(atomic dQ, and separate dQ with each dQ config), median of ``do_bench``; it prints one
-Markdown table per shape and appends it to ``DIR/flash_configs.md``.
+forward op, or the whole backward op (atomic dQ, or separate dQ) with the other backward
+kernel at its default, median of ``do_bench``; it prints one Markdown table per shape and
+appends it to ``DIR/flash_configs.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 os.environ["CS336_FLASH_AUTOTUNE"] = "0"  # each candidate alone, without the autotuner's pick
@@ -37,13 +38,13 @@ def _use(kernel: str, kind: str, cfg) -> None:
         k.cache.clear()
 
 
-def configs_table(shape, dtype, candidates: dict, causal=True) -> list[dict]:
+def configs_table(shape, dtype, candidates: dict, parts, causal=True) -> list[dict]:
+    """``parts``: any of fwd, kv-atomic, kv-separate, dq (the last two: separate-dQ backward)."""
     z, h, n, d = shape
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v, do = (torch.randn(shape, generator=g, device="cuda", dtype=dtype) for _ in range(4))
     meta = ft._kernel_meta(d, causal, dtype)
     kind = ft._space_kind(dtype, meta["BLOCK_D"], meta["DOT_PRECISION"])
-    defaults = {kern: ft._SPACES[kern][kind][0] for kern in ("fwd", "kv", "dq")}
     fwd_flops = 4 * z * h * n * n * d / (2 if causal else 1)
     o, lse = ft._forward_op(q, k, v, causal)
     rows = []
@@ -57,36 +58,28 @@ def configs_table(shape, dtype, candidates: dict, causal=True) -> list[dict]:
         rows.append(dict(kernel=kernel, variant=variant, config=str(cfg), ms=ms, tflops=rate))
         print(rows[-1], flush=True)
 
-    for cfg in candidates["fwd"]:
-        _use("fwd", kind, cfg)
-        record("fwd", "", cfg, lambda: ft._forward_op(q, k, v, causal), fwd_flops)
-    _use("fwd", kind, defaults["fwd"])
-    for deterministic in (False, True):
-        variant = "separate dQ" if deterministic else "atomic dQ"
-        if not deterministic and meta["DOT_PRECISION"] == "ieee":
-            continue
-        flops = 2.5 * fwd_flops
-        for cfg in candidates["kv"]:
-            _use("kv", kind, cfg)
-            record("kv", variant, cfg,
-                   lambda det=deterministic: ft._backward_op(q, k, v, o, lse, do, causal, det), flops)  # fmt: skip
-        _use("kv", kind, defaults["kv"])
-        if deterministic:
-            for cfg in candidates["dq"]:
-                _use("dq", kind, cfg)
-                record("dq", variant, cfg,
-                       lambda: ft._backward_op(q, k, v, o, lse, do, causal, True), flops)  # fmt: skip
-            _use("dq", kind, defaults["dq"])
+    for part in parts:
+        kernel, _, variant = part.partition("-")
+        separate = variant == "separate" or kernel == "dq"
+        default = ft._SPACES[kernel][kind][0]
+        for cfg in candidates[kernel]:
+            _use(kernel, kind, cfg)
+            if kernel == "fwd":
+                record(kernel, "", cfg, partial(ft._forward_op, q, k, v, causal), fwd_flops)
+            else:
+                fn = partial(ft._backward_op, q, k, v, o, lse, do, causal, separate)
+                record(kernel, "separate dQ" if separate else "atomic dQ", cfg, fn, 2.5 * fwd_flops)
+        _use(kernel, kind, default)
     return rows
 
 
 # Screened offline for sm_90 (Triton 3.6 ptxas): no or few register spills.
 BROAD = {
-    "fwd": [(128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 4),
-            (128, 32, 8, 3), (64, 64, 4, 3)],
-    "kv": [(32, 128, 8, 3), (64, 128, 8, 2), (32, 64, 8, 3), (64, 64, 8, 3), (16, 128, 8, 3),
-           (32, 64, 4, 3)],
-    "dq": [(128, 32, 8, 3), (128, 64, 8, 3), (128, 16, 8, 4), (64, 32, 4, 3)],
+    "fwd": [(128, 64, 8, 3), (128, 64, 8, 4), (128, 64, 8, 5), (128, 128, 8, 3), (128, 32, 8, 3),
+            (64, 64, 4, 3), (64, 32, 4, 3)],
+    "kv": [(64, 128, 8, 3), (64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 4, 3),
+           (32, 64, 4, 3), (64, 64, 4, 2), (64, 64, 8, 3)],
+    "dq": [(128, 32, 8, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 16, 8, 4), (64, 32, 4, 3)],
 }  # fmt: skip
 
 
@@ -96,13 +89,15 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
     p.add_argument("--precision", choices=("highest", "high"), default="highest",
                    help="fp32 matmul precision: highest = exact fp32, high = TF32")  # fmt: skip
+    p.add_argument("--parts", default="fwd,kv-atomic,kv-separate,dq",
+                   help="comma list of fwd, kv-atomic, kv-separate, dq")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("."))
     args = p.parse_args(argv)
     torch.set_float32_matmul_precision(args.precision)
     args.out.mkdir(parents=True, exist_ok=True)
     for spec in args.shape:
         shape = tuple(int(x) for x in spec.split(","))
-        rows = configs_table(shape, DTYPES[args.dtype], BROAD)
+        rows = configs_table(shape, DTYPES[args.dtype], BROAD, args.parts.split(","))
         lines = [f"\n## {shape} {args.dtype} causal ({torch.cuda.get_device_name()})\n",
                  "| kernel | variant | config (a, b, warps, stages) | ms | TFLOP/s |",
                  "|---|---|---|---:|---:|"]  # fmt: skip
