@@ -5,9 +5,9 @@ candidate lists in ``flash_triton._SPACES`` were chosen.
         --shape 16,1,16384,64 --dtype bf16 [--precision high] --out DIR
 
 For each kernel and candidate ``(block_a, block_b, num_warps, num_stages)`` it times the
-forward op, or the whole backward op (atomic dQ, or separate dQ) with the other backward
-kernel at its default, median of ``do_bench``; it prints one Markdown table per shape and
-appends it to ``DIR/flash_configs.md``.
+forward op, or the whole backward op with the other backward kernel at its default,
+median of ``do_bench``; it prints one Markdown table per shape and appends it to
+``DIR/flash_configs.md``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _use(kernel: str, kind: str, cfg) -> None:
 
 
 def configs_table(shape, dtype, candidates: dict, parts, causal=True) -> list[dict]:
-    """``parts``: any of fwd, kv-atomic, kv-separate, dq (the last two: separate-dQ backward)."""
+    """``parts``: any of fwd, kv, dq."""
     z, h, n, d = shape
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v, do = (torch.randn(shape, generator=g, device="cuda", dtype=dtype) for _ in range(4))
@@ -49,26 +49,24 @@ def configs_table(shape, dtype, candidates: dict, parts, causal=True) -> list[di
     o, lse = ft._forward_op(q, k, v, causal)
     rows = []
 
-    def record(kernel, variant, cfg, fn, flops):
+    def record(kernel, cfg, fn, flops):
         try:
             ms = _time(fn)
             rate = f"{flops / ms / 1e9:.0f}"
         except Exception as e:  # out of resources etc.: report, keep going
             ms, rate = float("nan"), type(e).__name__
-        rows.append(dict(kernel=kernel, variant=variant, config=str(cfg), ms=ms, tflops=rate))
+        rows.append(dict(kernel=kernel, config=str(cfg), ms=ms, tflops=rate))
         print(rows[-1], flush=True)
 
-    for part in parts:
-        kernel, _, variant = part.partition("-")
-        separate = variant == "separate" or kernel == "dq"
+    for kernel in parts:
         default = ft._SPACES[kernel][kind][0]
         for cfg in candidates[kernel]:
             _use(kernel, kind, cfg)
             if kernel == "fwd":
-                record(kernel, "", cfg, partial(ft._forward_op, q, k, v, causal), fwd_flops)
+                record(kernel, cfg, partial(ft._forward_op, q, k, v, causal), fwd_flops)
             else:
-                fn = partial(ft._backward_op, q, k, v, o, lse, do, causal, separate)
-                record(kernel, "separate dQ" if separate else "atomic dQ", cfg, fn, 2.5 * fwd_flops)
+                fn = partial(ft._backward_op, q, k, v, o, lse, do, causal)
+                record(kernel, cfg, fn, 2.5 * fwd_flops)
         _use(kernel, kind, default)
     return rows
 
@@ -89,8 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=DTYPES, default="bf16")
     p.add_argument("--precision", choices=("highest", "high"), default="highest",
                    help="fp32 matmul precision: highest = exact fp32, high = TF32")  # fmt: skip
-    p.add_argument("--parts", default="fwd,kv-atomic,kv-separate,dq",
-                   help="comma list of fwd, kv-atomic, kv-separate, dq")  # fmt: skip
+    p.add_argument("--parts", default="fwd,kv,dq", help="comma list of fwd, kv, dq")
     p.add_argument("--out", type=Path, default=Path("."))
     args = p.parse_args(argv)
     torch.set_float32_matmul_precision(args.precision)
@@ -99,10 +96,10 @@ def main(argv=None) -> int:
         shape = tuple(int(x) for x in spec.split(","))
         rows = configs_table(shape, DTYPES[args.dtype], BROAD, args.parts.split(","))
         lines = [f"\n## {shape} {args.dtype} causal ({torch.cuda.get_device_name()})\n",
-                 "| kernel | variant | config (a, b, warps, stages) | ms | TFLOP/s |",
-                 "|---|---|---|---:|---:|"]  # fmt: skip
-        lines += [f"| {r['kernel']} | {r['variant']} | {r['config']} | {r['ms']:.3f} | "
-                  f"{r['tflops']} |" for r in rows]  # fmt: skip
+                 "| kernel | config (a, b, warps, stages) | ms | TFLOP/s |",
+                 "|---|---|---:|---:|"]  # fmt: skip
+        lines += [f"| {r['kernel']} | {r['config']} | {r['ms']:.3f} | {r['tflops']} |"
+                  for r in rows]  # fmt: skip
         text = "\n".join(lines) + "\n"
         print(text)
         with open(args.out / "flash_configs.md", "a", encoding="utf-8") as f:

@@ -6,15 +6,13 @@ domain: the scale ``log2(e)/sqrt(d)`` is folded into the one multiply-add that s
 the running max, so ``exp`` becomes the cheaper ``exp2``. It writes O and the natural-log
 log-sum-exp ``L``.
 
-Backward: ``D = rowsum(dO ∘ O)`` in a small kernel; then a program owns a key tile and
-loops over query tiles, recomputing ``P = exp(S - L)`` and accumulating dK and dV. dQ
-comes one of two ways:
-- atomic (16-bit and TF32 inputs): the same program adds each ``dS·K`` tile to a float32
-  dQ buffer with relaxed atomics: 5 matrix products and one ``exp`` per score, as in
-  FlashAttention-2's own kernel;
-- separate (exact fp32, or ``deterministic=True``): a second kernel where a program owns a
-  query tile and loops over key tiles: 7 matrix products and two ``exp`` per score, but no
-  atomics, so the result is bitwise reproducible.
+Backward (no atomics, so bitwise reproducible): ``D = rowsum(dO ∘ O)`` in a small kernel;
+then one kernel where a program owns a key tile and loops over query tiles accumulating
+dK and dV, and one where a program owns a query tile and loops over key tiles
+accumulating dQ. Both recompute ``P = exp(S - L)``. (FlashAttention-2's single kernel
+with atomic float32 dQ sums does two fewer products per tile; on an H200 it measured
+slower here, with pointer atomics and with TMA bulk reductions alike: see the lab notes
+in ``benchmarks/results/h200_flash/``.)
 
 Causal attention skips the tiles above the diagonal, and only the tiles that cross the
 diagonal pay for a mask: every loop below is split into an unmasked run of tiles and a
@@ -23,9 +21,12 @@ masked one. Any sequence length works (loads are masked past the end), head dims
 the tensor cores with float32 accumulation.
 
 Tile sizes, warps and pipeline depth come from a short candidate list per kind of input
-(``_SPACES``: 16-bit with d ≤ 64 or d > 64, TF32, exact fp32), timed once per length class
-and cached on disk by Triton (``CS336_FLASH_AUTOTUNE=0`` takes the first candidate without
-timing); under ``TRITON_INTERPRET=1`` (CPU tests) one small config is used.
+(``_SPACES``: 16-bit with d ≤ 64 or d > 64, TF32, exact fp32), measured on an H200 at long
+sequences. The first candidate is used as is; the others are timed only for sequences
+over 8192 tokens, where the kernels run long enough for the few per cent between them to
+matter, once per kind and length class, and Triton caches the pick on disk
+(``CS336_FLASH_AUTOTUNE=0`` always takes the first). Under ``TRITON_INTERPRET=1`` (CPU
+tests) one small config is used.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from triton.tools.tensor_descriptor import TensorDescriptor
 
 from cs336_systems.flash_pytorch import check_attention_inputs
 
@@ -49,29 +49,31 @@ MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _AUTOTUNE = os.environ.get("CS336_FLASH_AUTOTUNE", "1") != "0"
+_LONG = 2  # the length class (over 8192 tokens) where candidates are timed
 
-# Candidates (block_a, block_b, num_warps, num_stages) per kernel and kind of input; the
-# first of each list is the default. Constraints the loops rely on: BLOCK_M % BLOCK_N == 0
+# Candidates (block_a, block_b, num_warps, num_stages) per kernel and kind of input, the
+# measured best first (benchmarks/flash_configs.py; H200, (16, 1, 16384, 64) and
+# (4, 1, 16384, 128) bf16 causal). Constraints the loops rely on: BLOCK_M % BLOCK_N == 0
 # (forward and dQ: the masked diagonal run starts on a key-tile boundary) and
-# BLOCK_N1 % BLOCK_M1 == 0 (dK/dV). Every candidate compiles for sm_90 without register
-# spills and within shared memory (checked offline with Triton's ptxas, no GPU needed).
+# BLOCK_N1 % BLOCK_M1 == 0 (dK/dV). float32 gets one small config: exact-fp32 products
+# unroll into CUDA-core code whose compile time grows with the tile.
 _SPACES = {
     "fwd": {
-        "16bit_d64": [(128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 3)],
+        "16bit_d64": [(128, 64, 8, 4), (128, 64, 8, 3)],
         "16bit_d128": [(128, 64, 8, 3), (128, 128, 8, 3)],
-        "tf32": [(64, 32, 4, 3), (128, 32, 8, 3)],
+        "tf32": [(64, 32, 4, 3)],
         "ieee": [(64, 32, 4, 2)],
     },
     "kv": {
-        "16bit_d64": [(64, 128, 8, 3), (32, 128, 8, 3), (64, 64, 4, 3)],
-        "16bit_d128": [(64, 128, 8, 2), (32, 128, 8, 3)],
-        "tf32": [(32, 64, 4, 3), (32, 128, 8, 3)],
+        "16bit_d64": [(32, 64, 4, 3), (64, 128, 8, 2)],
+        "16bit_d128": [(64, 128, 8, 3), (32, 64, 4, 3)],
+        "tf32": [(32, 64, 4, 3)],
         "ieee": [(32, 64, 4, 2)],
     },
     "dq": {
-        "16bit_d64": [(128, 32, 8, 3), (64, 32, 4, 4)],
-        "16bit_d128": [(128, 32, 8, 3), (64, 64, 8, 3)],
-        "tf32": [(64, 32, 4, 3), (128, 32, 8, 3)],
+        "16bit_d64": [(128, 64, 8, 3), (128, 32, 8, 3)],
+        "16bit_d128": [(128, 64, 8, 3), (64, 64, 4, 3)],
+        "tf32": [(64, 32, 4, 3)],
         "ieee": [(64, 32, 4, 2)],
     },
 }
@@ -88,10 +90,7 @@ def _space_kind(dtype: torch.dtype, block_d: int, precision: str) -> str:
 
 def _config(kernel: str, a: int, b: int, warps: int, stages: int) -> triton.Config:
     names = _BLOCK_NAMES[kernel]
-    hook = _prepare_dq if kernel == "kv" else None
-    return triton.Config(
-        {names[0]: a, names[1]: b}, num_warps=warps, num_stages=stages, pre_hook=hook
-    )
+    return triton.Config({names[0]: a, names[1]: b}, num_warps=warps, num_stages=stages)
 
 
 def _candidates(kernel: str):
@@ -103,7 +102,8 @@ def _candidates(kernel: str):
     def for_call(configs, nargs, **meta):
         kind = _space_kind(nargs["Q"].dtype, meta["BLOCK_D"], meta["DOT_PRECISION"])
         space = _SPACES[kernel][kind]
-        return [_config(kernel, *c) for c in (space if _AUTOTUNE else space[:1])]
+        tune = _AUTOTUNE and max(nargs["Q_CLASS"], nargs["KV_CLASS"]) == _LONG
+        return [_config(kernel, *c) for c in (space if tune else space[:1])]
 
     every = {c for space in _SPACES[kernel].values() for c in space}
     # two or more, so that the autotuner consults the pruning function at all
@@ -116,15 +116,14 @@ def _quick_bench(kernel_call, quantiles):
     return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
 
 
-def _autotune(kernel: str, extra_key=(), **kwargs):
+def _autotune(kernel: str):
     configs, prune = _candidates(kernel)
     return triton.autotune(
         configs=configs,
-        key=["Q_CLASS", "KV_CLASS", "HEAD_DIM", "IS_CAUSAL", "DOT_PRECISION", *extra_key],
+        key=["Q_CLASS", "KV_CLASS", "HEAD_DIM", "IS_CAUSAL", "DOT_PRECISION"],
         prune_configs_by=prune,
         do_bench=_quick_bench,
         cache_results=True,
-        **kwargs,
     )
 
 
@@ -236,13 +235,12 @@ def _bwd_delta(
 
 @triton.jit
 def _kv_tiles(
-    dk, dv, k, v, Q, dO, L, Delta, dQ, dq_row0, sqn, sdn, offs_n, offs_d, N_Q, lo, hi, qk_scale,
+    dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, hi, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M1: tl.constexpr,
-    MASK: tl.constexpr, ATOMIC_DQ: tl.constexpr, TMA_DQ: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    MASK: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Accumulate dK, dV of one key tile over query tiles ``lo .. hi`` (transposed: Pᵀ, dSᵀ,
-    so both enter the products from registers); with ATOMIC_DQ also add dS·K into dQ."""
+    so both enter the products from registers)."""
     for start_m in range(lo, hi, BLOCK_M1):
         offs_m = start_m + tl.arange(0, BLOCK_M1)
         q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
@@ -256,44 +254,20 @@ def _kv_tiles(
             p_t = tl.where(offs_m[None, :] >= offs_n[:, None], p_t, 0.0)
         dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
-        ds_t = (p_t * (dp_t - delta[None, :])).to(q.dtype)
-        dk = tl.dot(ds_t, q, dk, input_precision=DOT_PRECISION)
-        if ATOMIC_DQ:
-            dq = tl.dot(tl.trans(ds_t), k, input_precision=DOT_PRECISION)
-            if TMA_DQ:  # one asynchronous bulk reduction per tile, done by the copy engine;
-                # rows past N_Q (the next head's) receive exact zeros: P = 0 there
-                dQ.atomic_add([dq_row0 + start_m, 0], dq)
-            else:  # the CPU interpreter has no bulk reductions
-                dq_ptrs = dQ + (dq_row0 + offs_m)[:, None] * BLOCK_D + offs_d[None, :]
-                tl.atomic_add(dq_ptrs, dq, mask=(offs_m < N_Q)[:, None], sem="relaxed")
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
     return dk, dv
 
 
-def _prepare_dq(nargs: dict) -> None:
-    """Config pre-hook of the dK/dV kernel (run before every launch, the autotuner's trial
-    launches included): the float32 dQ accumulator starts at zero, and its descriptor
-    gets the config's tile shape."""
-    if not nargs["ATOMIC_DQ"]:
-        return
-    dq = nargs["dQ"]
-    if isinstance(dq, TensorDescriptor):
-        dq.block_shape = [nargs["BLOCK_M1"], nargs["BLOCK_D"]]
-        dq = dq.base
-    dq.zero_()
-
-
-@_autotune("kv", extra_key=["ATOMIC_DQ"])
+@_autotune("kv")
 @triton.jit
 def _flash_bwd_kv(
-    Q, K, V, dO, L, Delta, dK, dV, dQ,
+    Q, K, V, dO, L, Delta, dK, dV,
     sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
     H, N_Q, N_KV, Q_CLASS, KV_CLASS, qk_scale, sm_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, ATOMIC_DQ: tl.constexpr, TMA_DQ: tl.constexpr,
-    BLOCK_M1: tl.constexpr, BLOCK_N1: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M1: tl.constexpr, BLOCK_N1: tl.constexpr,
 ):  # fmt: skip
-    """dK, dV of one key tile (and, with ATOMIC_DQ, its share of dQ: float32, one row of
-    BLOCK_D values per query, through a tensor descriptor when TMA_DQ)."""
     # causal: the first key tiles are seen by the most queries and come first in launch order
     zh = tl.program_id(1)
     z, h = (zh // H).to(tl.int64), (zh % H).to(tl.int64)
@@ -306,21 +280,20 @@ def _flash_bwd_kv(
     dO += z * sdz + h * sdh
     L += zh.to(tl.int64) * N_Q
     Delta += zh.to(tl.int64) * N_Q
-    dq_row0 = zh * N_Q
     dk = tl.zeros([BLOCK_N1, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N1, BLOCK_D], tl.float32)
     if IS_CAUSAL:  # queries before start_n never see this tile; the diagonal run is masked
         dk, dv = _kv_tiles(
-            dk, dv, k, v, Q, dO, L, Delta, dQ, dq_row0, sqn, sdn, offs_n, offs_d, N_Q,
+            dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q,
             start_n, tl.minimum(start_n + BLOCK_N1, N_Q), qk_scale,
-            HEAD_DIM, BLOCK_D, BLOCK_M1, True, ATOMIC_DQ, TMA_DQ, DOT_PRECISION,
+            HEAD_DIM, BLOCK_D, BLOCK_M1, True, DOT_PRECISION,
         )  # fmt: skip
         lo = start_n + BLOCK_N1
     else:
         lo = 0
     dk, dv = _kv_tiles(
-        dk, dv, k, v, Q, dO, L, Delta, dQ, dq_row0, sqn, sdn, offs_n, offs_d, N_Q,
-        lo, N_Q, qk_scale, HEAD_DIM, BLOCK_D, BLOCK_M1, False, ATOMIC_DQ, TMA_DQ, DOT_PRECISION,
+        dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, N_Q, qk_scale,
+        HEAD_DIM, BLOCK_D, BLOCK_M1, False, DOT_PRECISION,
     )  # fmt: skip
     # dK and dV share Q/K/V's layout (the wrapper allocates them contiguous like (Z, H, N, d))
     out_mask = _row_mask(offs_n, N_KV, offs_d, HEAD_DIM, BLOCK_D)
@@ -460,9 +433,8 @@ def _(Q, K, V, is_causal):
 
 @torch.library.custom_op("cs336_systems::flash_attention_bwd", mutates_args=())
 def _backward_op(
-    Q: Tensor, K: Tensor, V: Tensor, O: Tensor, L: Tensor, dO: Tensor, is_causal: bool,
-    deterministic: bool,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    Q: Tensor, K: Tensor, V: Tensor, O: Tensor, L: Tensor, dO: Tensor, is_causal: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     """-> (dQ, dK, dV), contiguous, in Q/K/V's shapes and dtype."""
     q, k, v, o, do = (_as_4d(t) for t in (Q, K, V, O, dO.to(Q.dtype)))
     Z, H, n_q, d = q.shape
@@ -474,15 +446,7 @@ def _backward_op(
         o, do, delta, *_strides(o), *_strides(do), H, n_q,
         HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block,
     )  # fmt: skip
-    dK, dV = (torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (K, V))
-    atomic = _atomic_dq(meta["DOT_PRECISION"], deterministic)
-    if atomic:  # float32 sums of the dS·K tiles, rows padded to BLOCK_D (zeroed by the hook)
-        dq_acc = torch.empty((Z * H * n_q, meta["BLOCK_D"]), device=Q.device, dtype=torch.float32)
-        # the block shape is a placeholder that _prepare_dq sets to the config's tile
-        dq_arg = dq_acc if _INTERPRET else TensorDescriptor.from_tensor(dq_acc, [16, 16])
-    else:
-        dQ = torch.empty(Q.shape, device=Q.device, dtype=Q.dtype)
-        dq_arg = dQ
+    dQ, dK, dV = (torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (Q, K, V))
     args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv)
     args = (*args, *_length_classes(n_q, n_kv), _LOG2E / math.sqrt(d), 1.0 / math.sqrt(d))
 
@@ -492,34 +456,18 @@ def _backward_op(
     def grid_q(cfg):
         return (triton.cdiv(n_q, cfg["BLOCK_M2"]), Z * H)
 
-    _flash_bwd_kv[grid_kv](
-        q, k, v, do, L, delta, dK, dV, dq_arg, *args, **meta,
-        ATOMIC_DQ=atomic, TMA_DQ=atomic and not _INTERPRET,
-    )  # fmt: skip
-    if atomic:
-        dq = dq_acc[:, :d] * (1.0 / math.sqrt(d))
-        return dq.to(Q.dtype).view(Q.shape), dK, dV
+    _flash_bwd_kv[grid_kv](q, k, v, do, L, delta, dK, dV, *args, **meta)
     _flash_bwd_dq[grid_q](q, k, v, do, L, delta, dQ, *args, **meta)
     return dQ, dK, dV
 
 
 @_backward_op.register_fake
-def _(Q, K, V, O, L, dO, is_causal, deterministic):
+def _(Q, K, V, O, L, dO, is_causal):
     return Q.new_empty(Q.shape), K.new_empty(K.shape), V.new_empty(V.shape)
 
 
-def _atomic_dq(precision: str, deterministic: bool) -> bool:
-    # Exact fp32 runs its products on the CUDA cores, where the two extra products of the
-    # separate dQ kernel cost less than float32 atomics contending for the same rows.
-    return precision != "ieee" and not deterministic
-
-
 class FlashAttentionTriton(torch.autograd.Function):
-    """Same contract as ``FlashAttentionPyTorch``: ``(..., n, d)`` inputs, saves Q, K, V, O, L.
-
-    The backward follows ``torch.are_deterministic_algorithms_enabled()``: when set, dQ
-    comes from the separate kernel (no atomics) and is bitwise reproducible.
-    """
+    """Same contract as ``FlashAttentionPyTorch``: ``(..., n, d)`` inputs, saves Q, K, V, O, L."""
 
     @staticmethod
     def forward(ctx, Q: Tensor, K: Tensor, V: Tensor, is_causal: bool = False) -> Tensor:
@@ -532,8 +480,7 @@ class FlashAttentionTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dO: Tensor):
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        return *_backward_op(*ctx.saved_tensors, dO, ctx.is_causal, deterministic), None
+        return *_backward_op(*ctx.saved_tensors, dO, ctx.is_causal), None
 
 
 def _length_classes(n_q: int, n_kv: int) -> tuple[int, int]:
@@ -543,7 +490,7 @@ def _length_classes(n_q: int, n_kv: int) -> tuple[int, int]:
 
 
 def _length_class(n: int) -> int:
-    return 0 if n <= 1024 else 1 if n <= 8192 else 2
+    return 0 if n <= 1024 else 1 if n <= 8192 else _LONG
 
 
 def _kernel_meta(d: int, is_causal: bool, dtype: torch.dtype) -> dict:
