@@ -33,10 +33,10 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from cs336_basics import encode_file, train_bpe
 from cs336_basics.text_chunks import default_workers, plan_chunks
-from cs336_basics.token_file import open_token_file
 from cs336_common import Tokenizer
 from cs336_common.gpt2_bytes import str_to_bytes
 from cs336_common.pretokenize import GPT2_PATTERN
+from cs336_common.train.token_file import open_token_file
 
 ROOT = Path(__file__).resolve().parents[3]
 GPT2_DIR = ROOT / "shared" / "tests" / "fixtures"

@@ -13,7 +13,7 @@ on synthetic token ids, for these implementations measured in one process:
 
 MFU counts 3x the forward matmul FLOPs of `cs336_common.flops_per_token` (the attention
 scores as a full seq x seq product, as the course's accounting does) against the card's
-dense bf16 peak (`cs336_basics.metrics.peak_flops`; 989 TFLOP/s for an H100 SXM, which
+dense bf16 peak (`cs336_common.train.metrics.peak_flops`; 989 TFLOP/s for an H100 SXM, which
 off-GPU runs also use), for every variant, fp32 included.
 
   python packages/basics/benchmarks/bench_train_step.py                  # one GPU
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cs336_basics import AdamW, cross_entropy
-from cs336_basics.metrics import peak_flops
+from cs336_common.device import peak_flops, synchronize
 from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
 
 H100_BF16_PEAK = 989e12  # FLOP/s, dense; the reference for devices peak_flops doesn't know
@@ -158,11 +158,6 @@ VARIANTS = {
 # ---- measurement ---------------------------------------------------------------------
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(name: str, cfg: ModelConfig, device, batch_size: int, warmup: int, steps: int) -> dict:
     torch.manual_seed(0)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -179,11 +174,11 @@ def measure(name: str, cfg: ModelConfig, device, batch_size: int, warmup: int, s
     first = step(x, y).item()
     for _ in range(warmup - 1):
         step(x, y)
-    _sync(device)
+    synchronize(device)
     t1 = time.perf_counter()
     for _ in range(steps):
         loss = step(x, y)
-    _sync(device)
+    synchronize(device)
     t2 = time.perf_counter()
     tokens_per_s = steps * batch_size * cfg.context_length / (t2 - t1)
     train_flops = 3 * flops_per_token(cfg)["total"]

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from cs336_basics.cli import main
-from cs336_basics.token_file import open_token_file
 from cs336_common import Tokenizer
+from cs336_common.train.token_file import open_token_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EOT = "<|endoftext|>"

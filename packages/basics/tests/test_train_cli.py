@@ -5,7 +5,7 @@ import pytest
 
 from cs336_basics.cli import main
 from cs336_basics.run_dir import RunDir
-from cs336_basics.token_file import save_token_file
+from cs336_common.train.token_file import save_token_file
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import torch
 import cs336_basics.trainer as trainer
 from cs336_basics import TrainConfig, TrainingDiverged, load_trained_model, train
 from cs336_basics.run_dir import RunDir
-from cs336_basics.token_file import save_token_file
 from cs336_common.nn import ModelConfig
+from cs336_common.train.token_file import save_token_file
 
 VOCAB = 64
 

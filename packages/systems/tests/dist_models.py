@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cs336_basics import AdamW
 from cs336_common import TransformerLM
+from cs336_common.train import AdamW
 
 BATCH = 8  # full batch; each of the 2 ranks trains on half of it
 VOCAB, SEQ = 24, 6

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from cs336_systems.bench_common import OOM, run_or_oom
+from cs336_systems.bench.harness import OOM, run_or_oom
 from cs336_systems.cli import main
 
 

@@ -1,4 +1,4 @@
-"""`ShardedOptimizer` on 2 gloo ranks: bit-for-bit `cs336_basics.AdamW`, half the state
+"""`ShardedOptimizer` on 2 gloo ranks: bit-for-bit `cs336_common.train.AdamW`, half the state
 per rank, a state dict interchangeable with AdamW's, and DDP + sharding equal to
 full-batch training.
 """
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from cs336_basics import AdamW
+from cs336_common.train import AdamW
 from cs336_systems import DDPIndividualParameters, ShardedOptimizer
 from cs336_systems.dist_utils import spawn
 from packages.systems.tests.dist_models import (

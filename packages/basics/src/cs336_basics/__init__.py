@@ -11,13 +11,13 @@ import importlib
 # name -> module that defines it
 _EXPORTS = {
     # training
-    "cross_entropy": "cs336_basics.loss",
-    "AdamW": "cs336_basics.optim",
-    "get_lr_cosine_schedule": "cs336_basics.schedule",
-    "gradient_clipping": "cs336_basics.clipping",
-    "get_batch": "cs336_basics.data",
-    "save_checkpoint": "cs336_basics.checkpoint",
-    "load_checkpoint": "cs336_basics.checkpoint",
+    "cross_entropy": "cs336_common.train.loss",
+    "AdamW": "cs336_common.train.optim",
+    "get_lr_cosine_schedule": "cs336_common.train.schedule",
+    "gradient_clipping": "cs336_common.train.clipping",
+    "get_batch": "cs336_common.train.batches",
+    "save_checkpoint": "cs336_common.train.checkpoint",
+    "load_checkpoint": "cs336_common.train.checkpoint",
     "TrainConfig": "cs336_basics.train_config",
     "load_train_config": "cs336_basics.train_config",
     "TrainResult": "cs336_basics.trainer",
@@ -26,7 +26,7 @@ _EXPORTS = {
     "load_trained_model": "cs336_basics.trainer",
     # tokenizer
     "train_bpe": "cs336_basics.bpe",
-    "encode_file": "cs336_basics.tokenize_file",
+    "encode_file": "cs336_basics.corpus_encoding",
     # generation
     "generate": "cs336_basics.generation",
 }

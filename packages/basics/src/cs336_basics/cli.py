@@ -20,7 +20,7 @@ COMMANDS = {
         "learning curves (loss vs step and wall-clock) of one or more runs, as a PNG",
     ),
     "data": (
-        "cs336_basics.commands.data",
+        "cs336_basics.commands.download",
         "download the TinyStories / OpenWebText text files (needs internet)",
     ),
     "tokenizer": (

@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from cs336_basics.bpe import train_bpe
+from cs336_basics.corpus_encoding import encode_file
 from cs336_basics.generation import generate
 from cs336_basics.plot import plot_runs
-from cs336_basics.token_file import open_token_file
-from cs336_basics.tokenize_file import encode_file
 from cs336_basics.train_config import TrainConfig
-from cs336_basics.trainer import load_trained_model, resolve_device, train
+from cs336_basics.trainer import load_trained_model, train
+from cs336_common.device import resolve_device
 from cs336_common.nn import ModelConfig
 from cs336_common.tokenizer import Tokenizer
+from cs336_common.train.token_file import open_token_file
 
 EOS = "<|endoftext|>"
 

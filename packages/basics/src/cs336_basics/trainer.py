@@ -18,24 +18,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cs336_basics.checkpoint import (
+from cs336_basics.run_dir import RunDir
+from cs336_basics.train_config import TrainConfig
+from cs336_common.device import peak_flops, resolve_device
+from cs336_common.io import write_text_atomic
+from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
+from cs336_common.train.batches import get_batch
+from cs336_common.train.checkpoint import (
     load_checkpoint,
     read_checkpoint,
     restore_checkpoint,
     save_checkpoint,
 )
-from cs336_basics.clipping import gradient_clipping
-from cs336_basics.data import get_batch
-from cs336_basics.interrupt import deferred_interrupt
-from cs336_basics.loss import cross_entropy
-from cs336_basics.metrics import MetricsLog, Throughput, peak_flops, start_wandb
-from cs336_basics.optim import AdamW
-from cs336_basics.run_dir import RunDir
-from cs336_basics.schedule import get_lr_cosine_schedule
-from cs336_basics.token_file import open_token_file
-from cs336_basics.train_config import TrainConfig
-from cs336_common.io import write_text_atomic
-from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
+from cs336_common.train.clipping import gradient_clipping
+from cs336_common.train.interrupt import deferred_interrupt
+from cs336_common.train.loss import cross_entropy
+from cs336_common.train.metrics import MetricsLog, Throughput, start_wandb
+from cs336_common.train.optim import AdamW
+from cs336_common.train.schedule import get_lr_cosine_schedule
+from cs336_common.train.token_file import open_token_file
 
 
 @dataclass
@@ -50,17 +51,6 @@ class TrainResult:
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient norm became NaN or infinite."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"``: CUDA if present, else Apple MPS, else CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:

@@ -35,7 +35,8 @@ def add_arguments(parser):
 
 def run(args):
     from cs336_basics.generation import generate
-    from cs336_basics.trainer import load_trained_model, resolve_device
+    from cs336_basics.trainer import load_trained_model
+    from cs336_common.device import resolve_device
     from cs336_common.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.tokenizer)

@@ -3,7 +3,7 @@
 `train` writes DIR/tokenizer.json (load it with `cs336_common.Tokenizer.load(DIR)`) and
 DIR/summary.json (longest token, compression in bytes per token on a sample of the input).
 `encode` writes a flat uint16/uint32 array of ids that `np.memmap` reads, plus FILE.json
-with its dtype (`cs336_basics.token_file.open_token_file`).
+with its dtype (`cs336_common.train.token_file.open_token_file`).
 
 Examples:
   cs336-basics tokenizer train --input data/TinyStories-train.txt --vocab-size 10000 \\
@@ -104,10 +104,10 @@ def _summary(tokenizer, input_path: Path, seconds: float) -> dict:
 
 
 def _encode(args):
+    from cs336_basics.corpus_encoding import encode_file
     from cs336_basics.text_chunks import resolve_workers
-    from cs336_basics.token_file import token_dtype
-    from cs336_basics.tokenize_file import encode_file
     from cs336_common.tokenizer import Tokenizer
+    from cs336_common.train.token_file import token_dtype
 
     tokenizer = Tokenizer.load(args.tokenizer)
     start = time.perf_counter()

@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cs336_systems.bench_common import device_description, resolve_device
-    from cs336_systems.results import write_results
+    from cs336_common.device import resolve_device
+    from cs336_systems.bench.harness import device_description, write_results
 
     device = resolve_device("cpu" if args.smoke and args.device == "auto" else args.device)
     args.device = str(device)
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model_config(args):
-    from cs336_systems.bench_model import ModelBenchConfig
+    from cs336_systems.bench.model import ModelBenchConfig
 
     if args.smoke:
         args.sizes, args.context_lengths, args.batch_size = ("tiny",), (32,), 2
@@ -106,21 +106,21 @@ def _model_config(args):
 
 
 def _run_model(args, progress):
-    from cs336_systems.bench_model import bench_model
+    from cs336_systems.bench.model import bench_model
 
     cfg = _model_config(args)
     return {"model": (bench_model(cfg, progress), f"Batch {cfg.batch_size}, ms mean ± std.")}
 
 
 def _run_memory(args, progress):
-    from cs336_systems.bench_memory import bench_memory
+    from cs336_systems.bench.memory import bench_memory
 
     cfg = _model_config(args)
     return {"memory": (bench_memory(cfg, args.out, progress), f"Batch {cfg.batch_size}.")}
 
 
 def _run_attention(args, progress):
-    from cs336_systems.bench_attention import AttentionBenchConfig, bench_attention
+    from cs336_systems.bench.attention import AttentionBenchConfig, bench_attention
 
     if args.smoke:
         args.head_dims, args.seq_lens, args.batch_size = (16,), (64,), 2
@@ -140,8 +140,8 @@ def _run_attention(args, progress):
 
 
 def _run_flash(args, progress):
-    from cs336_systems.bench_common import resolve_device
-    from cs336_systems.bench_flash import leaderboard, sweep
+    from cs336_common.device import resolve_device
+    from cs336_systems.bench.flash import leaderboard, sweep
 
     device = resolve_device(args.device)
     results = {}
@@ -161,7 +161,7 @@ def _run_flash(args, progress):
 
 
 def _run_precision(args, progress):
-    from cs336_systems.bench_precision import accumulation_table
+    from cs336_systems.bench.precision import accumulation_table
 
     return {"precision": (accumulation_table(), "Sum of 1000 additions of 0.01.")}
 

@@ -134,7 +134,7 @@ def _wait(device) -> None:
 
 def _report(rows: list[dict], out: Path) -> None:
     from cs336_common.io import atomic_path
-    from cs336_systems.results import markdown_table, write_csv
+    from cs336_systems.bench.harness import markdown_table, write_csv
 
     print(markdown_table(rows))
     write_csv(out / "comm_bench.csv", rows)

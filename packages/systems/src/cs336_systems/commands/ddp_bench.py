@@ -226,7 +226,7 @@ def _wrap(variant: str, model, args: argparse.Namespace):
 
 
 def _report(rows: list[dict], args: argparse.Namespace) -> None:
-    from cs336_systems.results import markdown_table, write_csv
+    from cs336_systems.bench.harness import markdown_table, write_csv
 
     compute = rows[0]["step_ms"]
     for r in rows:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cs336_basics import AdamW
+from cs336_common.train import AdamW
 
 
 def _model_pair():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from cs336_basics import get_batch
-from cs336_basics.token_file import open_token_file, save_token_file
+from cs336_common.train import get_batch
+from cs336_common.train.token_file import open_token_file, save_token_file
 
 
 def test_windows_are_shifted_slices_of_a_memmap(tmp_path):

@@ -2,7 +2,7 @@
 
 The course's size table (vocab 10,000, batch 4) comes from ``MODEL_PRESETS``; ``tiny`` is
 an extra size for CPU smoke runs. Each measurement is ``warmup`` untimed steps, then
-``steps`` timed ones with a device synchronisation after each (``bench_common.time_fn``).
+``steps`` timed ones with a device synchronisation after each (``harness.time_fn``).
 With ``nvtx=True`` every phase is an NVTX range (``forward``, ``backward``,
 ``optimizer_step``, and ``attention`` with ``scores`` / ``softmax`` / ``weighted_sum``
 inside it for the naive kernel), so an Nsight Systems timeline reads by phase.
@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cs336_common.device import resolve_device
 from cs336_common.nn import MODEL_PRESETS, ModelConfig, TransformerLM, causal_mask, softmax
-from cs336_systems.bench_common import (
+from cs336_systems.bench.harness import (
     OOM,
     free_memory,
     nvtx_range,
-    resolve_device,
     run_or_oom,
     time_fn,
 )

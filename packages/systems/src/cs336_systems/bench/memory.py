@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from cs336_common.device import resolve_device
 from cs336_common.io import atomic_path
-from cs336_systems.bench_common import OOM, free_memory, resolve_device, run_or_oom
-from cs336_systems.bench_model import ModelBenchConfig, build_model, step_functions
+from cs336_systems.bench.harness import OOM, free_memory, run_or_oom
+from cs336_systems.bench.model import ModelBenchConfig, build_model, step_functions
 
 
 def _peak_mib(fn, device) -> float | str:

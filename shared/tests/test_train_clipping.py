@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cs336_basics import gradient_clipping
+from cs336_common.train import gradient_clipping
 
 
 def _params_with_grads(scale):

@@ -1,4 +1,4 @@
-"""Encode a large UTF-8 text file into a token file (`cs336_basics.token_file`), in
+"""Encode a large UTF-8 text file into a token file (`cs336_common.train.token_file`), in
 parallel over byte ranges that tokenize independently (`cs336_basics.text_chunks`)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import os
 import numpy as np
 
 from cs336_basics.text_chunks import map_chunks, plan_chunks, read_text
-from cs336_basics.token_file import token_dtype, write_token_file_meta
 from cs336_common.io import atomic_path
 from cs336_common.tokenizer import Tokenizer
+from cs336_common.train.token_file import token_dtype, write_token_file_meta
 
 
 def encode_file(

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cs336_basics import encode_file, text_chunks, train_bpe
-from cs336_basics.token_file import open_token_file
 from cs336_common import Tokenizer
+from cs336_common.train.token_file import open_token_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EOT = "<|endoftext|>"

@@ -9,35 +9,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-
-# Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from the vendor datasheets, matched
-# against torch.cuda.get_device_name() in this order (the first substring found wins).
-_PEAK_BF16_FLOPS = (
-    ("H100 PCIe", 756e12),
-    ("H100 NVL", 835e12),
-    ("H100", 989e12),
-    ("H200", 989e12),
-    ("B200", 2250e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("L40", 181e12),
-    ("L4", 121e12),
-    ("A10", 125e12),
-)
-
-
-def peak_flops(device: torch.device, precision: str) -> float | None:
-    """Peak matmul FLOP/s of ``device`` at ``precision`` ("bf16" or "fp32"), or None when
-    unknown (CPUs, MPS, unlisted GPUs). fp32 matmuls run as TF32 at half the bf16 rate."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, peak in _PEAK_BF16_FLOPS:
-        if key in name:
-            return peak if precision == "bf16" else peak / 2
-    return None
-
 
 def model_flops_utilization(
     tokens_per_s: float, forward_flops_per_token: float, peak: float | None

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cs336_basics.token_file import open_token_file, save_token_file, token_dtype
+from cs336_common.train.token_file import open_token_file, save_token_file, token_dtype
 
 
 @pytest.mark.parametrize(

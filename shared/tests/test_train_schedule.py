@@ -1,7 +1,7 @@
 import math
 import random
 
-from cs336_basics import get_lr_cosine_schedule
+from cs336_common.train import get_lr_cosine_schedule
 
 
 def test_warmup_cosine_and_floor():

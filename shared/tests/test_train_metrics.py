@@ -3,8 +3,9 @@ import time
 import pytest
 import torch
 
-from cs336_basics.metrics import Throughput, model_flops_utilization, peak_flops
+from cs336_common.device import peak_flops
 from cs336_common.nn import ModelConfig, count_parameters, flops_per_token
+from cs336_common.train.metrics import Throughput, model_flops_utilization
 
 
 @pytest.mark.parametrize(

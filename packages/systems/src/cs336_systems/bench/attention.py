@@ -11,16 +11,15 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from cs336_systems.bench_common import (
+from cs336_common.device import resolve_device, synchronize
+from cs336_systems.bench.flash import naive_attention
+from cs336_systems.bench.harness import (
     OOM,
     compile_for_repeated_backward,
     free_memory,
-    resolve_device,
     run_or_oom,
-    synchronize,
     time_fn,
 )
-from cs336_systems.bench_flash import naive_attention
 
 IMPLS = ("naive", "compiled", "flash")
 

@@ -3,8 +3,8 @@ import io
 import pytest
 import torch
 
-from cs336_basics import AdamW, load_checkpoint, save_checkpoint
-from cs336_basics.checkpoint import read_checkpoint
+from cs336_common.train import AdamW, load_checkpoint, save_checkpoint
+from cs336_common.train.checkpoint import read_checkpoint
 
 
 def _trained():

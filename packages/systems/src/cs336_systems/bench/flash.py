@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cs336_common.nn import causal_mask, scaled_dot_product_attention
-from cs336_systems.bench_common import (
+from cs336_systems.bench.harness import (
     OOM,
     compile_for_repeated_backward,
     free_memory,

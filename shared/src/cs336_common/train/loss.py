@@ -6,8 +6,10 @@ import torch
 from torch import Tensor
 
 
-def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean of ``-log softmax(logits)[target]`` over every leading dimension.
+def cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean of ``-log softmax(logits)[target]`` over every leading dimension, or, with a
+    ``mask`` of the targets' shape, over the positions where it is nonzero (SFT trains on
+    response tokens only); an all-zero mask gives 0, not NaN.
 
     logits: (..., vocab); targets: (...) integer ids. ``log softmax(x)_t = x_t - logsumexp(x)``,
     and subtracting the row max first keeps ``exp`` from overflowing. 16-bit logits (bf16
@@ -18,7 +20,13 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     # The max cancels in the gradient; detaching it saves a backward through amax.
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()
     log_normalizer = shifted.exp().sum(dim=-1).log()
-    return (log_normalizer - _pick(shifted, targets)).mean()
+    nll = log_normalizer - _pick(shifted, targets)
+    if mask is None:
+        return nll.mean()
+    if mask.shape != targets.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} != targets shape {tuple(targets.shape)}")
+    mask = mask.to(nll.dtype)
+    return (nll * mask).sum() / mask.sum().clamp(min=1)
 
 
 def _pick(x: Tensor, targets: Tensor) -> Tensor:

@@ -4,25 +4,22 @@ NVTX ranges, and result tables written as Markdown and CSV."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import os
 import statistics
 import timeit
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from cs336_common.device import synchronize
+from cs336_common.io import write_text_atomic
+
 OOM = "OOM"
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass(frozen=True)
@@ -97,3 +94,42 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     return f"CPU, torch {torch.__version__}"
+
+
+# ---- result tables: Markdown for the terminal and READMEs, CSV for tools ----
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Every key of every row, in first-seen order (rows may differ, e.g. OOM rows)."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows -> a Markdown table; floats get 4 significant digits, missing cells stay empty."""
+    cols = _columns(rows)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def write_results(
+    rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, name: str, header: str = ""
+) -> Path:
+    """``<out_dir>/<name>.md`` (``header`` + table) and ``<name>.csv``; returns the .md path."""
+    out_dir = Path(out_dir)
+    write_csv(out_dir / f"{name}.csv", rows)
+    md_path = out_dir / f"{name}.md"
+    write_text_atomic(md_path, (header + "\n\n" if header else "") + markdown_table(rows))
+    return md_path

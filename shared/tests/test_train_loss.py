@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cs336_basics import cross_entropy
+from cs336_common.train import cross_entropy
 
 
 @pytest.mark.parametrize("shape", [(7, 50), (3, 5, 50)])
@@ -43,3 +43,25 @@ def test_compiled_matches_eager_value_and_gradient():
     (g_compiled,) = torch.autograd.grad(compiled, logits)
     torch.testing.assert_close(compiled, eager)
     torch.testing.assert_close(g_compiled, g_eager)
+
+
+def test_masked_mean_matches_torch_on_kept_positions():
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 6, 11, dtype=torch.float64, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 11, (4, 6), generator=gen)
+    mask = torch.rand(4, 6, generator=gen) < 0.5
+    ours = cross_entropy(logits, targets, mask)
+    ref = F.cross_entropy(logits[mask], targets[mask])
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    (g_ref,) = torch.autograd.grad(F.cross_entropy(logits[mask], targets[mask]), logits)
+    torch.testing.assert_close(g_ours, g_ref)
+    assert g_ours[~mask].abs().max() == 0
+
+
+def test_all_zero_mask_gives_zero_and_shape_mismatch_is_refused():
+    logits = torch.randn(2, 3, 5)
+    targets = torch.zeros(2, 3, dtype=torch.long)
+    assert cross_entropy(logits, targets, torch.zeros(2, 3)).item() == 0.0
+    with pytest.raises(ValueError, match="mask shape"):
+        cross_entropy(logits, targets, torch.ones(3, 2))
