@@ -13,24 +13,23 @@ to a multiple of the world size, and its parameters become views of it (``p.data
 re-pointed once, at construction: hold parameters, not their ``.data``). Rank r owns the
 r-th 1/world slice of every bucket, whatever parameters it cuts through: AdamW is
 elementwise, so stepping a slice is stepping those elements. Each bucket has its own
-``optimizer_cls`` instance over that slice (an ``nn.Parameter`` sharing the buffer).
+``optimizer_cls`` instance over the pieces of its parameters that fall in the owned
+slice (``nn.Parameter`` views of the buffer, gradients views of the parameters'
+gradients: nothing is copied; a piece of a parameter without a gradient is skipped, as
+the unsharded optimizer skips the parameter).
 
-Step: bucket by bucket, the owned slice's gradient is taken from the parameters'
-gradients (a view when it lies in one parameter, else one concatenation), the slice is
-stepped, and the bucket's in-place all-gather (every rank broadcasting its slice at
-once) is launched, so bucket k's communication overlaps bucket k+1's update. A bucket
-none of whose parameters has a gradient is skipped; in a bucket where only some have
-one, the others are stepped with a zero gradient (their weight decay still applies).
+Step: bucket by bucket, the owned pieces are stepped and the bucket's in-place
+all-gather (every rank broadcasting its slice at once) is launched, so bucket k's
+communication overlaps bucket k+1's update; a bucket without any gradient is skipped.
 
 `param_groups` are the full groups (schedulers may edit their hyperparameters); `state`
-maps each owned slice to its state. `state_dict()` is collective and returns the
+maps each owned piece to its state. `state_dict()` is collective and returns the
 unsharded state dict, in the format ``optimizer_cls(all params).state_dict()`` has, so
 checkpoints load into either.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -45,27 +44,22 @@ _MIB = 1024 * 1024
 
 
 @dataclass
+class _Piece:
+    param: Tensor
+    start: int  # the piece is param.reshape(-1)[start:end]
+    end: int
+    view: nn.Parameter  # the same elements in the bucket's buffer, stepped by the optimizer
+
+
+@dataclass
 class _Bucket:
     group: int  # index into param_groups
     params: list[Tensor]
     flat: Tensor  # the parameters' storage, padded to a multiple of the world size
-    shard: nn.Parameter  # this rank's slice of ``flat``
-    pieces: list[tuple[Tensor, int, int]]  # (param, start, end) of its flat elements owned
+    shard: Tensor  # this rank's slice of ``flat``
+    pieces: list[_Piece]  # the parts of the parameters in ``shard``, in order
     optimizer: Optimizer
     work: dist.Work | None = None
-
-    def shard_grad(self) -> Tensor | None:
-        """The owned slice's gradient (None if no parameter of the bucket has one)."""
-        if all(p.grad is None for p in self.params):
-            return None
-        parts = [
-            p.grad.reshape(-1)[a:b] if p.grad is not None else p.new_zeros(b - a)
-            for p, a, b in self.pieces
-        ]
-        pad = self.shard.numel() - sum(b - a for _, a, b in self.pieces)
-        if pad:
-            parts.append(self.shard.new_zeros(pad))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class ShardedOptimizer(Optimizer):
@@ -87,7 +81,7 @@ class ShardedOptimizer(Optimizer):
 
     @property
     def state(self) -> dict[Tensor, dict[str, Any]]:
-        """This rank's state: owned slice -> its optimizer state."""
+        """This rank's state: owned piece (its `_Piece.view`) -> its optimizer state."""
         return {s: v for b in self._buckets for s, v in b.optimizer.state.items()}
 
     @state.setter
@@ -105,23 +99,22 @@ class ShardedOptimizer(Optimizer):
 
     @torch.no_grad()
     def _new_bucket(self, group: int, params: list[Tensor]) -> _Bucket:
-        sizes = [p.numel() for p in params]
-        starts = list(itertools.accumulate(sizes, initial=0))
-        n = math.ceil(starts[-1] / self._world)
+        starts = _starts(params)
+        n = math.ceil((starts[-1] + params[-1].numel()) / self._world)
         flat = params[0].new_zeros(n * self._world)
-        for p, s in zip(params, starts, strict=False):
+        for p, s in zip(params, starts, strict=True):
             flat[s : s + p.numel()].copy_(p.reshape(-1))
             p.data = flat[s : s + p.numel()].view_as(p)
         lo, hi = self._rank * n, (self._rank + 1) * n
         pieces = [
-            (p, max(lo, s) - s, min(hi, s + p.numel()) - s)
-            for p, s in zip(params, starts, strict=False)
-            if s < hi and s + p.numel() > lo
+            _Piece(p, a - s, b - s, nn.Parameter(flat[a:b]))
+            for p, s in zip(params, starts, strict=True)
+            if (a := max(lo, s)) < (b := min(hi, s + p.numel()))
         ]
-        shard = nn.Parameter(flat[lo:hi])
         hyper = {k: v for k, v in self.param_groups[group].items() if k != "params"}
-        optimizer = self._optimizer_cls([{**hyper, "params": [shard]}], **self._kwargs)
-        return _Bucket(group, params, flat, shard, pieces, optimizer)
+        views = [piece.view for piece in pieces]
+        optimizer = self._optimizer_cls([{**hyper, "params": views}], **self._kwargs)
+        return _Bucket(group, params, flat, flat[lo:hi], pieces, optimizer)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -131,12 +124,15 @@ class ShardedOptimizer(Optimizer):
                 loss = closure()
         self._sync_hyperparameters()
         for b in self._buckets:
-            b.shard.grad = b.shard_grad()
-            if b.shard.grad is None:  # no gradient anywhere in the bucket, on any rank
+            if all(p.grad is None for p in b.params):  # the same on every rank
                 continue
+            for piece in b.pieces:
+                g = piece.param.grad
+                piece.view.grad = None if g is None else g.reshape(-1)[piece.start : piece.end]
             b.optimizer.step()
-            b.shard.grad = None
-            b.work = dist.all_gather_into_tensor(b.flat, b.shard.detach(), async_op=True)
+            for piece in b.pieces:
+                piece.view.grad = None
+            b.work = dist.all_gather_into_tensor(b.flat, b.shard, async_op=True)
         for b in self._buckets:
             if b.work is not None:
                 b.work.wait()
@@ -155,19 +151,8 @@ class ShardedOptimizer(Optimizer):
         index = self._full_index()
         state: dict[int, dict[str, Any]] = {}
         for b in self._buckets:
-            mine = b.optimizer.state.get(b.shard)
-            if not mine:
-                continue
-            for k, v in mine.items():
-                if torch.is_tensor(v) and v.shape == b.shard.shape:  # one value per element
-                    full = v.new_empty(b.flat.numel())
-                    dist.all_gather_into_tensor(full, v.contiguous())
-                    for p, s in zip(b.params, _starts(b.params), strict=False):
-                        per_param = full[s : s + p.numel()].view_as(p).cpu().clone()
-                        state.setdefault(index[p], {})[k] = per_param
-                else:  # shared by the bucket (a step count)
-                    for p in b.params:
-                        state.setdefault(index[p], {})[k] = _cpu(v)
+            for p, per_param in _gather_bucket_state(b).items():
+                state[index[p]] = per_param
         groups = []
         for i, g in enumerate(self.param_groups):
             local = next((b.optimizer.param_groups[0] for b in self._buckets if b.group == i), g)
@@ -177,7 +162,7 @@ class ShardedOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a full state dict (from `state_dict` or an unsharded optimizer): keep the
-        hyperparameters and this rank's slices of the state."""
+        hyperparameters and this rank's pieces of the state."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(
@@ -187,12 +172,16 @@ class ShardedOptimizer(Optimizer):
             full.update({k: v for k, v in saved.items() if k != "params"})
         index = self._full_index()
         for b in self._buckets:
-            saved = [state_dict["state"].get(index[p]) for p in b.params]
+            pieces_state = {}
+            for i, piece in enumerate(b.pieces):
+                saved = state_dict["state"].get(index[piece.param])
+                if saved:
+                    pieces_state[i] = {k: _cut(v, piece) for k, v in saved.items()}
             hyper = {k: v for k, v in groups[b.group].items() if k != "params"}
             b.optimizer.load_state_dict(
                 {
-                    "state": _shard_state(b, dict(zip(b.params, saved, strict=True))),
-                    "param_groups": [{**hyper, "params": [0]}],
+                    "state": pieces_state,
+                    "param_groups": [{**hyper, "params": list(range(len(b.pieces)))}],
                 }
             )
 
@@ -225,27 +214,62 @@ def _starts(params: list[Tensor]) -> list[int]:
     return list(itertools.accumulate((p.numel() for p in params), initial=0))[:-1]
 
 
+def _cut(v: Any, piece: _Piece) -> Any:
+    """A parameter's saved state value, restricted to the piece (values that are one per
+    element; others, such as the step count, are the piece's as they are)."""
+    if torch.is_tensor(v) and v.dim() > 0 and v.numel() == piece.param.numel():
+        return v.reshape(-1)[piece.start : piece.end]
+    return v
+
+
+def _gather_bucket_state(b: _Bucket) -> dict[Tensor, dict[str, Any]]:
+    """Collective over the bucket: each of its parameters' full state (CPU tensors), for
+    parameters that have one. Per-element values are all-gathered as the flat layout,
+    with a mask of which elements have state; other values (the step count) come from
+    the rank owning the parameter's first element."""
+    states = [b.optimizer.state.get(piece.view) or {} for piece in b.pieces]
+    position = {id(p): i for i, p in enumerate(b.params)}  # the same on every rank
+    mask = b.shard.new_zeros(b.shard.numel(), dtype=torch.uint8)
+    keys, scalars, offset = {}, {}, 0
+    for piece, st in zip(b.pieces, states, strict=True):
+        n = piece.end - piece.start
+        if st:
+            mask[offset : offset + n] = 1
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.dim() > 0 and v.shape == piece.view.shape:
+                    keys[k] = v.dtype
+                elif piece.start == 0:
+                    scalars.setdefault(position[id(piece.param)], {})[k] = _cpu(v)
+        offset += n
+    everyone: list[tuple] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    dist.all_gather_object(everyone, (keys, scalars))
+    keys = {k: d for ks, _ in everyone for k, d in ks.items()}
+    scalars = {i: v for _, sc in everyone for i, v in sc.items()}
+    full_mask = _all_gather(mask, b.flat.numel())
+    full = {}
+    for k, dtype in keys.items():
+        mine = b.shard.new_zeros(b.shard.numel(), dtype=dtype)
+        offset = 0
+        for piece, st in zip(b.pieces, states, strict=True):
+            n = piece.end - piece.start
+            if k in st:
+                mine[offset : offset + n] = st[k]
+            offset += n
+        full[k] = _all_gather(mine, b.flat.numel())
+    out = {}
+    for i, (p, s) in enumerate(zip(b.params, _starts(b.params), strict=True)):
+        if not full_mask[s : s + p.numel()].all():
+            continue
+        per_element = {k: f[s : s + p.numel()].view_as(p).cpu().clone() for k, f in full.items()}
+        out[p] = {**scalars.get(i, {}), **per_element}
+    return out
+
+
+def _all_gather(t: Tensor, numel: int) -> Tensor:
+    out = t.new_empty(numel)
+    dist.all_gather_into_tensor(out, t)
+    return out
+
+
 def _cpu(v):
     return v.cpu().clone() if torch.is_tensor(v) else v
-
-
-def _shard_state(b: _Bucket, saved: dict[Tensor, dict | None]) -> dict[int, dict]:
-    """The owned slice's state, cut from per-parameter states (zeros where a parameter
-    has none; shared values such as the step count from the first that has one)."""
-    present = [s for s in saved.values() if s]
-    if not present:
-        return {}
-    out = {}
-    for k, v in present[0].items():
-        per_element = torch.is_tensor(v) and v.dim() > 0
-        if not per_element:
-            out[k] = v
-            continue
-        zeros = functools.partial(torch.zeros, dtype=v.dtype, device=b.shard.device)
-        parts = [
-            saved[p][k].reshape(-1)[a:c].to(b.shard.device) if saved[p] else zeros(c - a)
-            for p, a, c in b.pieces
-        ]
-        pad = b.shard.numel() - sum(c - a for _, a, c in b.pieces)
-        out[k] = torch.cat([*parts, zeros(pad)])
-    return {0: out}

@@ -29,7 +29,8 @@ rest). ``loss`` is rank 0's after the last step of the last round: every communi
 variant trains the same model on the same data, so they agree up to rounding. Memory is
 the peak allocated on the GPU (max over ranks and rounds; ``start_mem_gib`` is what was
 allocated before the variant built its model, 0 unless something leaked) and the
-optimizer state held per rank. ``ddp_bench_rounds.csv`` keeps every round.
+optimizer state held per rank (a DTensor's local shard for FSDP2).
+``ddp_bench_rounds.csv`` keeps every round.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
+    from torch.distributed.tensor import DTensor
 
     from cs336_common import TransformerLM
     from cs336_systems.dist_utils import current_device
@@ -180,12 +182,12 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         if step >= args.warmup:
             for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                 times[k] += dt / args.steps
-    state_bytes = sum(
-        v.numel() * v.element_size()
+    local = [
+        v.to_local() if isinstance(v, DTensor) else v
         for s in opt.state.values()
         for v in s.values()
-        if torch.is_tensor(v)
-    )
+    ]
+    state_bytes = sum(v.numel() * v.element_size() for v in local if torch.is_tensor(v))
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
     stats = [*times.values(), start, peak, state_bytes]
     stats = torch.tensor(stats, dtype=torch.float64, device=device)
