@@ -43,12 +43,13 @@ class Signatures:
         self.hasher = MinHasher(params["num_hashes"], params["ngrams"], params.get("seed", 0))
 
     def add(self, doc: dict) -> None:
-        from cs336_data.minhash import ngram_hashes
-
-        self.shingles.append(ngram_hashes(doc["text"], self.ngrams))
+        self.shingles.append(doc["text"])  # texts, hashed in one batch by close()
 
     def close(self) -> None:
-        save_npz(self.path, sig=self.hasher.signatures(self.shingles))
+        from cs336_data.minhash import ngram_hash_lists
+
+        shingles = ngram_hash_lists(self.shingles, self.ngrams)
+        save_npz(self.path, sig=self.hasher.signatures(shingles))
 
 
 class Tokens:

@@ -101,6 +101,7 @@ def _extracted(task: FilterTask, st: StageStats) -> Iterator[dict]:
 def _warc_pages(task: FilterTask, st: StageStats):
     from cs336_data.warc import iter_pages
 
+    source = Path(task.input).name
     try:
         for page in iter_pages(task.input, task.max_bytes):
             if page.skip:
@@ -108,7 +109,7 @@ def _warc_pages(task: FilterTask, st: StageStats):
                 st.remove(page.skip)
                 continue
             meta = {"url": page.url, "warc_record_id": page.record_id, "date": page.date,
-                    "source": Path(task.input).name}  # fmt: skip
+                    "source": source}  # fmt: skip
             yield page.payload, page.is_text, meta
     except OSError:  # a truncated or corrupt file: keep what was read before it
         st.remove("corrupt_file")
