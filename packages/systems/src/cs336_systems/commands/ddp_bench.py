@@ -176,7 +176,7 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     stats = torch.tensor(stats, dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
     fwd_bwd, sync_s, opt_s, start, peak, state_bytes = stats.tolist()
-    del wrapped, sync, opt, model, loop
+    del sync, opt, model, loop
     return {
         "variant": variant,
         "step_ms": (fwd_bwd + sync_s + opt_s) * 1e3,
