@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 
 from cs336_common.errors import UsageError, UserError
@@ -62,7 +63,12 @@ def run_cli(
 ) -> int:
     args = build_parser(prog, description, commands).parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line too, without the source line
+                warnings.showwarning = lambda message, *_, **__: print(
+                    f"{prog}: warning: {message}", file=sys.stderr
+                )
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -92,6 +98,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, lambda v: v > 0, "a finite number > 0")
 
 
 def non_negative_float(text: str) -> float:

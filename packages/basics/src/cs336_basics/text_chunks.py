@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from cs336_common.errors import InputError
+
 # Below a few MB a worker process costs more than it saves (start-up, a cold pre-token
 # cache, shipping results back); above 16 MB a worker holds too much at once.
 _MIN_CHUNK = 4 << 20
@@ -127,7 +129,7 @@ def read_text(path: str | os.PathLike, start: int, end: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(
+        raise InputError(
             f"{path}: invalid UTF-8 at byte {start + e.start} ({e.reason}); "
             "the input must be UTF-8 text"
         ) from None
@@ -184,6 +186,8 @@ def _with_progress(results, tasks, bar) -> Iterator:
 
 def check_input(path: str | os.PathLike) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"input {path} is a folder; expected a text file")
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     return path
