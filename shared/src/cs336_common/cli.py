@@ -40,6 +40,7 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = {}  # name -> its parser (not in the parsed args: ranks pickle those)
     for name, (module_name, help_text) in commands.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(
@@ -51,7 +52,8 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
         module.add_arguments(p)
         # `--debug` also after the command; SUPPRESS keeps a value given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
-        p.set_defaults(_run=module.run, _parser=p, prog=prog)
+        p.set_defaults(_run=module.run, prog=prog)
+        parser.commands[name] = p
     return parser
 
 
@@ -61,7 +63,8 @@ def run_cli(
     commands: Mapping[str, tuple[str, str]],
     argv: Sequence[str] | None = None,
 ) -> int:
-    args = build_parser(prog, description, commands).parse_args(argv)
+    parser = build_parser(prog, description, commands)
+    args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
             if not args.debug:  # a warning is one line too, without the source line
@@ -76,7 +79,7 @@ def run_cli(
         if args.debug:
             raise
         if isinstance(e, UsageError):
-            args._parser.error(one_line(e))  # prints the usage; exits 2
+            parser.commands[args.command].error(one_line(e))  # prints the usage; exits 2
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 1
 
