@@ -79,16 +79,15 @@ def test_corpus_en_vocab_500_matches_reference():
     assert (vocab, merges) == reference_bpe(path.read_text(encoding="utf-8"), 500, [EOT])
 
 
-def test_workers_and_chunking_do_not_change_the_result(tmp_path, monkeypatch):
+def test_workers_and_chunking_do_not_change_the_result(tmp_path):
     rng = random.Random(7)
     text = _random_corpus(rng, 3000) + "\n".join(_random_corpus(rng, 1) for _ in range(300))
     path = tmp_path / "corpus.txt"
     path.write_text(text, encoding="utf-8")
     expected = train_bpe(path, 400, [EOT], num_workers=1)
-    monkeypatch.setattr(text_chunks, "_MIN_CHUNK", 4096)  # many chunks even for a small file
-    assert len(text_chunks.chunk_ranges(path, [EOT], text_chunks.chunk_size(len(text), 2))) > 8
-    assert train_bpe(path, 400, [EOT], num_workers=2) == expected
-    assert train_bpe(path, 400, [EOT], num_workers=1) == expected
+    assert len(text_chunks.chunk_ranges(path, [EOT], 4096)) > 8  # many chunks
+    assert train_bpe(path, 400, [EOT], num_workers=2, chunk_bytes=4096) == expected
+    assert train_bpe(path, 400, [EOT], num_workers=1, chunk_bytes=4096) == expected
 
 
 def test_overlapping_special_tokens_are_never_counted(tmp_path):

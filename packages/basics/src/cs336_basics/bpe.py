@@ -38,6 +38,7 @@ def train_bpe(
     *,
     num_workers: int | None = None,
     progress: bool = False,
+    chunk_bytes: int | None = None,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a UTF-8 text file.
 
@@ -46,7 +47,8 @@ def train_bpe(
     warns with `TooFewMergesWarning`; a text with nothing to count is an `InputError`);
     merges are the merged pairs in order. Special tokens split the text (no merge crosses
     one) and are never counted. `num_workers` processes count pre-tokens (default: one
-    per CPU); memory is bounded by the chunk size and the number of distinct pre-tokens.
+    per CPU) over ranges of about `chunk_bytes` (default: 4-16 MB); memory is bounded by
+    the chunk size and the number of distinct pre-tokens.
     """
     special_tokens = normalize_special_tokens(special_tokens)
     minimum = 256 + len(special_tokens)
@@ -58,7 +60,11 @@ def train_bpe(
     if vocab_size > sys.maxunicode + 1:  # words hold token ids as characters
         raise InputError(f"vocab_size={vocab_size} is above the limit of {sys.maxunicode + 1}")
     empty = check_input(input_path).stat().st_size == 0
-    counts = {} if empty else _count_pretokens(input_path, special_tokens, num_workers, progress)
+    counts = (
+        {}
+        if empty
+        else _count_pretokens(input_path, special_tokens, num_workers, progress, chunk_bytes)
+    )
     if not counts:
         raise InputError(
             f"{input_path}: no text to train on (the file is empty or holds only special tokens)"
@@ -81,8 +87,10 @@ class TooFewMergesWarning(UserWarning):
     """The training text ran out of pairs to merge before reaching ``vocab_size``."""
 
 
-def _count_pretokens(input_path, special_tokens, num_workers, progress) -> Counter[str]:
-    plan = plan_chunks(input_path, special_tokens, num_workers)
+def _count_pretokens(
+    input_path, special_tokens, num_workers, progress, chunk_bytes
+) -> Counter[str]:
+    plan = plan_chunks(input_path, special_tokens, num_workers, chunk_bytes)
     total: Counter[str] = Counter()
     for counts in map_chunks(
         _count_chunk,
