@@ -38,6 +38,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cs336_common.cli import non_negative_int, positive_float, positive_int
+
 VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp", "torch-fsdp")
 NCCL_ONLY = ("torch-fsdp",)  # FSDP2 hung on gloo (CPU) in our tries
 REFERENCE = {"fsdp": "torch-fsdp"}  # a variant's reference in vs_ref; default "torch"
@@ -48,8 +50,8 @@ TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_hea
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", default=["all"], choices=["all", *VARIANTS])
     p.add_argument("--model", default="xl", help="small|medium|large|xl|2.7b or any preset; tiny")
-    p.add_argument("--context-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=4, help="sequences per rank")
+    p.add_argument("--context-length", type=positive_int, default=512)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="sequences per rank")
     p.add_argument(
         "--dtype",
         default="bf16",
@@ -57,35 +59,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="bf16: fp32 weights, bf16 autocast; fp32: TF32 matmuls on GPU",
     )
     p.add_argument(
-        "--bucket-mb", type=float, default=25.0, help="MiB per bucket (bucketed, torch, sharded)"
+        "--bucket-mb",
+        type=positive_float,
+        default=25.0,
+        help="MiB per bucket (bucketed, torch, sharded)",
     )
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every variant")
-    p.add_argument("--world-size", type=int, default=2, help="ranks to start without torchrun")
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--steps", type=positive_int, default=5)
+    p.add_argument(
+        "--world-size", type=positive_int, default=2, help="ranks to start without torchrun"
+    )
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="interleaved rounds of every variant"
+    )
     p.add_argument(
         "--backend",
         choices=["gloo", "nccl"],
         default=None,
         help="default: nccl if CUDA is available, else gloo",
     )
-    p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--timeout", type=positive_float, default=1800.0)
     p.add_argument("--out", type=Path, default=Path("runs/ddp_bench"))
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_common.checks import check_output
+    from cs336_common.errors import UsageError
     from cs336_systems.dist_utils import default_backend, run_collective
 
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or args.rounds < 1:
-        raise SystemExit(
-            "ddp-bench: --steps, --rounds and --batch-size must be >= 1, --warmup >= 0"
-        )
+    check_output(args.out, directory=True)
     _model_config(args)  # fail early on a bad --model
     backend = args.backend or default_backend()
     if "all" in args.variant:
         args.variant = [v for v in VARIANTS if backend == "nccl" or v not in NCCL_ONLY]
     elif backend != "nccl" and (bad := set(args.variant) & set(NCCL_ONLY)):
-        raise SystemExit(f"ddp-bench: --variant {' '.join(sorted(bad))} needs --backend nccl")
+        raise UsageError(f"--variant {' '.join(sorted(bad))} needs --backend nccl")
     rows = run_collective(_bench, args, args.world_size, backend, args.timeout)
     if rows is None:  # a torchrun rank other than 0
         return 0
@@ -95,15 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_config(args: argparse.Namespace):
     from cs336_common import MODEL_PRESETS, ModelConfig
+    from cs336_common.errors import InputError
 
     if args.model == "tiny":
         return ModelConfig(
             **{**TINY, "context_length": args.context_length}, attention_backend="torch"
         )
     if args.model not in MODEL_PRESETS:
-        raise SystemExit(
-            f"ddp-bench: unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}"
-        )
+        raise InputError(f"unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}")
     return ModelConfig.from_preset(
         args.model, context_length=args.context_length, attention_backend="torch"
     )
