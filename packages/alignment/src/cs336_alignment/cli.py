@@ -16,6 +16,17 @@ COMMANDS = {
         "cs336_alignment.commands.export",
         "convert our model directory to a Hugging Face LlamaForCausalLM one, or back",
     ),
+    "sft": ("cs336_alignment.commands.sft", "supervised fine-tuning on prompt/response pairs"),
+    "expert-iteration": (
+        "cs336_alignment.commands.expert_iteration",
+        "sample, keep the correct answers, fine-tune on them, repeat",
+    ),
+    "grpo": ("cs336_alignment.commands.grpo", "GRPO with the r1_zero math reward"),
+    "dpo": ("cs336_alignment.commands.dpo", "DPO on preference pairs"),
+    "demo": (
+        "cs336_alignment.commands.demo",
+        "pretrain -> SFT -> GRPO a small model on generated arithmetic problems (offline)",
+    ),
     "about": ("cs336_common.about", "version, summary and status of this package"),
 }
 

@@ -72,7 +72,7 @@ def _r1_prompt(question: str, prompt: str) -> str:
     return load_prompt(prompt).format(question=question)
 
 
-def _math_score(prompt: str):
+def math_score(prompt: str):
     def score(response: str, ex: dict) -> dict:
         if prompt == "r1_zero":
             r = r1_zero_reward_fn(response, ex["ground_truth"])
@@ -187,12 +187,12 @@ class Task:
 
 
 TASKS = {
-    "gsm8k": Task(gsm8k, _math_score, "r1_zero", ("</answer>",)),
-    "math": Task(math, _math_score, "r1_zero", ("</answer>",)),
+    "gsm8k": Task(gsm8k, math_score, "r1_zero", ("</answer>",)),
+    "math": Task(math, math_score, "r1_zero", ("</answer>",)),
     "mmlu": Task(mmlu, lambda p: _mmlu_score, "zero_shot_system_prompt", ("# Query:",)),
     "alpaca_eval": Task(
         alpaca_eval, lambda p: _open_ended, "zero_shot_system_prompt", ("# Query:",)
     ),
     "sst": Task(sst, lambda p: _open_ended, "zero_shot_system_prompt", ("# Query:",)),
-    "arithmetic": Task(arithmetic, lambda p: _math_score("r1_zero"), "r1_zero", ("</answer>",)),
+    "arithmetic": Task(arithmetic, lambda p: math_score("r1_zero"), "r1_zero", ("</answer>",)),
 }
