@@ -66,5 +66,12 @@ def qwen():
 
 
 @pytest.fixture(scope="session")
+def make_qwen2():
+    """``tiny_qwen2`` itself, for tests that need several differently seeded models (test
+    modules cannot import conftest: every package's tests folder is named ``tests``)."""
+    return tiny_qwen2
+
+
+@pytest.fixture(scope="session")
 def our_lm():
     return tiny_lm()

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +14,7 @@ from cs336_alignment import (
 )
 from cs336_alignment.prompt_templates import alpaca_prompt
 
-from .conftest import HERE, tiny_qwen2
-
-SAMPLE = HERE / "sft_sample.jsonl"
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "sft_sample.jsonl"
 
 
 @pytest.mark.parametrize("kind", ["hf", "ours"])
@@ -90,8 +89,8 @@ def test_parse_gsm8k_response(text, want):
     assert parse_gsm8k_response(text) == want
 
 
-def test_dpo_loss_matches_full_sequence_reference(hf_tokenizer):
-    lm, ref = tiny_qwen2(1), tiny_qwen2(2)
+def test_dpo_loss_matches_full_sequence_reference(hf_tokenizer, make_qwen2):
+    lm, ref = make_qwen2(1), make_qwen2(2)
     prompt, good, bad = "Name a colour.", "Blue is a colour.", "I like trains."
     loss = compute_per_instance_dpo_loss(lm, ref, hf_tokenizer, 0.5, prompt, good, bad)
 
