@@ -116,12 +116,15 @@ class Dashboard:
 
         if runs is None or len(np.unique(runs.compute_budget)) < 2:
             return None
-        return fit_isoflops(runs, "parabola")
+        try:
+            return fit_isoflops(runs, "parabola", min_runs=3)
+        except ValueError:  # not yet two complete profiles
+            return None
 
     def _fit_html(self) -> str:
         fit = self._fit(self._finished())
         if fit is None:
-            return "<p>needs finished runs at two or more budgets</p>"
+            return "<p>needs three or more finished runs at each of two budgets</p>"
         return (
             f"<p>N<sub>opt</sub> = {fit.k_N:.3g} · C<sup>{fit.a:.3f}</sup><br>"
             f"D<sub>opt</sub> = {fit.k_D:.3g} · C<sup>{fit.b:.3f}</sup><br>"

@@ -36,19 +36,25 @@ class IsoFlopsFit:
         return tuple(c / (6.0 * n) for c, n in zip(self.budgets, self.n_opt, strict=True))
 
 
-def fit_isoflops(runs, method: str = "min") -> IsoFlopsFit:
+def fit_isoflops(runs, method: str = "min", *, min_runs: int = 1) -> IsoFlopsFit:
     """Fit ``N_opt(C)`` and ``D_opt(C)`` from runs grouped by ``compute_budget``.
 
     ``method="min"`` takes each budget's minimum-loss run; ``"parabola"`` fits a quadratic
     in log N to each budget's runs and takes its vertex (falling back to the minimum when
     the quadratic does not open upwards or its vertex leaves the sampled range).
+    Budgets with fewer than ``min_runs`` runs are left out (an unfinished profile's
+    minimum says nothing about the optimum).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     runs = as_runs(runs)
+    counts = {c: int((runs.compute_budget == c).sum()) for c in np.unique(runs.compute_budget)}
+    runs = runs.take(np.array([counts[c] >= min_runs for c in runs.compute_budget]))
     budgets, n_opt = optimal_sizes(runs, method)
     if len(budgets) < 2:
-        raise ValueError(f"need runs at >= 2 distinct compute budgets, got {len(budgets)}")
+        raise ValueError(
+            f"need >= 2 compute budgets with >= {min_runs} runs each, got {len(budgets)}"
+        )
     a, log_kn = _power_law(budgets, n_opt)
     b, log_kd = _power_law(budgets, budgets / (6.0 * n_opt))
     return IsoFlopsFit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -108,7 +109,9 @@ def _executor(settings: ServiceSettings, folder: Path):
         executor.update_parameters(timeout_min=settings.timeout_min, **settings.slurm)
     else:
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=settings.timeout_min)
+        # submitit hides every GPU from a local job unless told: show them all, the
+        # runner's slot says which one the job uses.
+        executor.update_parameters(timeout_min=settings.timeout_min, gpus_per_node=_gpu_count())
     return executor
 
 
@@ -132,6 +135,7 @@ def _gpu_count() -> int:
 
 
 def _one_line(e: BaseException) -> str:
-    # submitit wraps a job's exception with the job's traceback: keep its last line.
-    lines = str(e).strip().splitlines()
-    return (lines[-1] if lines else type(e).__name__)[:500]
+    # submitit wraps a job's exception in its traceback and log paths: keep the error line.
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (errors or lines or [type(e).__name__])[-1][:500]

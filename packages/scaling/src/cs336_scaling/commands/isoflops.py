@@ -41,6 +41,12 @@ def add_arguments(parser):
         default=Path("isoflops_plots"),
         help="folder for isoflops_profiles.png, n_opt.png, d_opt.png (default: ./isoflops_plots)",
     )
+    parser.add_argument(
+        "--min-runs",
+        type=int,
+        default=1,
+        help="leave out budgets with fewer runs (unfinished profiles; default: 1)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--json", action="store_true", help="print the fit as JSON")
 
@@ -55,7 +61,7 @@ def run(args):
     from cs336_scaling.isoflops import fit_isoflops
 
     try:
-        fit = fit_isoflops(runs, args.method)
+        fit = fit_isoflops(runs, args.method, min_runs=args.min_runs)
     except ValueError as e:
         raise SystemExit(f"{args.runs or 'runs'}: {e}") from None
     predictions = {

@@ -1,5 +1,5 @@
 """Fit the runs of a sweep and predict the compute-optimal model at a target budget: its
-size (IsoFLOPs fit, parabola per budget), a concrete configuration (d_model, num_layers,
+size (IsoFLOPs fit, parabola per budget with >= 3 runs), a concrete configuration (d_model, num_layers,
 num_heads, batch size, learning rate) and its loss with a bootstrap interval (the
 parametric fit L(N, D) at that size and D = C / 6N). Writes PNG plots.
 
@@ -42,7 +42,7 @@ def run(args):
     from cs336_scaling.planner import closest_shape, shapes
 
     try:
-        iso = fit_isoflops(runs, "parabola")
+        iso = fit_isoflops(runs, "parabola", min_runs=3)
         law = fit_chinchilla(runs, bootstrap=args.bootstrap, level=args.level)
     except ValueError as e:
         raise SystemExit(f"{args.runs or 'runs'}: {e}") from None
