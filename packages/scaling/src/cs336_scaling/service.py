@@ -151,6 +151,9 @@ def _public(run: dict, brief: bool = False) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
+    # headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK hold the body back ~40 ms
+    disable_nagle_algorithm = True
     service: ScalingService  # set on the subclass `make_server` builds
 
     def do_GET(self):
