@@ -310,7 +310,12 @@ def test_quickstart_checks_everything_before_the_first_stage(tmp_path, capsys):
           r"--steps: expected an integer >= 1, got '0'", code=2)  # fmt: skip
     (tmp_path / "file").write_text("x")
     fails(["quickstart", "--out", tmp_path / "file"], capsys, tmp_path, r"--out .*file is a file")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.txt").write_text("my corpus")
+    fails(["quickstart", "--out", tmp_path / "data"], capsys, tmp_path,
+          r"--out .*data holds other files, .* pick a new or empty folder")  # fmt: skip
     (tmp_path / "qs" / "lm").mkdir(parents=True)
+    (tmp_path / "qs" / "quickstart.json").write_text("{}")  # a quickstart's folder, but
     fails(["quickstart", "--out", tmp_path / "qs"], capsys, tmp_path,
           r"qs/lm exists and is not a training run")  # fmt: skip
     assert "[1/5]" not in capsys.readouterr().out
