@@ -72,9 +72,10 @@ def run_cli(
                     f"{prog}: warning: {message}", file=sys.stderr
                 )
             return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        # a training loop stopped by SIGTERM says so: 128 + signum, as the shell would
         print("interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     except (UserError, *_PATH_ERRORS) as e:
         if args.debug:
             raise

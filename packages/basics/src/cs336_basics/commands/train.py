@@ -11,6 +11,13 @@ Examples:
   cs336-basics train lr_sweep --set total_tokens=40_960_000
   cs336-basics train tinystories --sweep lr=1e-3,3e-3 --set out_dir=runs/my_sweep
   cs336-basics train --resume runs/tinystories
+  cs336-basics train --resume runs/tinystories --set max_steps=20000 --allow-schedule-change
+
+Resuming keeps the model and the data of the run (a changed one is refused, naming the
+fields); schedule and length changes (max_steps, total_tokens, lr, warmup_steps, ...)
+need --allow-schedule-change and are recorded in the run's history.jsonl. SIGINT
+(Ctrl-C) or SIGTERM finishes the current step, checkpoints and exits with 130 or 143;
+`--resume` continues exactly. One process at a time may train into a run directory.
 """
 
 import sys
@@ -35,6 +42,12 @@ def add_arguments(parser):
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint"
     )
+    parser.add_argument(
+        "--allow-schedule-change",
+        action="store_true",
+        help="with --resume: accept --set changes of the schedule or length (max_steps, "
+        "total_tokens, lr, min_lr_ratio, warmup_steps, cosine_steps, ...)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -43,15 +56,29 @@ def run(args):
 
     from cs336_basics.trainer import TrainingDiverged, train
     from cs336_common.cli import one_line
-    from cs336_common.errors import UserError
+    from cs336_common.errors import UsageError, UserError
+    from cs336_common.lock import DirectoryLocked
 
+    if args.allow_schedule_change and not args.resume:
+        raise UsageError("--allow-schedule-change goes with --resume RUN_DIR")
     configs = _load_configs(args)
     _check_runs(configs)
     failed = 0
     for config in configs:
         try:
-            result = train(config, resume=bool(args.resume), progress=not args.no_progress)
-        except (TrainingDiverged, UserError, FileExistsError, FileNotFoundError) as e:
+            result = train(
+                config,
+                resume=bool(args.resume),
+                progress=not args.no_progress,
+                allow_schedule_change=args.allow_schedule_change,
+            )
+        except (
+            TrainingDiverged,
+            UserError,
+            FileExistsError,
+            FileNotFoundError,
+            DirectoryLocked,
+        ) as e:
             if args.debug:
                 raise
             print(f"{args.prog}: error: {config.out_dir}: {one_line(e)}", file=sys.stderr)
@@ -62,6 +89,13 @@ def run(args):
                 raise
             print(f"{args.prog}: error: {config.out_dir}: {_OOM_HINT}", file=sys.stderr)
             failed += 1
+            continue
+        if result.already_finished:
+            print(
+                f"{result.run_dir}: already finished ({result.steps} of {config.num_steps} "
+                f"steps); to train longer: cs336-basics train --resume {result.run_dir} "
+                "--set max_steps=N --allow-schedule-change"
+            )
             continue
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
         print(
