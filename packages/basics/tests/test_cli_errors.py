@@ -157,6 +157,12 @@ def _generate(work, *extra):
 def test_generate_works_on_the_fixture(work, capsys):
     assert main([str(a) for a in _generate(work, "--seed", "0")]) == 0
     assert capsys.readouterr().out.startswith("ab")
+    argv = _generate(work, "--seed", "0")
+    del argv[3:5]  # no --tokenizer: the run's own copy, if it keeps one
+    fails(argv, capsys, work, r"--run .*lm keeps no tokenizer .*pass --tokenizer DIR", code=2)
+    shutil.copytree(work / "tok", work / "lm" / "tokenizer")
+    assert main([str(a) for a in argv]) == 0
+    assert capsys.readouterr().out.startswith("ab")
 
 
 @pytest.mark.parametrize(

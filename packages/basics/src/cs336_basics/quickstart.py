@@ -181,6 +181,7 @@ def _train_config(config: QuickstartConfig, out: Path, vocab_size: int) -> Train
     return TrainConfig(
         model=model,
         train_data=str(out / "train.bin"),
+        tokenizer=str(out / "tokenizer"),
         val_data=str(out / "val.bin"),
         out_dir=str(run_dir),
         batch_size=config.batch_size,
