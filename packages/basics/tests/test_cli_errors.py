@@ -237,7 +237,7 @@ def test_train_config_mistakes(work, capsys):
 def test_train_yaml_error_names_the_file(work, capsys):
     pytest.importorskip("yaml")
     (work / "bad.yaml").write_text("lr: [1, 2\n")
-    fails(["train", work / "bad.yaml"], capsys, work, r"config .*bad\.yaml: while parsing")
+    fails(["train", work / "bad.yaml"], capsys, work, r"config .*bad\.yaml: expected ',' or '\]', but got '<stream end>' at line 2, column 1$")
 
 
 def test_train_data_checks(work, capsys):
