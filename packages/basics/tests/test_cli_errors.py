@@ -20,9 +20,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file's size and time, but a run's lock file (taken, then released)."""
     return {
         str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(root.rglob("*"))
+        if p.name != ".lock"
     }
 
 
@@ -237,7 +239,12 @@ def test_train_config_mistakes(work, capsys):
 def test_train_yaml_error_names_the_file(work, capsys):
     pytest.importorskip("yaml")
     (work / "bad.yaml").write_text("lr: [1, 2\n")
-    fails(["train", work / "bad.yaml"], capsys, work, r"config .*bad\.yaml: expected ',' or '\]', but got '<stream end>' at line 2, column 1$")
+    fails(
+        ["train", work / "bad.yaml"],
+        capsys,
+        work,
+        r"config .*bad\.yaml: expected ',' or '\]', but got '<stream end>' at line 2, column 1$",
+    )
 
 
 def test_train_data_checks(work, capsys):
@@ -283,6 +290,16 @@ def test_train_output_and_device_checks(work, capsys):
               r"device 'cuda': this machine has no CUDA GPU")  # fmt: skip
     fails(["train", cfg, "--set", "train_data='nope.bin'"], capsys, work,
           r"token file not found: nope\.bin")  # fmt: skip
+
+
+def test_train_resume_with_weights_that_do_not_fit_the_config(work, capsys):
+    run = work / "lm"
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["d_model"] = 32
+    (run / "config.json").write_text(json.dumps(config))
+    fails(["train", "--resume", run, "--no-progress"], capsys, work,
+          r"^cs336-basics: error: .*lm: its checkpoint does not fit the model of its "
+          r"config\.json \(size mismatch for \S+: .*\); was it edited\?$")  # fmt: skip
 
 
 # ---- plot, quickstart, model-info, data ---------------------------------------------------
