@@ -47,6 +47,7 @@ def expert_iteration(
     from cs336_alignment.rl_common import sampling_params
 
     reward_fn = reward_fn or r1_zero_reward_fn
+    out.mkdir(parents=True, exist_ok=True)
     generator = generator or make_generator("engine", policy, tokenizer)
     rows = []
     for k in range(cfg.ei_steps):
