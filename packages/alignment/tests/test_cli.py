@@ -56,7 +56,7 @@ def _save_tiny(tmp_path):
     from cs336_common import TransformerLM
 
     torch.manual_seed(0)
-    return save_policy(TransformerLM(257, 512, 32, 1, 2, 64), byte_tokenizer(), tmp_path / "m")
+    return save_policy(TransformerLM(257, 1024, 32, 1, 2, 64), byte_tokenizer(), tmp_path / "m")
 
 
 def test_eval_writes_metrics_and_categories(tmp_path, capsys):
