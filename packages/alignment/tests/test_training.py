@@ -116,3 +116,20 @@ def test_offline_demo_runs_end_to_end(tmp_path):
         assert 0.0 <= summary["results"][stage]["accuracy"] <= 1.0
     assert (tmp_path / "pipeline.png").is_file()
     assert (tmp_path / "grpo" / "final" / "cs336_model.json").is_file()
+
+
+def test_grpo_drives_a_hugging_face_model(tmp_path, make_qwen2, hf_tokenizer):
+    from cs336_alignment.generation import HFGenerator
+
+    model = make_qwen2(4).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qs = [{"prompt": f"What is {i} + 1?", "ground_truth": str(i + 1)} for i in range(8)]
+    rows = train_grpo(
+        model, hf_tokenizer, qs, qs[:2],
+        GRPOConfig(n_grpo_steps=1, **{**GRPO, "checkpoint_every": 0, "loss_type": "no_baseline"}),
+        tmp_path, generator=HFGenerator(model, hf_tokenizer),
+        reward_fn=lambda r, t: {"reward": float(len(r) % 2)},
+    )  # fmt: skip
+    assert rows[-1]["step"] == 2 and "eval_accuracy" in rows[-1]
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (tmp_path / "final" / "config.json").is_file()
