@@ -52,3 +52,15 @@ def test_hf_generator_stop_strings_and_weight_sync(our_tokenizer, make_lm):
         model.lm_head.weight.mul_(-1)
     gen.load_weights(model)
     assert gen.generate(["abc"], greedy)[0][0].text != text
+
+
+def test_vllm_without_vllm_is_a_one_line_error(tmp_path):
+    from cs336_common.errors import UserError
+
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match="pip install vllm"):
+            make_generator("vllm", tmp_path, None)
+    else:
+        pytest.skip("vLLM is installed")
