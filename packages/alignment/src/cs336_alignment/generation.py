@@ -39,7 +39,9 @@ def make_generator(kind: str, model: nn.Module, tokenizer: Any, device=None) -> 
     """A generator of ``kind`` sampling from ``model`` (shared, not copied, where it can)."""
     if kind == "engine":
         if is_hf_model(model):
-            raise ValueError("the engine runs our TransformerLM; use --generator hf for HF models")
+            from cs336_common.errors import InputError
+
+            raise InputError("the engine runs our TransformerLM; use --generator hf for HF models")
         from cs336_common.engine import Engine
 
         return Engine(model, tokenizer, device=device)
