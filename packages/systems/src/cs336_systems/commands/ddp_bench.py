@@ -28,13 +28,15 @@ import argparse
 from pathlib import Path
 
 VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp")
-# a model small enough for CPU smoke tests; the others are cs336_common's presets
-TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_heads=2, d_ff=64)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", default=["all"], choices=["all", *VARIANTS])
-    p.add_argument("--model", default="xl", help="small|medium|large|xl|2.7b or any preset; tiny")
+    p.add_argument(
+        "--model",
+        default="xl",
+        help="a preset (tiny, small, ..., 2.7b), a model config file or a run directory",
+    )
     p.add_argument("--context-length", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=4, help="sequences per rank")
     p.add_argument(
@@ -75,19 +77,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace):
-    from cs336_common import MODEL_PRESETS, ModelConfig
+    from cs336_common import load_model_config
 
-    if args.model == "tiny":
-        return ModelConfig(
-            **{**TINY, "context_length": args.context_length}, attention_backend="torch"
+    try:
+        return load_model_config(
+            args.model, context_length=args.context_length, attention_backend="torch"
         )
-    if args.model not in MODEL_PRESETS:
-        raise SystemExit(
-            f"ddp-bench: unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}"
-        )
-    return ModelConfig.from_preset(
-        args.model, context_length=args.context_length, attention_backend="torch"
-    )
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"ddp-bench: --model: {e}") from None
 
 
 def _bench(args: argparse.Namespace) -> list[dict]:
