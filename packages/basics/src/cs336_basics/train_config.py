@@ -295,7 +295,10 @@ def _yaml_loads(text: str, path: Path) -> Any:
         raise ValueError(
             f"config {path}: YAML configs need PyYAML (`pip install pyyaml`); or use TOML"
         ) from None
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"config {path}: {' '.join(str(e).split())}") from None
 
 
 # the two ways to set the run length: setting one (by --set, a sweep axis or a file over

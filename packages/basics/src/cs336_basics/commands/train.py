@@ -52,28 +52,16 @@ def add_arguments(parser):
 
 
 def run(args):
-    from cs336_basics.run_dir import RunDir
-    from cs336_basics.train_config import load_sweep
+    import torch
+
     from cs336_basics.trainer import TrainingDiverged, train
-    from cs336_common.lock import DirectoryLocked
+    from cs336_common.cli import one_line
+    from cs336_common.errors import UsageError, UserError
 
     if args.allow_schedule_change and not args.resume:
-        raise SystemExit("--allow-schedule-change goes with --resume RUN_DIR")
-    if args.resume:
-        if args.config or args.sweep:
-            raise SystemExit("--resume RUN_DIR takes its config from the run; drop CONFIG/--sweep")
-        source, overrides = RunDir(args.resume).config, [*args.set, f"out_dir={args.resume!r}"]
-        if not source.is_file():
-            raise SystemExit(f"--resume {args.resume}: {source} not found")
-    elif args.config:
-        source, overrides = args.config, args.set
-    else:
-        raise SystemExit("give a CONFIG file or shipped name, or --resume RUN_DIR")
-    try:
-        configs = load_sweep(source, overrides, args.sweep)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(str(e)) from None
-
+        raise UsageError("--allow-schedule-change goes with --resume RUN_DIR")
+    configs = _load_configs(args)
+    _check_runs(configs)
     failed = 0
     for config in configs:
         try:
@@ -83,8 +71,16 @@ def run(args):
                 progress=not args.no_progress,
                 allow_schedule_change=args.allow_schedule_change,
             )
-        except (TrainingDiverged, FileExistsError, FileNotFoundError, DirectoryLocked) as e:
-            print(f"{config.out_dir}: {e}", file=sys.stderr)
+        except (TrainingDiverged, UserError, FileExistsError, FileNotFoundError) as e:
+            if args.debug:
+                raise
+            print(f"{args.prog}: error: {config.out_dir}: {one_line(e)}", file=sys.stderr)
+            failed += 1
+            continue
+        except torch.cuda.OutOfMemoryError:
+            if args.debug:
+                raise
+            print(f"{args.prog}: error: {config.out_dir}: {_OOM_HINT}", file=sys.stderr)
             failed += 1
             continue
         if result.already_finished:
@@ -101,3 +97,48 @@ def run(args):
             f"{result.wall_time_s / 60:.1f} min"
         )
     return 1 if failed else 0
+
+
+_OOM_HINT = (
+    "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens per "
+    "step) or context_length"
+)
+
+
+def _load_configs(args):
+    from cs336_basics.run_dir import RunDir
+    from cs336_basics.train_config import load_sweep
+    from cs336_common.errors import InputError, UsageError
+
+    if args.resume:
+        if args.config or args.sweep:
+            raise UsageError("--resume RUN_DIR takes its config from the run; drop CONFIG/--sweep")
+        source, overrides = RunDir(args.resume).config, [*args.set, f"out_dir={args.resume!r}"]
+        if not source.is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: {source} not found")
+    elif args.config:
+        source, overrides = args.config, args.set
+    else:
+        raise UsageError("give a CONFIG file or shipped name, or --resume RUN_DIR")
+    try:
+        return load_sweep(source, overrides, args.sweep)
+    except ValueError as e:  # every mistake in a config file or --set/--sweep
+        raise InputError(str(e)) from None
+
+
+def _check_runs(configs) -> None:
+    """The device, token files (every id against the model's vocabulary) and run
+    directory of every run, before the first starts: a mistake fails now, not hours into
+    a sweep."""
+    from cs336_common.checks import check_output
+    from cs336_common.device import resolve_device
+    from cs336_common.train.token_file import open_token_file
+
+    data = set()
+    for config in configs:
+        resolve_device(config.device)
+        paths = [p for p in (config.train_data, config.val_data) if p is not None]
+        check_output(config.out_dir, inputs=paths, flag="out_dir", directory=True)
+        data.update((path, config.model.vocab_size) for path in paths)
+    for path, vocab_size in sorted(data):
+        open_token_file(path, vocab_size=vocab_size)
