@@ -3,7 +3,9 @@ the name of a shipped config. Each run writes config.json, metrics.jsonl and
 checkpoints/ into its out_dir; plot them with `cs336-basics plot`.
 
 Shipped configs: tinystories, tinystories_cpu, owt, ablation_no_rmsnorm,
-ablation_post_norm, ablation_nope, ablation_silu, lr_sweep, batch_size_sweep.
+ablation_post_norm, ablation_nope, ablation_silu, lr_sweep, batch_size_sweep, quickstart.
+A config's `tokenizer` folder is copied into the run, so `generate --run` needs no
+--tokenizer.
 
 Examples:
   cs336-basics train tinystories
