@@ -3,10 +3,11 @@ with the package (the BSD fortune database), then print the validation loss agai
 unigram entropy of the validation tokens, and a few sampled continuations.
 
 The model and its training settings are the shipped config `quickstart`
-(configs/quickstart.toml, read like `cs336-basics train` reads any config). Runs offline, on the GPU when one is present, in a few minutes on 2 CPU cores. Writes
-into --out: train/val text, tokenizer/, train.bin/val.bin, lm/ (the training run:
+(configs/quickstart.toml, read like `cs336-basics train` reads any config). Runs
+offline, on the GPU when one is present, in a few minutes on 2 CPU cores. Writes into
+--out: train/val text, tokenizer/, train.bin/val.bin, lm/ (the training run:
 config, metrics, checkpoint) and loss.png. Afterwards, sample more with
-  cs336-basics generate --run runs/quickstart/lm --tokenizer runs/quickstart/tokenizer \\
+  cs336-basics generate --run runs/quickstart/lm \\
       --prompt "Love is" --top-p 0.9
 """
 
