@@ -192,8 +192,8 @@ def load_model_config(
         base = MODEL_PRESETS[preset] if preset is not None else {}
         return ModelConfig.from_dict({**base, **section, **overrides})
     except (ValueError, TypeError, KeyError) as e:
-        where = "model config" if isinstance(spec, Mapping) else f"model {str(spec)!r}"
-        raise InputError(f"{where}: {e}") from None
+        where = "" if isinstance(spec, Mapping) else f"model {str(spec)!r}: "
+        raise InputError(f"{where}{e}") from None
 
 
 def _find(spec: str | os.PathLike, relative_to: Path | None, config_dirs) -> Path:
