@@ -36,11 +36,10 @@ from torch import nn
 
 from cs336_basics import AdamW, cross_entropy
 from cs336_common.device import peak_flops, synchronize
-from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
+from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token, load_model_config
 
 H100_BF16_PEAK = 989e12  # FLOP/s, dense; the reference for devices peak_flops doesn't know
 BUDGET_TOKENS = 327_680_000  # the course's TinyStories run
-TINY = ModelConfig(vocab_size=256, context_length=32, d_model=64, num_layers=2, num_heads=4)
 
 
 # ---- (c) the plain PyTorch model -----------------------------------------------------
@@ -230,7 +229,7 @@ def main() -> None:
     p.add_argument("--variants", default="abc", help="which of a, b, c, d to run, in order")
     args = p.parse_args()
     device = torch.device(args.device)
-    cfg = TINY if args.tiny else ModelConfig.from_preset("tinystories")
+    cfg = load_model_config("tiny" if args.tiny else "tinystories")
     batch_size = 4 if args.tiny else args.batch_size
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{hardware}, torch {torch.__version__}, {cfg}, batch {batch_size}")

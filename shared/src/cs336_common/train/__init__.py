@@ -31,7 +31,6 @@ _EXPORTS = {
     "TrainingDiverged": "cs336_common.train.loop",
     "lm_loss": "cs336_common.train.loop",
     "MetricsLog": "cs336_common.train.metrics",
-    "Throughput": "cs336_common.train.metrics",
     "model_flops_utilization": "cs336_common.train.metrics",
 }
 

@@ -4,8 +4,11 @@ The prompts run as one batch on a KV cache; each stops at the end-of-text token,
 --max-new-tokens tokens, or at the model's context length. --temperature 0 is greedy;
 --top-p < 1 samples from the nucleus.
 
+A run trained with a tokenizer keeps a copy in RUN/tokenizer, which is used unless
+--tokenizer names another.
+
 Examples:
-  cs336-basics generate --run runs/quickstart/lm --tokenizer runs/quickstart/tokenizer \\
+  cs336-basics generate --run runs/quickstart/lm \\
       --prompt "Once upon a time" --prompt "The" --max-new-tokens 64 --top-p 0.9 --seed 0
 """
 
@@ -16,7 +19,11 @@ from cs336_common.cli import non_negative_float, non_negative_int, probability
 
 def add_arguments(parser):
     parser.add_argument("--run", required=True, help="training run directory")
-    parser.add_argument("--tokenizer", required=True, help="tokenizer directory (Tokenizer.save)")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer directory (Tokenizer.save); default: the run's own copy, RUN/tokenizer",
+    )
     parser.add_argument(
         "--prompt",
         action="append",
@@ -40,7 +47,7 @@ def run(args):
     from cs336_common.device import resolve_device
     from cs336_common.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer.load(args.tokenizer)
+    tokenizer = Tokenizer.load(_tokenizer_dir(args))
     model = _load_model(args.run, resolve_device(args.device))
     eos = args.eos_token if args.eos_token in tokenizer.special_tokens else None
     _check_fits(args, tokenizer, model, eos)
@@ -56,6 +63,21 @@ def run(args):
     )
     for prompt, text in zip(args.prompt, outputs, strict=True):
         print(f"{prompt}{text}\n{'-' * 40}")
+
+
+def _tokenizer_dir(args) -> str:
+    from cs336_basics.run_dir import RunDir
+    from cs336_common.errors import UsageError
+
+    if args.tokenizer is None:
+        own = RunDir(args.run).tokenizer
+        if not own.is_dir():
+            raise UsageError(
+                f"--run {args.run} records no tokenizer (it was trained without a 'tokenizer' "
+                "setting); pass --tokenizer DIR"
+            )
+        args.tokenizer = str(own)
+    return args.tokenizer
 
 
 def _load_model(run_dir: str, device):
