@@ -5,6 +5,7 @@ import pytest
 
 from cs336_basics.cli import main
 from cs336_basics.quickstart import QuickstartConfig, run_quickstart, unigram_entropy
+from cs336_common.errors import UserError
 
 
 def _tiny(out_dir, **kw) -> QuickstartConfig:
@@ -49,10 +50,14 @@ def test_validation_is_held_out_whole_documents(quickstart_run):
     assert len(train) + len(val) <= 60_000
 
 
-def test_quickstart_never_deletes_a_foreign_lm_directory(tmp_path):
+def test_quickstart_never_deletes_foreign_files(tmp_path):
     (tmp_path / "lm").mkdir()
+    with pytest.raises(UserError, match="holds other files"):
+        run_quickstart(_tiny(tmp_path), progress=False)
+    (tmp_path / "quickstart.json").write_text("{}")  # an earlier quickstart's folder
     with pytest.raises(FileExistsError, match="not a training run"):
         run_quickstart(_tiny(tmp_path), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm", "quickstart.json"]
 
 
 def test_unigram_entropy_against_float64_formula():

@@ -16,7 +16,7 @@ import lzma
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -30,11 +30,15 @@ from cs336_basics.train_config import TrainConfig, load_train_config
 from cs336_basics.trainer import load_trained_model, train
 from cs336_common.checks import check_output
 from cs336_common.device import resolve_device
-from cs336_common.errors import InputError
+from cs336_common.errors import InputError, UserError
+from cs336_common.io import write_text_atomic
 from cs336_common.tokenizer import Tokenizer
 from cs336_common.train.token_file import open_token_file
 
 EOS = "<|endoftext|>"
+# written first into --out: a folder holding it is a quickstart's, whose outputs a new run
+# may replace; any other non-empty folder is refused
+_MARKER = "quickstart.json"
 
 
 @dataclass
@@ -65,6 +69,7 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     start = time.perf_counter()
     out = _check(config)
     out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / _MARKER, json.dumps(asdict(config), indent=2) + "\n")
     say = print if progress else (lambda *a, **k: None)
 
     say(f"[1/5] corpus: the fortune database, shipped ({_stage(start)})")
@@ -131,6 +136,11 @@ def _check(config: QuickstartConfig) -> Path:
     """Every setting and the output folder, before the first stage: a mistake is a
     `UserError` now, not after minutes of tokenizing."""
     out = check_output(config.out_dir, directory=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).is_file():
+        raise UserError(
+            f"--out {out} holds other files, and the quickstart writes train.txt, val.txt, "
+            "tokenizer/, *.bin, lm/ there: pick a new or empty folder"
+        )
     if not 0 < config.val_fraction < 1:
         raise InputError(f"val_fraction must lie in (0, 1), got {config.val_fraction}")
     try:

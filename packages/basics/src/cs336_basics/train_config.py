@@ -298,7 +298,9 @@ def _yaml_loads(text: str, path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ValueError(f"config {path}: {' '.join(str(e).split())}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"config {path}: {getattr(e, 'problem', None) or e}{where}") from None
 
 
 # the two ways to set the run length: setting one (by --set, a sweep axis or a file over

@@ -7,8 +7,7 @@ The model and its training settings are the shipped config `quickstart`
 offline, on the GPU when one is present, in a few minutes on 2 CPU cores. Writes into
 --out: train/val text, tokenizer/, train.bin/val.bin, lm/ (the training run:
 config, metrics, checkpoint) and loss.png. Afterwards, sample more with
-  cs336-basics generate --run runs/quickstart/lm \\
-      --prompt "Love is" --top-p 0.9
+  cs336-basics generate --run runs/quickstart/lm --prompt "Love is" --top-p 0.9
 """
 
 from __future__ import annotations

@@ -79,10 +79,11 @@ def run(args):
             print(f"{args.prog}: error: {config.out_dir}: {one_line(e)}", file=sys.stderr)
             failed += 1
             continue
-        except torch.cuda.OutOfMemoryError:
-            if args.debug:
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+            message = _runtime_message(e)
+            if args.debug or message is None:
                 raise
-            print(f"{args.prog}: error: {config.out_dir}: {_OOM_HINT}", file=sys.stderr)
+            print(f"{args.prog}: error: {config.out_dir}: {message}", file=sys.stderr)
             failed += 1
             continue
         if result.already_finished:
@@ -101,10 +102,22 @@ def run(args):
     return 1 if failed else 0
 
 
-_OOM_HINT = (
-    "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens per "
-    "step) or context_length"
-)
+def _runtime_message(error: RuntimeError) -> str | None:
+    """One line for the runtime errors a user causes: out of GPU memory, and a checkpoint
+    whose weights do not fit the model of the run's config.json (torch's load_state_dict
+    error, whose first detail names the tensor); None for any other, a bug."""
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return (
+            "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens "
+            "per step) or context_length"
+        )
+    lines = str(error).splitlines()
+    if not lines or not lines[0].startswith("Error(s) in loading state_dict"):
+        return None
+    detail = lines[1].strip() if len(lines) > 1 else ""
+    return f"its checkpoint does not fit the model of its config.json ({detail}); was it edited?"
 
 
 def _load_configs(args):
