@@ -68,3 +68,20 @@ def test_gopher_alphabetic_words():
     words = _words(rng, 80)
     assert gopher_quality_filter(" ".join(words + ["1234"] * 20))  # exactly 80% alphabetic
     assert gopher_failures(" ".join(words + ["1234"] * 21)) == ["alphabetic_words"]
+
+
+def test_offensive_model_matches_alt_profanity_check(fixtures):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        profanity_check = pytest.importorskip("profanity_check")
+    from cs336_data.harmful import offensive_probability
+
+    rng = random.Random(7)
+    wiki = (fixtures / "high_quality_wiki_reference.txt").read_text().split()
+    texts = [*TOXIC, *CLEAN, "", "12345 !!!", "Ünïcödé wörds", "fuck " * 3]
+    texts += [" ".join(rng.choice(wiki + TOXIC[0].split()) for _ in range(40)) for _ in range(30)]
+    want = profanity_check.predict_prob(texts)
+    got = [offensive_probability(t) for t in texts]
+    assert got == pytest.approx(want, abs=1e-6)

@@ -200,3 +200,38 @@ def test_tokens_match_an_independent_gpt2_tokenizer(crawl, tmp_path):
     for doc in _docs(root / "out/3_minhash"):
         want += [*hf.encode(doc["text"]).ids, 50256]
     assert tokens.tolist() == want
+
+
+def test_sigterm_stops_cleanly_and_a_rerun_resumes(crawl, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_pipeline(_config(crawl))
+    want = _docs(crawl / "out/3_minhash")
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "crawl").symlink_to(crawl / "crawl")
+    _config(root, kind="local")
+    cmd = [
+        sys.executable,
+        "-m",
+        "cs336_data.cli",
+        "pipeline",
+        "--config",
+        str(root / "pipeline.toml"),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (root / "out/1_filtered/_logs").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the workers are running
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    leftovers = [p for p in (root / "out").rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert _docs(root / "out/3_minhash") == want

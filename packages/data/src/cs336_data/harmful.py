@@ -2,14 +2,18 @@
 
 With the Dolma Jigsaw fastText models (`cs336-data models download`, or paths in
 $CS336_NSFW_MODEL / $CS336_TOXIC_MODEL) these are the course's classifiers. Offline, both
-fall back to alt-profanity-check's linear SVM (a dependency; trained by its authors on
-human-labelled offensive/clean text), whose probability of "offensive" is thresholded at
-0.5. Its accuracy on text it was not trained on is in the README."""
+use alt-profanity-check's model (trained by its authors on human-labelled offensive and
+clean text), exported to models/offensive.npz by benchmarks/export_offensive_model.py and
+evaluated here with numpy alone: the probability of "offensive", thresholded at 0.5."""
 
 from __future__ import annotations
 
 import functools
 import os
+import re
+from importlib.resources import files
+
+import numpy as np
 
 from cs336_data import fasttext_model
 
@@ -17,20 +21,38 @@ NSFW_ENV = "CS336_NSFW_MODEL"
 TOXIC_ENV = "CS336_TOXIC_MODEL"
 
 
-@functools.cache
-def _profanity_model():
-    # Imported lazily: it loads scikit-learn and two pickles (~0.5 s).
-    import warnings
+class OffensiveModel:
+    """TF-IDF (l2-normalised) -> five linear SVMs -> sigmoid calibration -> mean, exactly
+    as scikit-learn's TfidfVectorizer and CalibratedClassifierCV compute it."""
 
-    with warnings.catch_warnings():  # pickles from an older scikit-learn: version warning
-        warnings.simplefilter("ignore")
-        from profanity_check import predict_prob
-    return predict_prob
+    def __init__(self, path):
+        z = np.load(path)
+        self.index = {w: i for i, w in enumerate(str(z["vocab"]).split("\n"))}
+        self.token = re.compile(str(z["token_pattern"]))
+        self.idf = z["idf"].astype(np.float64)
+        self.coef = z["coef"].astype(np.float64)
+        self.intercept, self.a, self.b = z["intercept"], z["sigmoid_a"], z["sigmoid_b"]
+
+    def probability(self, text: str) -> float:
+        ids = [i for w in self.token.findall(text.lower()) if (i := self.index.get(w)) is not None]
+        if not ids:  # no known word: every SVM sees the zero vector
+            x_ids, x = np.zeros(0, np.int64), np.zeros(0)
+        else:
+            x_ids, counts = np.unique(ids, return_counts=True)
+            x = counts * self.idf[x_ids]
+            x /= np.linalg.norm(x)
+        f = self.coef[:, x_ids] @ x + self.intercept
+        return float(np.mean(1.0 / (1.0 + np.exp(self.a * f + self.b))))
+
+
+@functools.cache
+def _offensive_model() -> OffensiveModel:
+    return OffensiveModel(files("cs336_data") / "models" / "offensive.npz")
 
 
 def offensive_probability(text: str) -> float:
     """alt-profanity-check's probability that `text` is offensive."""
-    return float(_profanity_model()([" ".join(text.split())])[0])
+    return _offensive_model().probability(text)
 
 
 def _classify(text: str, model_path: str | None, env: str, positive: str, negative: str):

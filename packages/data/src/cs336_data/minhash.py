@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
+import string
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
+import regex
 
 from cs336_common.io import atomic_path
 
-_PUNCT = re.compile(r"[^\w\s]|_")
+_ASCII_PUNCT = str.maketrans("", "", string.punctuation)
+# Punctuation, and the combining marks (accents) that NFD splits off letters, in one pass.
+_PUNCT_AND_MARKS = regex.compile(r"[^\w\s]|_|\p{Mn}")
 _MASK64 = (1 << 64) - 1
 # Odd 64-bit multipliers (from the golden ratio and splitmix64) to combine word hashes.
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -29,9 +33,10 @@ _MIX = 0xBF58476D1CE4E5B9
 
 def normalize(text: str) -> str:
     """Lowercase, NFD with accents removed, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(_PUNCT.sub("", text).split())
+    text = text.lower()
+    if text.isascii():  # the common case, without a regex: ~3x faster
+        return " ".join(text.translate(_ASCII_PUNCT).split())
+    return " ".join(_PUNCT_AND_MARKS.sub("", unicodedata.normalize("NFD", text)).split())
 
 
 class _WordHashes(dict):
@@ -47,22 +52,41 @@ class _WordHashes(dict):
 _WORDS = _WordHashes()
 
 
+def _combine(w: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Hashes of the m windows of n consecutive word hashes starting at 0..m-1."""
+    h = np.zeros(m, dtype=np.uint64)
+    for j in range(n):  # a position-dependent multiplier: "a b" != "b a"
+        h ^= w[j : j + m]
+        h *= np.uint64((_GOLDEN * (2 * j + 1)) & _MASK64)
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(_MIX)
+    h ^= h >> np.uint64(29)
+    return h
+
+
+def ngram_hash_lists(texts: Sequence[str], ngrams: int) -> list[np.ndarray]:
+    """For each text, the 64-bit hashes of the word n-grams of normalize(text), repeats
+    included, computed for all texts in one vectorized pass. A text shorter than n words
+    is one n-gram (itself), so short documents still compare."""
+    words = [normalize(t).split() for t in texts]
+    lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    w = np.fromiter(
+        map(_WORDS.__getitem__, chain.from_iterable(words)), dtype=np.uint64, count=int(lens.sum())
+    )
+    full = _combine(w, ngrams, max(len(w) - ngrams + 1, 0))
+    out, start = [], 0
+    for length in lens.tolist():
+        if length >= ngrams:
+            out.append(full[start : start + length - ngrams + 1])
+        else:
+            out.append(_combine(w[start : start + length], length, min(length, 1)))
+        start += length
+    return out
+
+
 def ngram_hashes(text: str, ngrams: int) -> np.ndarray:
-    """Sorted distinct 64-bit hashes of the word n-grams of normalize(text). A document
-    shorter than n words is one n-gram (itself), so short documents still compare."""
-    words = normalize(text).split()
-    if not words:
-        return np.zeros(0, dtype=np.uint64)
-    w = np.fromiter(map(_WORDS.__getitem__, words), dtype=np.uint64, count=len(words))
-    n = min(ngrams, len(w))
-    with np.errstate(over="ignore"):
-        h = np.zeros(len(w) - n + 1, dtype=np.uint64)
-        for j in range(n):  # position-dependent multiplier: "a b" != "b a"
-            h = (h ^ w[j : len(w) - n + 1 + j]) * np.uint64((_GOLDEN * (2 * j + 1)) & _MASK64)
-        h ^= h >> np.uint64(31)
-        h *= np.uint64(_MIX)
-        h ^= h >> np.uint64(29)
-    return np.unique(h)
+    """Sorted distinct n-gram hashes of one text: its set of n-grams."""
+    return np.unique(ngram_hash_lists([text], ngrams)[0])
 
 
 class MinHasher:
@@ -77,7 +101,7 @@ class MinHasher:
         self.b = rng.integers(0, 2**63, num_hashes, dtype=np.uint64)
         self.num_hashes, self.ngrams = num_hashes, ngrams
 
-    def signatures(self, shingles: Sequence[np.ndarray], batch: int = 1 << 16) -> np.ndarray:
+    def signatures(self, shingles: Sequence[np.ndarray], batch: int = 1 << 13) -> np.ndarray:
         """(len(shingles), num_hashes) uint32; an empty document gets all 0xFFFFFFFF."""
         sig = np.full((len(shingles), self.num_hashes), 0xFFFFFFFF, dtype=np.uint32)
         i = 0
@@ -96,12 +120,12 @@ class MinHasher:
         if not len(docs):
             return
         x = np.concatenate([shingles[d] for d in docs])
-        with np.errstate(over="ignore"):
-            hv = ((self.a[:, None] * x[None, :] + self.b[:, None]) >> np.uint64(32)).astype(
-                np.uint32
-            )
+        hv = np.multiply(self.a[:, None], x[None, :])  # wraps mod 2^64, as intended
+        hv += self.b[:, None]
         starts = np.concatenate([[0], np.cumsum(lengths[docs - i])[:-1]])
-        sig[docs] = np.minimum.reduceat(hv, starts, axis=1).T
+        # The minimum of the 64-bit values has the minimum high half: shift after the min.
+        low = np.minimum.reduceat(hv, starts, axis=1)
+        sig[docs] = (low >> np.uint64(32)).astype(np.uint32).T
 
 
 def lsh_candidates(signatures: np.ndarray, num_bands: int) -> set[tuple[int, int]]:
@@ -115,17 +139,18 @@ def lsh_candidates(signatures: np.ndarray, num_bands: int) -> set[tuple[int, int
         keys = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
         keys = keys.view(np.dtype((np.void, keys.dtype.itemsize * rows))).ravel()
         order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        edges = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-        for group in np.split(order, edges):
-            if len(group) > 1:
-                group = np.sort(group).tolist()
+        equal_next = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+        # Runs of consecutive positions in `equal_next` are the buckets with 2+ documents.
+        for run in np.split(equal_next, np.flatnonzero(np.diff(equal_next) != 1) + 1):
+            if len(run):
+                group = sorted(order[run[0] : run[-1] + 2].tolist())
                 pairs.update((a, b) for x, a in enumerate(group) for b in group[x + 1 :])
     return pairs
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Jaccard similarity of two sorted distinct hash arrays."""
+    """Jaccard similarity of the sets of two hash arrays."""
+    a, b = np.unique(a), np.unique(b)
     if not len(a) and not len(b):
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
@@ -179,7 +204,7 @@ def minhash_deduplication(
     out_dir = Path(output_directory)
     if any(p.resolve().parent == out_dir.resolve() for p in paths):
         raise ValueError(f"output directory {out_dir} holds the inputs; it would overwrite them")
-    shingles = [ngram_hashes(_read(p), ngrams) for p in paths]
+    shingles = ngram_hash_lists([_read(p) for p in paths], ngrams)
     keep = duplicate_clusters(shingles, num_hashes, num_bands, ngrams, jaccard_threshold)
     for i, path in enumerate(paths):
         if keep[i] == i:
@@ -189,7 +214,3 @@ def minhash_deduplication(
 
 def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
-
-
-def shingle_all(texts: Iterable[str], ngrams: int) -> list[np.ndarray]:
-    return [ngram_hashes(t, ngrams) for t in texts]

@@ -17,10 +17,18 @@ from cs336_data.stages import (
     exact_dedup_stage,
     expand_inputs,
     filter_stage,
+    lines_work,
     minhash_stage,
+    minhash_work,
     outputs,
     tokenize_stage,
+    tokens_work,
 )
+
+
+def _gather(kind: str, work, where: Path, params: dict | None):
+    """Output shard -> the collector spec that writes the next stage's file for it."""
+    return lambda shard: (kind, str(work(where, shard)), params)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
@@ -31,18 +39,27 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     if cfg.tokenizer and cfg.tokenizer != "gpt2" and not Path(cfg.tokenizer).exists():
         raise FileNotFoundError(f"[tokenize] tokenizer {cfg.tokenizer}: no such file or directory")
     ex = cfg.executor
-    stats = filter_stage(inputs, out / "1_filtered", cfg.steps, ex, cfg.max_bytes)
-    shards = outputs(inputs, out / "1_filtered")
+    dirs = [out / "1_filtered", out / "2_exact_dedup", out / "3_minhash"]
+    tokens = out / "tokens.bin"
+    mh = dataclasses.asdict(cfg.minhash) if cfg.minhash else None
+    # Each stage gathers, while writing, what the next one's per-shard pass would compute.
+    lines = _gather("lines", lines_work, dirs[1], {}) if cfg.exact_dedup else None
+    sigs = _gather("minhash", minhash_work, dirs[2], mh) if mh else None
+    tok = {"tokenizer": cfg.tokenizer}
+    toks = _gather("tokens", tokens_work, tokens, tok) if cfg.tokenizer else None
+    after_filter = lines or sigs or toks
+    stats = filter_stage(inputs, dirs[0], cfg.steps, ex, cfg.max_bytes, after_filter)
+    shards = outputs(inputs, dirs[0])
     if cfg.exact_dedup:
-        stats |= exact_dedup_stage(shards, out / "2_exact_dedup", ex)
-        shards = outputs(shards, out / "2_exact_dedup")
-    if cfg.minhash:
-        stats |= minhash_stage(shards, out / "3_minhash", ex, dataclasses.asdict(cfg.minhash))
-        shards = outputs(shards, out / "3_minhash")
+        stats |= exact_dedup_stage(shards, dirs[1], ex, sigs or toks)
+        shards = outputs(shards, dirs[1])
+    if mh:
+        stats |= minhash_stage(shards, dirs[2], ex, mh, toks)
+        shards = outputs(shards, dirs[2])
     extra: dict = {"inputs": [str(p) for p in inputs]}
     if cfg.tokenizer:
-        extra["tokens"] = tokenize_stage(shards, out / "tokens.bin", ex, cfg.tokenizer)
-        extra["token_file"] = str(out / "tokens.bin")
+        extra["tokens"] = tokenize_stage(shards, tokens, ex, cfg.tokenizer)
+        extra["token_file"] = str(tokens)
     extra["seconds"] = round(time.perf_counter() - start, 2)
     write_report(out, stats, extra)
     print(table(stats))

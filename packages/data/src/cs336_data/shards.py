@@ -55,6 +55,7 @@ class FilterTask:
     output: str
     steps: list = field(default_factory=list)
     max_bytes: int = 10_000_000
+    collect: tuple | None = None  # what to gather for the next stage (collectors.py)
 
     @property
     def name(self) -> str:
@@ -100,6 +101,7 @@ def _extracted(task: FilterTask, st: StageStats) -> Iterator[dict]:
 def _warc_pages(task: FilterTask, st: StageStats):
     from cs336_data.warc import iter_pages
 
+    source = Path(task.input).name
     try:
         for page in iter_pages(task.input, task.max_bytes):
             if page.skip:
@@ -107,7 +109,7 @@ def _warc_pages(task: FilterTask, st: StageStats):
                 st.remove(page.skip)
                 continue
             meta = {"url": page.url, "warc_record_id": page.record_id, "date": page.date,
-                    "source": Path(task.input).name}  # fmt: skip
+                    "source": source}  # fmt: skip
             yield page.payload, page.is_text, meta
     except OSError:  # a truncated or corrupt file: keep what was read before it
         st.remove("corrupt_file")
@@ -115,9 +117,11 @@ def _warc_pages(task: FilterTask, st: StageStats):
 
 def run_filter_task(task: FilterTask) -> None:
     """Extract (raw inputs) and apply `task.steps` in order, writing kept documents."""
+    from cs336_data import collectors
     from cs336_data.steps import STEPS
 
     steps = [STEPS[name](**opts) for name, opts in task.steps]
+    collector = collectors.make(task.collect)
     stats: dict[str, StageStats] = {}
     if input_kind(task.input) == "docs":
         errors: list = []
@@ -133,6 +137,10 @@ def run_filter_task(task: FilterTask) -> None:
                 stats["extract"].keep(_nbytes(doc))
             if _apply_steps(doc, steps, stats):
                 out.write(doc)
+                if collector:
+                    collector.add(doc)
+    if collector:
+        collector.close()
     if input_kind(task.input) == "docs" and errors:
         first = stats[steps[0].name] if steps else stats.setdefault("read", StageStats())
         for _ in errors:

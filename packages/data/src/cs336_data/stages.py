@@ -6,6 +6,7 @@ intermediate files live in `<out_dir>/_work` and submitit's logs in `<out_dir>/_
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from pathlib import Path
 
 from cs336_data.documents import SUFFIX, shard_name
@@ -78,71 +79,101 @@ def merged_stats(tasks) -> dict[str, StageStats]:
     return total
 
 
+def lines_work(out_dir: Path, shard: Path) -> Path:
+    return out_dir / "_work" / f"{shard_name(shard)}.counts.npz"
+
+
+def minhash_work(out_dir: Path, shard: Path) -> Path:
+    return out_dir / "_work" / f"{shard_name(shard)}.minhash.npz"
+
+
+def tokens_work(token_file: Path, shard: Path) -> Path:
+    return token_file.parent / "_work_tokens" / f"{shard_name(shard)}.bin"
+
+
 def filter_stage(
-    inputs: list[Path], out_dir: Path, steps: list, cfg: ExecutorConfig, max_bytes: int = 10_000_000
+    inputs: list[Path],
+    out_dir: Path,
+    steps: list,
+    cfg: ExecutorConfig,
+    max_bytes: int = 10_000_000,
+    collect: Callable[[Path], tuple] | None = None,
 ) -> dict[str, StageStats]:
-    """Extraction (raw inputs) and per-document steps, one streaming pass per shard."""
-    pairs = zip(inputs, outputs(inputs, out_dir), strict=True)
-    tasks = [FilterTask(str(i), str(o), steps, max_bytes) for i, o in pairs]
+    """Extraction (raw inputs) and per-document steps, one streaming pass per shard;
+    `collect(output shard)` names what to gather for the next stage (collectors.py)."""
+    tasks = [
+        FilterTask(str(i), str(o), steps, max_bytes, collect(o) if collect else None)
+        for i, o in zip(inputs, outputs(inputs, out_dir), strict=True)
+    ]
     run_tasks(run_filter_task, tasks, cfg, out_dir / "_logs", "filter", task_done)
     return merged_stats(tasks)
 
 
-def exact_dedup_stage(inputs: list[Path], out_dir: Path, cfg: ExecutorConfig):
+def exact_dedup_stage(inputs: list[Path], out_dir: Path, cfg: ExecutorConfig, collect=None):
     from cs336_data import dedup_stage as d
 
-    tasks = _dedup_tasks(inputs, out_dir, "counts", "duplicate_lines.npz", {})
-    _global(tasks, cfg, out_dir, d.count_task, "count lines",
+    tasks = _dedup_tasks(inputs, out_dir, lines_work, "duplicate_lines.npz", {}, collect)
+    _global(tasks, cfg, out_dir, "lines", "count lines",
             lambda: d.merge_line_counts(tasks, Path(tasks[0].shared)))  # fmt: skip
     run_tasks(d.rewrite_lines_task, tasks, cfg, out_dir / "_logs", "drop lines", task_done)
     return merged_stats(tasks)
 
 
-def minhash_stage(inputs: list[Path], out_dir: Path, cfg: ExecutorConfig, params: dict):
+def minhash_stage(
+    inputs: list[Path], out_dir: Path, cfg: ExecutorConfig, params: dict, collect=None
+):
     from cs336_data import dedup_stage as d
 
-    tasks = _dedup_tasks(inputs, out_dir, "minhash", "clusters.npz", params)
-    _global(tasks, cfg, out_dir, d.signature_task, "minhash",
+    tasks = _dedup_tasks(inputs, out_dir, minhash_work, "clusters.npz", params, collect)
+    _global(tasks, cfg, out_dir, "minhash", "minhash",
             lambda: d.cluster_signatures(tasks, Path(tasks[0].shared), params))  # fmt: skip
     run_tasks(d.drop_duplicates_task, tasks, cfg, out_dir / "_logs", "drop dups", task_done)
     return merged_stats(tasks)
 
 
-def _dedup_tasks(inputs, out_dir: Path, kind: str, shared: str, params: dict):
+def _dedup_tasks(inputs, out_dir: Path, work, shared: str, params: dict, collect):
     from cs336_data.dedup_stage import DedupTask
 
-    work = out_dir / "_work"
     tasks = []
     for s, (i, o) in enumerate(zip(inputs, outputs(inputs, out_dir), strict=True)):
-        npz = work / f"{shard_name(i)}.{kind}.npz"
+        p = {**params, "shard_index": s}
+        c = collect(o) if collect else None
         tasks.append(
-            DedupTask(str(i), str(o), str(npz), str(work / shared), {**params, "shard_index": s})
+            DedupTask(str(i), str(o), str(work(out_dir, i)), str(out_dir / "_work" / shared), p, c)
         )
     return tasks
 
 
-def _global(tasks, cfg, out_dir: Path, per_shard, desc: str, merge) -> None:
-    """Per-shard pass, then the global step. A re-run whose per-shard files all exist
-    reuses the global file; the rewrite pass then skips the shards already finished."""
-    from cs336_data.dedup_stage import work_done
+def _global(tasks, cfg, out_dir: Path, kind: str, desc: str, merge) -> None:
+    """Per-shard pass (skipped for shards whose file the previous stage collected), then
+    the global step, redone whenever a per-shard file is newer than its result; outputs
+    made from an older result are then redone too."""
+    from cs336_data.collectors import collect_task
+    from cs336_data.dedup_stage import first_pass, work_done
 
     if not tasks:
         return
+    first = [first_pass(t, kind) for t in tasks]
+    run_tasks(collect_task, first, cfg, out_dir / "_logs", desc, work_done)
     shared = Path(tasks[0].shared)
-    if shared.is_file() and all(task_done(t) for t in tasks):
-        return
-    skipped = run_tasks(per_shard, tasks, cfg, out_dir / "_logs", desc, work_done)
-    if skipped < len(tasks) or not shared.is_file():  # new per-shard work: a new global step
+    newest = max(Path(t.work).stat().st_mtime_ns for t in tasks)
+    if not shared.is_file() or shared.stat().st_mtime_ns < newest:
         merge()
-        for t in tasks:  # outputs made from an older global step are stale
+        for t in tasks:
             stats_path(t.output).unlink(missing_ok=True)
 
 
 def tokenize_stage(inputs: list[Path], out: Path, cfg: ExecutorConfig, tokenizer: str) -> int:
-    """Tokenize every shard, then concatenate into `out`; returns the number of tokens."""
-    from cs336_data import tokenize_stage as t
+    """Tokenize every shard (unless collected already), then concatenate into `out`;
+    returns the number of tokens."""
+    from cs336_data.collectors import collect_task
+    from cs336_data.tokenize_stage import TokenizeTask, concatenate, tokens_done
 
-    work = out.parent / "_work_tokens"
-    tasks = [t.TokenizeTask(str(i), str(work / f"{shard_name(i)}.bin"), tokenizer) for i in inputs]
-    run_tasks(t.tokenize_task, tasks, cfg, out.parent / "_logs", "tokenize", t.tokens_done)
-    return t.concatenate(tasks, out, tokenizer)
+    tasks = []
+    for i in inputs:
+        work = tokens_work(out, i)
+        tasks.append(
+            TokenizeTask(str(i), str(work), ("tokens", str(work), {"tokenizer": tokenizer}))
+        )
+    run_tasks(collect_task, tasks, cfg, out.parent / "_logs", "tokenize", tokens_done)
+    return concatenate([Path(t.output) for t in tasks], out, tokenizer)
