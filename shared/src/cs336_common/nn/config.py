@@ -51,6 +51,22 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Architectures without a fixed shape: ``ModelConfig.from_architecture(name, d_model=..)``.
+# "scaling-api": the model the course's scaling-laws training API trained (assignment 3):
+# learned absolute positions, LayerNorm, a GeLU MLP of width 4·d_model, dropout 0.1,
+# untied embeddings, context 512.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "scaling-api": dict(
+        context_length=512,
+        use_rope=False,
+        absolute_positions=True,
+        norm_type="layernorm",
+        ffn="gelu",
+        dropout=0.1,
+        tie_embeddings=False,
+    ),
+}
+
 
 @dataclass
 class ModelConfig:
@@ -61,7 +77,11 @@ class ModelConfig:
     after each residual add (and drops ``ln_final``); ``use_rope=False`` is NoPE;
     ``ffn="silu"`` is an ungated SiLU feed-forward of width ``3·d_ff/2``, which has the
     parameter count of a SwiGLU of width ``d_ff``; ``tie_embeddings=True`` shares the
-    token embedding with the LM head. ``d_ff=None`` means ``default_d_ff(d_model)``.
+    token embedding with the LM head. ``d_ff=None`` means ``default_d_ff(d_model)``
+    (``4·d_model`` for ``ffn="gelu"``). GPT-2-style options: ``norm_type="layernorm"``,
+    ``ffn="gelu"`` (``w2(gelu(w1 x))``), ``absolute_positions=True`` (learned position
+    embeddings added to the token embeddings), ``dropout`` (on the embeddings and on each
+    residual branch, training mode only).
     """
 
     vocab_size: int
@@ -77,11 +97,14 @@ class ModelConfig:
     ffn: str = "swiglu"
     tie_embeddings: bool = False
     attention_backend: str | Callable = "naive"
+    norm_type: str = "rmsnorm"
+    absolute_positions: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self):
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff"):
             if name == "d_ff" and self.d_ff is None:  # d_model is checked by now
-                self.d_ff = default_d_ff(self.d_model)
+                self.d_ff = 4 * self.d_model if self.ffn == "gelu" else default_d_ff(self.d_model)
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
@@ -94,7 +117,7 @@ class ModelConfig:
             raise ValueError(
                 f"RoPE needs an even head dimension; d_model/num_heads = {self.d_head}"
             )
-        for name in ("use_rmsnorm", "use_rope", "tie_embeddings"):
+        for name in ("use_rmsnorm", "use_rope", "tie_embeddings", "absolute_positions"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}"
@@ -105,7 +128,11 @@ class ModelConfig:
                 f"ModelConfig.rope_theta must be a number > 0, got {self.rope_theta!r}"
             )
         _check_choice("norm_position", self.norm_position, ("pre", "post"))
-        _check_choice("ffn", self.ffn, ("swiglu", "silu"))
+        _check_choice("ffn", self.ffn, ("swiglu", "silu", "gelu"))
+        _check_choice("norm_type", self.norm_type, ("rmsnorm", "layernorm"))
+        p = self.dropout
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+            raise ValueError(f"ModelConfig.dropout must be a number in [0, 1), got {p!r}")
         if not callable(self.attention_backend):
             _check_choice("attention_backend", self.attention_backend, ATTENTION_BACKENDS)
 
@@ -116,7 +143,15 @@ class ModelConfig:
     @property
     def d_ff_effective(self) -> int:
         """Hidden width of the feed-forward actually built (SiLU: 3·d_ff/2)."""
-        return self.d_ff if self.ffn == "swiglu" else 3 * self.d_ff // 2
+        return 3 * self.d_ff // 2 if self.ffn == "silu" else self.d_ff
+
+    @classmethod
+    def from_architecture(cls, name: str, **shape) -> ModelConfig:
+        """``ModelConfig.from_architecture("scaling-api", vocab_size=10000, d_model=256,
+        num_layers=4, num_heads=4)``: a named variant (`ARCHITECTURES`) at any shape."""
+        if name not in ARCHITECTURES:
+            raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+        return cls(**{**ARCHITECTURES[name], **shape})
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> ModelConfig:
