@@ -9,7 +9,8 @@ core from 1 to N workers, repeated; prints one table.
         python packages/data/benchmarks/pipeline_vs_datatrove.py
 
 (datatrove's WARC reader needs warcio, cchardet and libmagic, its English word splitter
-spaCy, its model cache fsspec's HTTP support; none is a dependency of this project.)
+spaCy, its model cache fsspec's HTTP support; datatrove 0.10.1 hashes str, which xxhash 4
+refuses; none is a dependency of this project.)
 """
 
 from __future__ import annotations
