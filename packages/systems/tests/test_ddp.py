@@ -83,7 +83,19 @@ def _train(name: str, variant: str, rank: int, world: int):
             loss_fn(wrapped, x, y).backward()
         sync()
         opt.step()
+    if name == "lm" and variant == "bucketed-each":
+        _check_arrival_order(wrapped, model)
     return model, weakref.ref(wrapped)
+
+
+def _check_arrival_order(ddp: DDPBucketed, model) -> None:
+    """After the first step the buckets follow backward's order: a block's second FFN
+    matrix (first gradient of the block) before its ln2 (which comes after w1 and w3),
+    though registration order puts ln2 last."""
+    order = [id(b.params[0]) for b in ddp.buckets]
+    block = model.layers[-1]
+    assert order.index(id(block.ffn.w2.weight)) < order.index(id(block.ln2.weight))
+    assert order.index(id(block.ffn.w1.weight)) < order.index(id(block.ln2.weight))
 
 
 ALL = ("naive", "flat", "individual", "individual-accum")

@@ -1,5 +1,7 @@
 """`FullyShardedDataParallel` on 2 gloo ranks trains like one process on the full batch,
-keeps 1/world of each unit per rank, and frees gathered weights after each unit runs."""
+keeps 1/world of each unit per rank, frees gathered weights after each unit runs,
+prefetches the next unit's weights in forward and holds no gathered weights or pending
+reduce-scatters after backward."""
 
 from __future__ import annotations
 
@@ -32,6 +34,27 @@ def _check_sharding(fsdp: FullyShardedDataParallel, model, world: int, name: str
         assert len(fsdp.flat_shards) == 5
 
 
+def _check_prefetch(fsdp: FullyShardedDataParallel, model) -> list:
+    """While block 0 runs forward (from the second step on, once the order is known),
+    block 1's all-gather is already launched."""
+    seen = []
+    nxt = next(u for u in fsdp._units if any(m is model.layers[1].ln1 for m, _ in u.slots))
+
+    def hook(module, args):
+        seen.append(nxt.prefetched is not None and nxt.prefetched.work is not None)
+
+    model.layers[0].register_forward_pre_hook(hook)
+    return seen
+
+
+def _check_freed(fsdp: FullyShardedDataParallel) -> None:
+    schedule = fsdp._schedule
+    assert schedule.calls and not schedule.pending
+    assert all(g.full.untyped_storage().nbytes() == 0 for g in schedule.calls)
+    assert all(u.prefetched is None for u in fsdp._units)
+    assert all(s.grad is not None for s in fsdp.flat_shards)
+
+
 def _worker(rank: int, world: int) -> None:
     for name, kwargs in KWARGS.items():
         want = train_reference(name, STEPS, **kwargs)
@@ -39,6 +62,7 @@ def _worker(rank: int, world: int) -> None:
         fsdp = FullyShardedDataParallel(model)
         _check_sharding(fsdp, make(name, 0, **kwargs), world, name)
         opt = adamw(fsdp.parameters())
+        prefetched = _check_prefetch(fsdp, model) if name == "lm" else None
         for step in range(STEPS):
             x, y = (local(t, rank, world) for t in batch(name, step))
             opt.zero_grad()
@@ -46,7 +70,10 @@ def _worker(rank: int, world: int) -> None:
             leaf = model.fc1 if name == "mlp" else model.head if name == "tied" else model.lm_head
             assert not hasattr(leaf, "weight"), "gathered weights must be freed after forward"
             loss.backward()
+            _check_freed(fsdp)
             opt.step()
+        if prefetched is not None:
+            assert prefetched == [True] * STEPS, prefetched
         assert_same_params(fsdp.full_state_dict(), want, f"{name} rank {rank}")
         x, _ = batch(name, 99)
         with torch.no_grad():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 
 from cs336_common.errors import UsageError, UserError
@@ -39,6 +40,7 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = {}  # name -> its parser (not in the parsed args: ranks pickle those)
     for name, (module_name, help_text) in commands.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(
@@ -50,7 +52,8 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
         module.add_arguments(p)
         # `--debug` also after the command; SUPPRESS keeps a value given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
-        p.set_defaults(_run=module.run, _parser=p, prog=prog)
+        p.set_defaults(_run=module.run, prog=prog)
+        parser.commands[name] = p
     return parser
 
 
@@ -60,20 +63,24 @@ def run_cli(
     commands: Mapping[str, tuple[str, str]],
     argv: Sequence[str] | None = None,
 ) -> int:
-    args = build_parser(prog, description, commands).parse_args(argv)
-    # Out of the namespace: commands pass `args` to worker processes, and a parser
-    # does not pickle.
-    parser = vars(args).pop("_parser")
+    parser = build_parser(prog, description, commands)
+    args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line too, without the source line
+                warnings.showwarning = lambda message, *_, **__: print(
+                    f"{prog}: warning: {message}", file=sys.stderr
+                )
+            return int(args._run(args) or 0)
+    except KeyboardInterrupt as e:
+        # a training loop stopped by SIGTERM says so: 128 + signum, as the shell would
         print("interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     except (UserError, *_PATH_ERRORS) as e:
         if args.debug:
             raise
         if isinstance(e, UsageError):
-            parser.error(one_line(e))  # prints the usage; exits 2
+            parser.commands[args.command].error(one_line(e))  # prints the usage; exits 2
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 1
 
@@ -95,6 +102,10 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, lambda v: v > 0, "a finite number > 0")
 
 
 def non_negative_float(text: str) -> float:

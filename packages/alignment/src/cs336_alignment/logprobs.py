@@ -25,10 +25,11 @@ def tokenize_prompt_and_output(
     tok = as_text_tokenizer(tokenizer)
     prompts = [tok.bos_ids + tok.encode(p) for p in prompt_strs]
     outputs = [tok.encode(o) for o in output_strs]
-    return _pack(prompts, outputs, tok.pad_id)
+    return pack_ids(prompts, outputs, tok.pad_id)
 
 
-def _pack(prompts: list[list[int]], outputs: list[list[int]], pad_id: int):
+def pack_ids(prompts: list[list[int]], outputs: list[list[int]], pad_id: int):
+    """`tokenize_prompt_and_output` on token ids (e.g. sampled completions, as sampled)."""
     width = max(len(p) + len(o) for p, o in zip(prompts, outputs, strict=True))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.bool)

@@ -132,6 +132,31 @@ def _require(loss_type: str, **given) -> None:
         raise ValueError(f"loss_type {loss_type!r} needs {', '.join(missing)}")
 
 
+def grpo_microbatch_loss(
+    policy_log_probs: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_type: LossType,
+    raw_rewards: torch.Tensor | None = None,
+    advantages: torch.Tensor | None = None,
+    old_log_probs: torch.Tensor | None = None,
+    cliprange: float | None = None,
+    length_normalization: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The microbatch's policy-gradient loss without backward: per-token loss averaged
+    over each response (``masked_mean``; or summed and divided by the constant
+    ``length_normalization``, Dr. GRPO), then over the batch."""
+    per_token, meta = compute_policy_gradient_loss(
+        policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange
+    )
+    if length_normalization is None:
+        per_seq = masked_mean(per_token, response_mask, dim=-1)
+    else:
+        per_seq = masked_normalize(per_token, response_mask, length_normalization, dim=-1)
+    if "clipped" in meta:
+        meta["clip_fraction"] = masked_mean(meta["clipped"].float(), response_mask)
+    return per_seq.mean(), meta
+
+
 def grpo_microbatch_train_step(
     policy_log_probs: torch.Tensor,
     response_mask: torch.Tensor,
@@ -143,18 +168,11 @@ def grpo_microbatch_train_step(
     cliprange: float | None = None,
     length_normalization: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Policy-gradient loss averaged over each response's tokens (``masked_mean``; or
-    summed and divided by the constant ``length_normalization``, Dr. GRPO), then over
-    the batch, scaled by ``1 / gradient_accumulation_steps``; calls backward."""
-    per_token, meta = compute_policy_gradient_loss(
-        policy_log_probs, loss_type, raw_rewards, advantages, old_log_probs, cliprange
-    )
-    if length_normalization is None:
-        per_seq = masked_mean(per_token, response_mask, dim=-1)
-    else:
-        per_seq = masked_normalize(per_token, response_mask, length_normalization, dim=-1)
-    loss = per_seq.mean() / gradient_accumulation_steps
+    """`grpo_microbatch_loss` scaled by ``1 / gradient_accumulation_steps``; calls backward."""
+    loss, meta = grpo_microbatch_loss(
+        policy_log_probs, response_mask, loss_type, raw_rewards, advantages, old_log_probs,
+        cliprange, length_normalization,
+    )  # fmt: skip
+    loss = loss / gradient_accumulation_steps
     loss.backward()
-    if "clipped" in meta:
-        meta["clip_fraction"] = masked_mean(meta["clipped"].float(), response_mask)
     return loss.detach(), meta

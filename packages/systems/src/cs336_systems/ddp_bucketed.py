@@ -5,7 +5,7 @@ the whole model cannot start before backward ends. Buckets of ``bucket_size_mb``
 sit in between: parameters are packed in reverse registration order (roughly the order
 backward produces their gradients), each bucket owns a flat buffer, a gradient is
 copied into its slot when ready, and the bucket's single all-reduce launches as soon as
-its last gradient arrives.
+its last gradient arrives, while backward goes on with the layers below.
 
     model = DDPBucketed(model, bucket_size_mb=25)   # None: one bucket for everything
     for x, y in batches:
@@ -15,11 +15,17 @@ its last gradient arrives.
         optimizer.step()
 
 A bucket holds one dtype and device. Once synced, ``p.grad`` is a view of the bucket
-(like PyTorch DDP's ``gradient_as_bucket_view``): no copy back, and one copy of the
-gradients in memory; the next step's backward overwrites it. A bucket whose parameters
-did not all get a gradient (unused in this step) is all-reduced in
-`finish_gradient_synchronization`, with zeros in the missing slots; those parameters
-keep ``grad=None``.
+(PyTorch DDP's ``gradient_as_bucket_view``): no copy back, one copy of the gradients in
+memory. If the optimizer keeps the gradients (``zero_grad(set_to_none=False)``),
+autograd accumulates straight into the bucket and the hook copies nothing; if it drops
+them, the hook copies the fresh gradient in, divided by the world size on the way.
+
+Like PyTorch DDP, the buckets are rebuilt once, after the first synced step, in the
+order the gradients actually arrived (rank 0's order, so every rank agrees): a bucket
+then never waits for a gradient that backward produces much later than its others.
+A bucket whose parameters did not all get a gradient (unused in this step) is
+all-reduced in `finish_gradient_synchronization`, with zeros in the missing slots;
+those parameters keep ``grad=None``.
 """
 
 from __future__ import annotations
@@ -39,15 +45,10 @@ _MIB = 1024 * 1024
 @dataclass
 class _Bucket:
     params: list[nn.Parameter]
-    offsets: list[int]
     flat: Tensor
+    slots: list[Tensor]  # per parameter: its gradient's view of ``flat``, shaped like it
     ready: set[int] = field(default_factory=set)  # indices into params
     work: dist.Work | None = None
-
-    def slot(self, i: int) -> Tensor:
-        """Parameter ``i``'s gradient slot in the flat buffer, shaped like it."""
-        p = self.params[i]
-        return self.flat[self.offsets[i] : self.offsets[i] + p.numel()].view_as(p)
 
 
 class DDPBucketed(_OverlappedDDP):
@@ -55,8 +56,13 @@ class DDPBucketed(_OverlappedDDP):
         if bucket_size_mb is not None and not bucket_size_mb > 0:
             raise ValueError(f"bucket_size_mb must be positive or None, got {bucket_size_mb!r}")
         super().__init__(module)
-        cap = float("inf") if bucket_size_mb is None else bucket_size_mb * _MIB
-        self.buckets = [_new_bucket(ps) for ps in _pack(self._trainable()[::-1], cap)]
+        self._cap = float("inf") if bucket_size_mb is None else bucket_size_mb * _MIB
+        self._scale = 1.0 / self._world
+        self._arrivals: list[nn.Parameter] | None = []  # None once the buckets are rebuilt
+        self._build(self._trainable()[::-1])
+
+    def _build(self, order: list[nn.Parameter]) -> None:
+        self.buckets = [_new_bucket(ps) for ps in _pack(order, self._cap)]
         self._slot = {p: (b, i) for b in self.buckets for i, p in enumerate(b.params)}
 
     def on_train_batch_start(self) -> None:
@@ -67,12 +73,15 @@ class DDPBucketed(_OverlappedDDP):
 
     def _grad_ready(self, p: Tensor) -> None:
         bucket, i = self._slot[p]
-        slot = bucket.slot(i)
-        # copy in, pre-divided (the sum of world 16-bit gradients could overflow), and
-        # make the slot the gradient: no copy back, and autograd's tensor is freed now
-        torch.mul(p.grad, 1.0 / self._world, out=slot)
-        p.grad = slot
+        slot = bucket.slots[i]
+        if p.grad is slot:  # autograd accumulated into the bucket itself
+            slot.mul_(self._scale)
+        else:  # copy in pre-divided (a sum of 16-bit gradients could overflow)
+            torch.mul(p.grad, self._scale, out=slot)
+            p.grad = slot  # and autograd's own tensor is freed now
         bucket.ready.add(i)
+        if self._arrivals is not None:
+            self._arrivals.append(p)
         if len(bucket.ready) == len(bucket.params):
             bucket.work = dist.all_reduce(bucket.flat, async_op=True)
 
@@ -83,12 +92,32 @@ class DDPBucketed(_OverlappedDDP):
         for b in self.buckets:
             if b.work is None and b.ready:
                 for i in set(range(len(b.params))) - b.ready:
-                    b.slot(i).zero_()
+                    b.slots[i].zero_()
                 b.work = dist.all_reduce(b.flat, async_op=True)
         for b in self.buckets:
             if b.work is not None:
                 b.work.wait()
+        if self._arrivals:
+            self._rebuild_in_arrival_order()
         self.on_train_batch_start()
+
+    def _rebuild_in_arrival_order(self) -> None:
+        """Repack the buckets in rank 0's gradient arrival order (parameters that got no
+        gradient last), moving the synced gradients into the new buckets."""
+        index = {p: i for i, p in enumerate(self._trainable())}
+        arrived = [index[p] for p in self._arrivals]
+        self._arrivals = None
+        seen = set(arrived)
+        order = [arrived + [i for i in reversed(range(len(index))) if i not in seen]]
+        dist.broadcast_object_list(order, src=0)
+        params = list(index)
+        old_grads = {p: p.grad for p in params}
+        self._build([params[i] for i in order[0]])
+        for b in self.buckets:
+            for p, slot in zip(b.params, b.slots, strict=True):
+                if old_grads[p] is not None:
+                    slot.copy_(old_grads[p])
+                    p.grad = slot
 
 
 def _pack(params: list[nn.Parameter], cap_bytes: float) -> list[list[nn.Parameter]]:
@@ -111,6 +140,7 @@ def _pack(params: list[nn.Parameter], cap_bytes: float) -> list[list[nn.Paramete
 
 def _new_bucket(params: list[nn.Parameter]) -> _Bucket:
     sizes = [p.numel() for p in params]
-    offsets = [0, *itertools.accumulate(sizes)][:-1]
+    offsets = itertools.accumulate(sizes, initial=0)
     flat = torch.zeros(sum(sizes), dtype=params[0].dtype, device=params[0].device)
-    return _Bucket(params, offsets, flat)
+    slots = [flat[o : o + p.numel()].view_as(p) for o, p in zip(offsets, params, strict=False)]
+    return _Bucket(params, flat, slots)

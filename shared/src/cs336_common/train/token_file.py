@@ -120,3 +120,8 @@ def _read_meta(side: Path) -> tuple[np.dtype, int, int | None]:
         if value is not None and (type(value) is not int or value < 0):
             raise InputError(f"{side}: {key} must be a non-negative integer, got {value!r}")
     return dtype, counts["num_tokens"], counts["vocab_size"]
+
+
+def token_file_vocab_size(path: str | os.PathLike) -> int | None:
+    """The vocabulary size a token file's sidecar records (None when it records none)."""
+    return _read_meta(_sidecar(path))[2]

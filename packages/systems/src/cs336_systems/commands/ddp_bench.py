@@ -9,17 +9,28 @@ Meant for torchrun (one GPU per rank, NCCL); without torchrun it starts
 
 Variants: ``naive`` (blocking all-reduce per gradient after backward), ``flat`` (one
 all-reduce of all gradients), ``individual`` (`DDPIndividualParameters`), ``bucketed``
-(`DDPBucketed`, ``--bucket-mb``), ``torch`` (`torch.nn.parallel.DistributedDataParallel`,
-same bucket size), ``sharded`` (bucketed + `ShardedOptimizer`), ``fsdp``
-(`FullyShardedDataParallel`). All train with AdamW on ``--batch-size`` random sequences
-per rank. A ``compute`` row runs the same step with no communication at all; each
-variant's ``comm_ms`` is its step time minus that, i.e. the communication it fails to
-hide. ``sync_ms`` is the time spent in the explicit gradient sync after backward and
-``opt_ms`` the optimizer step (which includes the sharded optimizer's broadcasts). Times
-are means over ``--steps`` after ``--warmup`` steps, from the slowest rank; memory is
-the peak allocated on the GPU (max over ranks; ``start_mem_gib`` is what was allocated
-before the variant built its model, 0 unless something leaked) and the optimizer state
-held per rank.
+(`DDPBucketed`, ``--bucket-mb``), ``torch`` (`torch.nn.parallel.DistributedDataParallel`
+at its best settings: same bucket size, ``gradient_as_bucket_view=True``), ``sharded``
+(bucketed + `ShardedOptimizer`), ``fsdp`` (`FullyShardedDataParallel`), ``torch-fsdp``
+(PyTorch's FSDP2 ``fully_shard`` on every block, then the root; NCCL only). All train
+with fused AdamW on ``--batch-size`` random sequences per rank. A ``compute`` row runs
+the same step with no communication at all; each variant's ``comm_ms`` is its step time
+minus that, i.e. the communication it fails to hide. ``sync_ms`` is the time spent in
+the explicit gradient sync after backward and ``opt_ms`` the optimizer step (which
+includes the sharded optimizer's all-gathers).
+
+Drift between runs (clocks, the host) is larger than some differences between variants,
+so the variants are interleaved: ``--rounds`` rounds each build and time every variant
+once, in an order rotated by one each round. A round's time is the mean over ``--steps``
+steps after ``--warmup``, from the slowest rank; the table gives the median over rounds
+with the spread (max - min) / median, and ``vs_ref`` = the median over rounds of the
+step time over that round's reference (``torch-fsdp`` for ``fsdp``, ``torch`` for the
+rest). ``loss`` is rank 0's after the last step of the last round: every communicating
+variant trains the same model on the same data, so they agree up to rounding. Memory is
+the peak allocated on the GPU (max over ranks and rounds; ``start_mem_gib`` is what was
+allocated before the variant built its model, 0 unless something leaked) and the
+optimizer state held per rank (a DTensor's local shard for FSDP2).
+``ddp_bench_rounds.csv`` keeps every round.
 """
 
 from __future__ import annotations
@@ -27,7 +38,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp")
+from cs336_common.cli import non_negative_int, positive_float, positive_int
+
+VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp", "torch-fsdp")
+NCCL_ONLY = ("torch-fsdp",)  # FSDP2 hung on gloo (CPU) in our tries
+REFERENCE = {"fsdp": "torch-fsdp"}  # a variant's reference in vs_ref; default "torch"
 # a model small enough for CPU smoke tests; the others are cs336_common's presets
 TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_heads=2, d_ff=64)
 
@@ -35,8 +50,8 @@ TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_hea
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", default=["all"], choices=["all", *VARIANTS])
     p.add_argument("--model", default="xl", help="small|medium|large|xl|2.7b or any preset; tiny")
-    p.add_argument("--context-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=4, help="sequences per rank")
+    p.add_argument("--context-length", type=positive_int, default=512)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="sequences per rank")
     p.add_argument(
         "--dtype",
         default="bf16",
@@ -44,29 +59,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="bf16: fp32 weights, bf16 autocast; fp32: TF32 matmuls on GPU",
     )
     p.add_argument(
-        "--bucket-mb", type=float, default=25.0, help="MiB per bucket (bucketed, torch, sharded)"
+        "--bucket-mb",
+        type=positive_float,
+        default=25.0,
+        help="MiB per bucket (bucketed, torch, sharded)",
     )
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--world-size", type=int, default=2, help="ranks to start without torchrun")
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--steps", type=positive_int, default=5)
+    p.add_argument(
+        "--world-size", type=positive_int, default=2, help="ranks to start without torchrun"
+    )
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="interleaved rounds of every variant"
+    )
     p.add_argument(
         "--backend",
         choices=["gloo", "nccl"],
         default=None,
         help="default: nccl if CUDA is available, else gloo",
     )
-    p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--timeout", type=positive_float, default=1800.0)
     p.add_argument("--out", type=Path, default=Path("runs/ddp_bench"))
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_common.checks import check_output
+    from cs336_common.errors import UsageError
     from cs336_systems.dist_utils import default_backend, run_collective
 
-    args.variant = list(VARIANTS) if "all" in args.variant else args.variant
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
-        raise SystemExit("ddp-bench: --steps and --batch-size must be >= 1, --warmup >= 0")
+    check_output(args.out, directory=True)
     _model_config(args)  # fail early on a bad --model
     backend = args.backend or default_backend()
+    if "all" in args.variant:
+        args.variant = [v for v in VARIANTS if backend == "nccl" or v not in NCCL_ONLY]
+    elif backend != "nccl" and (bad := set(args.variant) & set(NCCL_ONLY)):
+        raise UsageError(f"--variant {' '.join(sorted(bad))} needs --backend nccl")
     rows = run_collective(_bench, args, args.world_size, backend, args.timeout)
     if rows is None:  # a torchrun rank other than 0
         return 0
@@ -76,39 +103,46 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_config(args: argparse.Namespace):
     from cs336_common import MODEL_PRESETS, ModelConfig
+    from cs336_common.errors import InputError
 
     if args.model == "tiny":
         return ModelConfig(
             **{**TINY, "context_length": args.context_length}, attention_backend="torch"
         )
     if args.model not in MODEL_PRESETS:
-        raise SystemExit(
-            f"ddp-bench: unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}"
-        )
+        raise InputError(f"unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}")
     return ModelConfig.from_preset(
         args.model, context_length=args.context_length, attention_backend="torch"
     )
 
 
 def _bench(args: argparse.Namespace) -> list[dict]:
-    """One row per variant, the ``compute`` baseline first; collective over the group."""
+    """One row per variant and round; each round runs every variant (the ``compute``
+    baseline too) in an order rotated by one from the last. Collective over the group."""
     import torch
 
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return [_bench_variant(v, args) for v in ["compute", *args.variant]]
+    names = ["compute", *args.variant]
+    rows = []
+    for r in range(args.rounds):
+        k = r % len(names)
+        for v in names[k:] + names[:k]:
+            rows.append({"round": r, **_bench_variant(v, args)})
+    return rows
 
 
 def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     import gc
-    import time
+    import itertools
 
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
+    from torch.distributed.tensor import DTensor
 
     from cs336_common import TransformerLM
+    from cs336_common.train import LoopConfig, TrainLoop
     from cs336_systems.dist_utils import current_device
 
     device = current_device()
@@ -126,47 +160,30 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     ids = torch.randint(
         0, cfg.vocab_size, (args.batch_size, args.context_length + 1), device=device, generator=g
     )
-    x, y = ids[:, :-1], ids[:, 1:]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-
-    def wait():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
-    for step in range(args.warmup + args.steps):
-        wait()
-        t0 = time.perf_counter()
-        if hasattr(wrapped, "on_train_batch_start"):
-            wrapped.on_train_batch_start()
-        with autocast:
-            logits = wrapped(x)
-        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), y.reshape(-1))
-        loss.backward()
-        wait()
-        t1 = time.perf_counter()
-        sync()
-        wait()
-        t2 = time.perf_counter()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        wait()
-        t3 = time.perf_counter()
-        if step >= args.warmup:
-            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-                times[k] += dt / args.steps
-    state_bytes = sum(
-        v.numel() * v.element_size()
+    clock = _PhaseClock(device, args.warmup)
+    loop = TrainLoop(
+        model,
+        opt,
+        itertools.repeat((ids[:, :-1], ids[:, 1:])),
+        LoopConfig(max_steps=args.warmup + args.steps, precision=args.dtype, log_every=10**9),
+        wrap=lambda _: wrapped,
+        sync_gradients=sync,
+        on_phase=clock,
+    )
+    result = loop.run()
+    times = {k: v / args.steps for k, v in clock.totals.items()}
+    local = [
+        v.to_local() if isinstance(v, DTensor) else v
         for s in opt.state.values()
         for v in s.values()
-        if torch.is_tensor(v)
-    )
+    ]
+    state_bytes = sum(v.numel() * v.element_size() for v in local if torch.is_tensor(v))
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
     stats = [*times.values(), start, peak, state_bytes]
     stats = torch.tensor(stats, dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
     fwd_bwd, sync_s, opt_s, start, peak, state_bytes = stats.tolist()
-    del wrapped, sync, opt, model, logits, loss
+    del sync, opt, model, loop
     return {
         "variant": variant,
         "step_ms": (fwd_bwd + sync_s + opt_s) * 1e3,
@@ -176,7 +193,31 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         "start_mem_gib": start / 2**30,
         "peak_mem_gib": peak / 2**30,
         "opt_state_gib": state_bytes / 2**30,
+        "loss": result.train_loss,
     }
+
+
+class _PhaseClock:
+    """`TrainLoop`'s ``on_phase`` hook: seconds per phase, summed over the steps after
+    ``warmup`` (the device is synchronised at every phase boundary)."""
+
+    def __init__(self, device, warmup: int):
+        self.device, self.warmup, self.steps = device, warmup, 0
+        self.totals = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
+
+    def __call__(self, phase: str) -> None:
+        import time
+
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if phase != "start" and self.steps >= self.warmup:
+            key = {"forward_backward": "fwd_bwd", "sync": "sync", "optimizer": "opt"}[phase]
+            self.totals[key] += now - self._last
+        self.steps += phase == "optimizer"
+        self._last = now
 
 
 def _wrap(variant: str, model, args: argparse.Namespace):
@@ -219,24 +260,64 @@ def _wrap(variant: str, model, args: argparse.Namespace):
         return ddp, ddp.finish_gradient_synchronization, opt
     if variant == "torch":
         ids = [model.lm_head.weight.device.index] if model.lm_head.weight.is_cuda else None
-        ddp = DistributedDataParallel(model, device_ids=ids, bucket_cap_mb=args.bucket_mb)
+        ddp = DistributedDataParallel(
+            model, device_ids=ids, bucket_cap_mb=args.bucket_mb, gradient_as_bucket_view=True
+        )
         return ddp, no_sync, torch.optim.AdamW(model.parameters(), **adamw)
+    if variant == "torch-fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.layers:
+            fully_shard(block)
+        fully_shard(model)
+        return model, no_sync, torch.optim.AdamW(model.parameters(), **adamw)
     fsdp = FullyShardedDataParallel(model)
     return fsdp, no_sync, torch.optim.AdamW(fsdp.parameters(), **adamw)
 
 
-def _report(rows: list[dict], args: argparse.Namespace) -> None:
+def _report(rounds: list[dict], args: argparse.Namespace) -> None:
     from cs336_systems.bench.harness import markdown_table, write_csv
 
-    compute = rows[0]["step_ms"]
-    for r in rows:
-        r["comm_ms"] = r["step_ms"] - compute
-        r["vs_torch"] = next(
-            (r["step_ms"] / t["step_ms"] for t in rows if t["variant"] == "torch"), float("nan")
-        )
+    rows = _summarize(rounds)
     print(
-        f"model {args.model}, {args.batch_size} x {args.context_length} tokens per rank, {args.dtype}"
+        f"model {args.model}, {args.batch_size} x {args.context_length} tokens per rank, "
+        f"{args.dtype}, {args.rounds} interleaved rounds of {args.steps} steps"
     )
     print(markdown_table(rows))
     write_csv(args.out / "ddp_bench.csv", rows)
-    print(f"wrote {args.out / 'ddp_bench.csv'}")
+    write_csv(args.out / "ddp_bench_rounds.csv", rounds)
+    print(f"wrote {args.out / 'ddp_bench.csv'} and ddp_bench_rounds.csv")
+
+
+def _summarize(rounds: list[dict]) -> list[dict]:
+    """Per variant (in first-round order of the baseline, then the variants as asked):
+    medians over rounds, the spread of the step time, and the per-round ratio to the
+    reference's step time in the same round."""
+    from statistics import median
+
+    by_variant: dict[str, list[dict]] = {}
+    for r in sorted(rounds, key=lambda r: r["round"]):
+        by_variant.setdefault(r["variant"], []).append(r)
+    step = {v: {r["round"]: r["step_ms"] for r in rs} for v, rs in by_variant.items()}
+    compute = median(step["compute"].values())
+    rows = []
+    for v, rs in by_variant.items():
+        times = [r["step_ms"] for r in rs]
+        ref = REFERENCE.get(v, "torch")
+        ratios = [t / step[ref][r["round"]] for r, t in zip(rs, times, strict=True) if ref in step]
+        rows.append(
+            {
+                "variant": v,
+                "step_ms": median(times),
+                "spread_pct": 100 * (max(times) - min(times)) / median(times),
+                **{k: median(r[k] for r in rs) for k in ("fwd_bwd_ms", "sync_ms", "opt_ms")},
+                "comm_ms": median(times) - compute,
+                "vs_ref": median(ratios) if ratios else float("nan"),
+                "ref": ref if ratios else "",
+                "start_mem_gib": max(r["start_mem_gib"] for r in rs),
+                "peak_mem_gib": max(r["peak_mem_gib"] for r in rs),
+                "opt_state_gib": rs[-1]["opt_state_gib"],
+                "loss": rs[-1]["loss"],
+            }
+        )
+    return rows
