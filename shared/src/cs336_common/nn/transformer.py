@@ -190,13 +190,19 @@ class TransformerLM(nn.Module):
         With ``kv_cache``, ``in_indices`` are positions ``kv_cache.length ...``: prefill
         with the prompt, then feed one token per call; the cache grows by ``seq``.
         """
+        return self.lm_head(self.features(in_indices, kv_cache))
+
+    def features(self, in_indices: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        """The LM head's input, (batch, seq, d_model): ``forward`` without the head.
+        Training through ``linear_cross_entropy(model.features(x), model.lm_head.weight,
+        y)`` (`cs336_common.train`) never materialises the logits."""
         self._check_input(in_indices, kv_cache)
         x = self.token_embeddings(in_indices)
         for i, layer in enumerate(self.layers):
             x = layer(x, kv_cache=kv_cache, layer_idx=i)
         if kv_cache is not None:
             kv_cache.advance(in_indices.shape[1])
-        return self.lm_head(self.ln_final(x))
+        return self.ln_final(x)
 
     def _check_input(self, ids: Tensor, kv_cache: KVCache | None) -> None:
         cfg = self.config
