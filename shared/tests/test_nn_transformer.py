@@ -282,3 +282,73 @@ def test_meta_device_init_then_reset_parameters():
     ids = torch.randint(0, TINY["vocab_size"], (2, 10))
     torch.testing.assert_close(model(ids), fresh(ids))
     assert model.layers[0].ln1.weight.eq(1).all()
+
+
+def _left_padded(rows, pad_id=0):
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id)
+    mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, longest - len(r) :], mask[i, longest - len(r) :] = r, True
+    return ids, mask
+
+
+@pytest.mark.parametrize("backend", ["naive", "torch"])
+@pytest.mark.parametrize("variant", [{}, {"use_rope": False}, {"norm_position": "post"}])
+def test_padded_batch_equals_each_row_alone(backend, variant):
+    """Left-padded ragged rows with an attention mask give, at their real positions, the
+    logits each row gives alone: without a cache, and as a cached prefill plus decoding."""
+    model = _model(attention_backend=backend, dtype=torch.float64, **variant)
+    rows = [torch.randint(0, TINY["vocab_size"], (n,)) for n in (9, 3, 14, 1)]
+    ids, mask = _left_padded(rows, pad_id=5)
+    alone = [model(r[None])[0] for r in rows]
+    padded = model(ids, attention_mask=mask)
+    for i, r in enumerate(rows):
+        torch.testing.assert_close(padded[i, -len(r) :], alone[i])
+    # explicit positions (the number of real tokens before each one) are the same thing
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    torch.testing.assert_close(model(ids, attention_mask=mask, token_positions=positions), padded)
+
+    more = torch.randint(0, TINY["vocab_size"], (len(rows), 4))
+    cache = model.new_kv_cache(len(rows))
+    steps = [model(ids, cache, attention_mask=mask)[:, -1:]]
+    steps += [model(more[:, t : t + 1], cache) for t in range(3)]  # cache keeps the mask
+    steps.append(model(more[:, 3:], cache, token_positions=positions[:, -1:] + 4))
+    for i, r in enumerate(rows):
+        want = model(torch.cat((r, more[i]))[None])[0, len(r) - 1 :]
+        torch.testing.assert_close(torch.cat(steps, dim=1)[i], want)
+
+
+def test_no_mask_and_no_positions_change_nothing():
+    model = _model()
+    ids = torch.randint(0, TINY["vocab_size"], (3, 11))
+    full = torch.ones(3, 11, dtype=torch.bool)
+    torch.testing.assert_close(model(ids, attention_mask=full), model(ids))
+    torch.testing.assert_close(
+        model(ids, token_positions=torch.arange(11).expand(3, 11)), model(ids)
+    )
+
+
+def test_kv_cache_select_rows_drops_and_repeats_rows():
+    model = _model(dtype=torch.float64)
+    ids, mask = _left_padded([torch.randint(0, TINY["vocab_size"], (n,)) for n in (6, 2, 4)])
+    cache = model.new_kv_cache(3)
+    model(ids, cache, attention_mask=mask)
+    reference = model.new_kv_cache(3)
+    model(ids, reference, attention_mask=mask)
+    rows = torch.tensor([2, 2, 0])
+    cache.select_rows(rows)
+    nxt = torch.randint(0, TINY["vocab_size"], (3, 1))
+    nxt[1] = nxt[0]  # rows 0 and 1 are now copies of the same sequence
+    got = model(nxt, cache)
+    want = model(nxt[[2, 1, 0]], reference)  # original row 2 gets nxt[0], row 0 nxt[2]
+    torch.testing.assert_close(got[[0, 2]], want[[2, 0]])
+    torch.testing.assert_close(got[0], got[1])
+
+
+def test_positions_beyond_the_context_are_rejected():
+    model = _model()
+    cache = model.new_kv_cache(1, max_seq_len=60)  # more slots than context, for padding
+    model(torch.zeros(1, 47, dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="token position 48 is beyond"):
+        model(torch.zeros(1, 1, dtype=torch.long), cache, token_positions=torch.tensor([[48]]))

@@ -1,6 +1,96 @@
+import json
+
+import pytest
+import torch
+
 from cs336_alignment.cli import main
 
 
 def test_about_names_the_package(capsys):
     assert main(["about"]) == 0
     assert capsys.readouterr().out.startswith("cs336-alignment ")
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("eval", "sft", "expert-iteration", "grpo", "dpo", "export", "demo"):
+        assert cmd in out
+
+
+def test_grpo_help_shows_the_config_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["grpo", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--loss-type", "--group-size", "--no-use-std-normalization",
+                 "--length-normalization", "--epochs-per-rollout-batch", "--resume"):  # fmt: skip
+        assert flag in out
+
+
+def test_missing_model_is_one_line(tmp_path, capsys):
+    code = main(["eval", "gsm8k", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and "nope: no such directory" in err and "Traceback" not in err
+
+
+def test_math_needs_data(tmp_path, capsys):
+    model_dir = _save_tiny(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "math", "--model", str(model_dir), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "needs --data" in capsys.readouterr().err
+
+
+def test_bad_config_value_is_a_usage_error(tmp_path, capsys):
+    model_dir = _save_tiny(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["grpo", "--model", str(model_dir), "--out", str(tmp_path / "o"),
+              "--rollout-batch-size", "10", "--group-size", "4"])  # fmt: skip
+    assert e.value.code == 2 and "multiple of group_size" in capsys.readouterr().err
+
+
+def _save_tiny(tmp_path):
+    from cs336_alignment.demo import byte_tokenizer
+    from cs336_alignment.policy_io import save_policy
+    from cs336_common import TransformerLM
+
+    torch.manual_seed(0)
+    return save_policy(TransformerLM(257, 512, 32, 1, 2, 64), byte_tokenizer(), tmp_path / "m")
+
+
+def test_eval_writes_metrics_and_categories(tmp_path, capsys):
+    pytest.importorskip("cs336_common.engine")
+    model_dir = _save_tiny(tmp_path)
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{i}+1?", "answer": f"#### {i + 1}"}) + "\n"
+                            for i in range(3)))  # fmt: skip
+    out = tmp_path / "eval"
+    assert main(["eval", "math", "--model", str(model_dir), "--out", str(out), "--data",
+                 str(tmp_path / "m.jsonl")]) == 1  # fmt: skip
+    assert "m.jsonl" in capsys.readouterr().err
+    assert main(["eval", "gsm8k", "--model", str(model_dir), "--out", str(out), "--data",
+                 str(data), "--max-new-tokens", "4"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 3 and metrics["format_error_rate"] == 1.0 and metrics["accuracy"] == 0
+    assert len((out / "format_error.jsonl").read_text().splitlines()) == 3
+    assert main(["eval", "sst", "--model", str(model_dir), "--out", str(tmp_path / "sst"),
+                 "--limit", "2", "--max-new-tokens", "3"]) == 0  # fmt: skip
+    rows = [
+        json.loads(x) for x in (tmp_path / "sst" / "sst_outputs.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 2 and set(rows[0]) == {"prompts_final", "output"}
+
+
+def test_export_command_round_trip(tmp_path):
+    from cs336_alignment.policy_io import load_policy
+
+    src = _save_tiny(tmp_path)
+    assert main(["export", str(src), str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "config.json").is_file()
+    assert main(["export", str(tmp_path / "hf"), str(tmp_path / "back")]) == 0
+    a, _ = load_policy(src)
+    b, _ = load_policy(tmp_path / "back")
+    for k, v in a.state_dict().items():
+        assert torch.equal(b.state_dict()[k], v), k
+    assert main(["export", str(src), str(tmp_path / "hf")]) == 1  # not empty

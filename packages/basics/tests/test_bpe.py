@@ -9,6 +9,8 @@ import pytest
 import regex
 
 from cs336_basics import text_chunks, train_bpe
+from cs336_basics.bpe import TooFewMergesWarning
+from cs336_common.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EOT = "<|endoftext|>"
@@ -77,16 +79,15 @@ def test_corpus_en_vocab_500_matches_reference():
     assert (vocab, merges) == reference_bpe(path.read_text(encoding="utf-8"), 500, [EOT])
 
 
-def test_workers_and_chunking_do_not_change_the_result(tmp_path, monkeypatch):
+def test_workers_and_chunking_do_not_change_the_result(tmp_path):
     rng = random.Random(7)
     text = _random_corpus(rng, 3000) + "\n".join(_random_corpus(rng, 1) for _ in range(300))
     path = tmp_path / "corpus.txt"
     path.write_text(text, encoding="utf-8")
     expected = train_bpe(path, 400, [EOT], num_workers=1)
-    monkeypatch.setattr(text_chunks, "_MIN_CHUNK", 4096)  # many chunks even for a small file
-    assert len(text_chunks.chunk_ranges(path, [EOT], text_chunks.chunk_size(len(text), 2))) > 8
-    assert train_bpe(path, 400, [EOT], num_workers=2) == expected
-    assert train_bpe(path, 400, [EOT], num_workers=1) == expected
+    assert len(text_chunks.chunk_ranges(path, [EOT], 4096)) > 8  # many chunks
+    assert train_bpe(path, 400, [EOT], num_workers=2, chunk_bytes=4096) == expected
+    assert train_bpe(path, 400, [EOT], num_workers=1, chunk_bytes=4096) == expected
 
 
 def test_overlapping_special_tokens_are_never_counted(tmp_path):
@@ -94,22 +95,23 @@ def test_overlapping_special_tokens_are_never_counted(tmp_path):
     text = "x<|a|><|b|>y<|a|>z<|b|> xx<|a|><|b|><|a|>"
     path = tmp_path / "c.txt"
     path.write_text(text, encoding="utf-8")
-    vocab, merges = train_bpe(path, 280, specials)
+    with pytest.warns(TooFewMergesWarning):  # a short text: 4 merges, not 22
+        vocab, merges = train_bpe(path, 280, specials)
     assert (vocab, merges) == reference_bpe(text, 280, specials)
     assert vocab[256] == b"<|a|>" and vocab[257] == b"<|a|><|b|>"
 
 
-def test_stops_when_pairs_run_out(tmp_path):
+def test_stops_when_pairs_run_out_and_refuses_an_empty_text(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("abab", encoding="utf-8")
-    vocab, merges = train_bpe(path, 1000, [])
+    with pytest.warns(TooFewMergesWarning, match="allows only 2 merges.*258 tokens"):
+        vocab, merges = train_bpe(path, 1000, [])
     assert merges == [(b"a", b"b"), (b"ab", b"ab")]
     assert len(vocab) == 258
-    path.write_text("", encoding="utf-8")
-    assert train_bpe(path, 300, [EOT]) == (
-        {**{i: bytes([i]) for i in range(256)}, 256: b"<|endoftext|>"},
-        [],
-    )
+    for text in ("", EOT + EOT):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=r"tiny\.txt: no text to train on"):
+            train_bpe(path, 300, [EOT])
 
 
 def test_bad_input_errors(tmp_path):

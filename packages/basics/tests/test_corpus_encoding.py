@@ -30,23 +30,21 @@ def _random_text(rng: random.Random, n: int, specials: bool) -> str:
 
 @pytest.mark.parametrize("window", [5, 1 << 16])  # bytes read at a time while seeking cuts
 @pytest.mark.parametrize("specials", [True, False])
-def test_chunks_encode_like_the_whole_text(tokenizer, tmp_path, monkeypatch, specials, window):
-    monkeypatch.setattr(text_chunks, "_WINDOW", window)
+def test_chunks_encode_like_the_whole_text(tokenizer, tmp_path, specials, window):
     rng = random.Random(int(specials))
     for trial in range(20):
         text = _random_text(rng, 400, specials)
         path = tmp_path / f"t{trial}.txt"
         path.write_text(text, encoding="utf-8")
         raw = text.encode("utf-8")
-        ranges = text_chunks.chunk_ranges(path, SPECIALS, rng.randint(1, 60))
+        ranges = text_chunks.chunk_ranges(path, SPECIALS, rng.randint(1, 60), window=window)
         assert ranges[0][0] == 0 and ranges[-1][1] == len(raw)
         assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         pieces = [raw[s:e].decode("utf-8") for s, e in ranges]
         assert [i for p in pieces for i in tokenizer.encode(p)] == tokenizer.encode(text)
 
 
-def test_cuts_at_the_first_special_token_after_each_chunk(tmp_path, monkeypatch):
-    monkeypatch.setattr(text_chunks, "_WINDOW", 3)  # specials straddle the read windows
+def test_cuts_at_the_first_special_token_after_each_chunk(tmp_path):
     raw = b"xx<|a|><|b|>yy<|a|>" * 50
     starts = [i for i in range(len(raw)) if raw.startswith((b"<|a|><|b|>", b"<|a|>x"), i)]
     starts.append(len(raw) - 5)  # the last "<|a|>"
@@ -56,19 +54,19 @@ def test_cuts_at_the_first_special_token_after_each_chunk(tmp_path, monkeypatch)
         cuts = [0]
         while later := [s for s in starts if s >= cuts[-1] + size]:
             cuts.append(later[0])
-        ranges = text_chunks.chunk_ranges(path, ["<|a|>", "<|a|><|b|>"], size)
+        # a 3-byte read window: specials straddle the windows
+        ranges = text_chunks.chunk_ranges(path, ["<|a|>", "<|a|><|b|>"], size, window=3)
         assert ranges == list(itertools.pairwise([*cuts, len(raw)]))
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_encode_file_matches_encode(tokenizer, tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(text_chunks, "_MIN_CHUNK", 4096)
+def test_encode_file_matches_encode(tokenizer, tmp_path, workers):
     rng = random.Random(workers)
     text = (FIXTURES / "corpus.en").read_text(encoding="utf-8") + _random_text(rng, 5000, True)
     path = tmp_path / "in.txt"
     path.write_text(text, encoding="utf-8")
     out = tmp_path / "out" / "in.bin"
-    n = encode_file(tokenizer, path, out, num_workers=workers)
+    n = encode_file(tokenizer, path, out, num_workers=workers, chunk_bytes=4096)  # many chunks
     ids = open_token_file(out)
     assert ids.dtype == np.uint16
     assert n == len(ids)

@@ -1,9 +1,8 @@
 """`cs336-basics tokenizer train|encode` end to end on a small file."""
 
 import json
+import re
 from pathlib import Path
-
-import pytest
 
 from cs336_basics.cli import main
 from cs336_common import Tokenizer
@@ -32,14 +31,15 @@ def test_train_then_encode(tmp_path, capsys):
     assert ids.tolist() == tokenizer.encode(corpus.read_text(encoding="utf-8"))
 
 
-def test_errors_write_nothing(tmp_path):
+def test_errors_write_nothing(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok \xff")
-    for argv in (
-        ["train", "--input", str(tmp_path / "missing.txt"), "--vocab-size", "300"],
-        ["train", "--input", str(bad), "--vocab-size", "300"],
-        ["train", "--input", str(bad), "--vocab-size", "100"],
+    for argv, message in (
+        (["--input", str(tmp_path / "missing.txt"), "--vocab-size", "300"], "not found"),
+        (["--input", str(bad), "--vocab-size", "300"], r"bad\.txt: invalid UTF-8 at byte 3"),
+        (["--input", str(bad), "--vocab-size", "100"], "vocab_size=100 is too small"),
     ):
-        with pytest.raises(SystemExit, match="error: "):
-            main(["tokenizer", *argv, "--out", str(tmp_path / "tok")])
+        assert main(["tokenizer", "train", *argv, "--out", str(tmp_path / "tok")]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert re.match(f"cs336-basics: error: .*{message}", err[-1]), err
     assert not (tmp_path / "tok").exists()

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,11 +29,25 @@ def test_train_resume_longer_and_plot(config, tmp_path, capsys):
     run = RunDir(tmp_path / "runs" / "a")
     assert "6 steps" in capsys.readouterr().out
     assert json.loads(run.config.read_text())["lr"] == 3e-3
-    # extend the finished run: resume from step 6 up to a new max_steps
-    assert main(["train", "--resume", str(run.path), "--no-progress", "--set", "max_steps=9"]) == 0
+    # resuming the finished run says so and changes nothing
+    resume = ["train", "--resume", str(run.path), "--no-progress"]
+    assert main(resume) == 0
+    assert "already finished (6 of 6 steps)" in capsys.readouterr().out
+    # extending it is a schedule change: refused without the option, config.json untouched
+    assert main([*resume, "--set", "max_steps=9"]) == 1
+    err = capsys.readouterr().err
+    assert "max_steps 6 -> 9" in err and "--allow-schedule-change" in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert json.loads(run.config.read_text())["max_steps"] == 6
+    assert main([*resume, "--set", "max_steps=9", "--allow-schedule-change"]) == 0
     assert [r["step"] for r in run.read_metrics()] == [2, 3, 4, 6, 8, 9]
     assert run.latest_checkpoint().name == "step_00000009.pt"
     assert json.loads(run.config.read_text())["max_steps"] == 9
+    history = [json.loads(line) for line in run.history.read_text().splitlines()]
+    assert [(h["event"], h["step"], h["changes"]) for h in history] == [
+        ("start", 0, {}),
+        ("resume", 6, {"max_steps": [6, 9]}),
+    ]
 
     assert main(["train", str(config), "--no-progress", "--sweep", "lr=1e-3,1e-2"]) == 0
     sweep = sorted((tmp_path / "runs" / "a").glob("lr=*"))
@@ -43,10 +58,10 @@ def test_train_resume_longer_and_plot(config, tmp_path, capsys):
 
 
 def test_train_errors_are_messages(config, tmp_path, capsys):
-    with pytest.raises(SystemExit, match=r"did you mean model\.d_model"):
-        main(["train", str(config), "--set", "model.dmodel=8"])
-    with pytest.raises(SystemExit, match="not found"):
-        main(["train", "--resume", str(tmp_path / "nowhere")])
+    assert main(["train", str(config), "--set", "model.dmodel=8"]) == 1
+    assert re.search(r"did you mean model\.d_model", capsys.readouterr().err)
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere/config.json not found" in capsys.readouterr().err
     assert main(["train", str(config), "--no-progress"]) == 0
     assert main(["train", str(config), "--no-progress"]) == 1  # refuses to overwrite
     assert "--resume" in capsys.readouterr().err

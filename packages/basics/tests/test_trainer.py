@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import cs336_basics.trainer as trainer
 from cs336_basics import TrainConfig, TrainingDiverged, load_trained_model, train
 from cs336_basics.run_dir import RunDir
 from cs336_common.nn import ModelConfig
+from cs336_common.train.loop import TrainLoop
 from cs336_common.train.token_file import save_token_file
 
 VOCAB = 64
@@ -81,20 +81,20 @@ def test_stopped_and_resumed_run_gives_the_same_losses(data, tmp_path, monkeypat
     full = RunDir(cfg.out_dir).read_metrics()
 
     interrupted = _config(data, tmp_path / "part", grad_accum_steps=2, seed=cfg.seed)
-    real_step, calls = trainer._step, []
+    real_step, calls = TrainLoop.train_step, []
 
-    def stop_in_step_13(*args):
+    def stop_in_step_13(self):
         calls.append(1)
         if len(calls) == 13 and stop == "crash":
             raise KeyboardInterrupt
         if len(calls) == 13:
             signal.raise_signal(signal.SIGINT)
-        return real_step(*args)
+        return real_step(self)
 
-    monkeypatch.setattr(trainer, "_step", stop_in_step_13)
+    monkeypatch.setattr(TrainLoop, "train_step", stop_in_step_13)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, progress=False)
-    monkeypatch.setattr(trainer, "_step", real_step)
+    monkeypatch.setattr(TrainLoop, "train_step", real_step)
     run = RunDir(interrupted.out_dir)
     assert run.latest_checkpoint().name == (
         "step_00000008.pt" if stop == "crash" else "step_00000013.pt"
@@ -115,14 +115,14 @@ def test_stopped_and_resumed_run_gives_the_same_losses(data, tmp_path, monkeypat
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
     cfg = _config(data, tmp_path / "run")
-    real_step, calls = trainer._step, []
+    real_step, calls = TrainLoop.train_step, []
 
-    def nan_from_step_11(*args):
+    def nan_from_step_11(self):
         calls.append(1)
-        loss, norm = real_step(*args)
+        loss, norm = real_step(self)
         return (loss * torch.nan if len(calls) >= 11 else loss), norm
 
-    monkeypatch.setattr(trainer, "_step", nan_from_step_11)
+    monkeypatch.setattr(TrainLoop, "train_step", nan_from_step_11)
     with pytest.raises(TrainingDiverged, match=r"step 11: loss nan.*step_00000008\.pt"):
         train(cfg, progress=False)
     run = RunDir(cfg.out_dir)

@@ -1,6 +1,125 @@
-from cs336_data.cli import main
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cs336_data.cli import COMMANDS, main
+from packages.data.tests.crawl import build_crawl
 
 
 def test_about_names_the_package(capsys):
     assert main(["about"]) == 0
     assert capsys.readouterr().out.startswith("cs336-data ")
+
+
+def test_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in (
+        "pipeline",
+        "extract",
+        "langid",
+        "mask",
+        "classify",
+        "filter",
+        "dedup",
+        "tokenize",
+    ):
+        assert name in out and name in COMMANDS
+
+
+def test_stage_help_names_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["dedup", "--help"])
+    out = capsys.readouterr().out
+    for opt in ("--method", "--num-bands", "--threshold", "--executor", "--workers", "--partition"):
+        assert opt in out
+
+
+def test_example_config_is_a_valid_config(tmp_path, capsys):
+    from cs336_data.config import load_config
+
+    assert main(["pipeline", "--example-config"]) == 0
+    path = tmp_path / "p.toml"
+    path.write_text(capsys.readouterr().out)
+    cfg = load_config(path)
+    assert [name for name, _ in cfg.steps] == ["langid", "gopher", "harmful", "quality", "mask"]
+    assert cfg.minhash.num_bands == 16 and cfg.tokenizer == "gpt2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["extract", "nope/*.warc.gz", "-o", "{tmp}/o"], "input nope/*.warc.gz: no such file"),
+        (["extract", "{tmp}/in.warc", "-o", "{tmp}/o", "--workers", "0"], "workers must be >= 1"),
+        (["dedup", "{tmp}/in.warc", "-o", "{tmp}", "--method", "exact"], "holds input"),
+        (
+            ["dedup", "{tmp}/in.warc", "-o", "{tmp}/o", "--num-hashes", "10", "--num-bands", "3"],
+            "multiple of num_bands",
+        ),
+        (["extract", "{tmp}/in.pdf", "-o", "{tmp}/o"], "unknown input type"),
+        (["pipeline", "--config", "{tmp}/missing.toml"], "missing.toml: no such file"),
+        (["pipeline", "--config", "{tmp}/bad.toml"], "[langid] unknown option 'langs'"),
+        (
+            ["tokenize", "{tmp}/in.warc", "-o", "{tmp}/t.bin", "--tokenizer", "{tmp}/none"],
+            "no tokenizer",
+        ),
+    ],
+)
+def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
+    (tmp_path / "in.warc").write_bytes(b"")
+    (tmp_path / "in.pdf").write_bytes(b"")
+    (tmp_path / "bad.toml").write_text(
+        'inputs = ["in.warc"]\noutput = "o"\n[langid]\nlangs = ["en"]\n'
+    )
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cs336_data.cli", *argv], capture_output=True, text=True
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["dedup", "x", "-o", "y", "--method", "fuzzy"])
+    assert e.value.code == 2
+
+
+def test_stage_commands_chain(tmp_path, capsys):
+    paths = build_crawl(tmp_path / "crawl")
+    run = ["--executor", "inline"]
+    assert main(["extract", *map(str, paths[:2]), "-o", str(tmp_path / "x"), *run]) == 0
+    assert main(["langid", str(tmp_path / "x"), "-o", str(tmp_path / "l"), *run]) == 0
+    assert main(["filter", str(tmp_path / "l"), "-o", str(tmp_path / "g"), *run]) == 0
+    assert main(["mask", str(tmp_path / "g"), "-o", str(tmp_path / "m"), *run]) == 0
+    assert main(["dedup", str(tmp_path / "m"), "-o", str(tmp_path / "d"), *run]) == 0
+    assert main(["tokenize", str(tmp_path / "d"), "-o", str(tmp_path / "t.bin"), *run]) == 0
+    out = capsys.readouterr().out
+    assert "\ngopher " in out and "near_duplicate 2" in out and "tokens ->" in out
+    with gzip.open(tmp_path / "m/crawl-a.jsonl.gz", "rt") as f:
+        docs = [json.loads(line) for line in f]
+    assert any("|||EMAIL_ADDRESS|||" in d["text"] for d in docs)
+    report = json.loads((tmp_path / "x/report.json").read_text())
+    assert report["stages"]["extract"]["removed"] == {"not_html": 2, "empty": 1}
+
+
+def test_quality_train_command(tmp_path, fixtures, capsys):
+    from cs336_data.quality import classify_quality
+
+    wiki = (fixtures / "high_quality_wiki_reference.txt").read_text().splitlines()
+    pos, neg = tmp_path / "pos.txt", tmp_path / "neg.txt"
+    pos.write_text("\n".join(line for line in wiki if len(line) > 200))
+    neg.write_text(
+        "\n".join(f"login register cart page {i} click here buy now" for i in range(200))
+    )
+    out = tmp_path / "q.bin"
+    assert main(["quality", "train", "--positives", str(pos), "--negatives", str(neg),
+                 "--out", str(out), "--no-quantize"]) == 0  # fmt: skip
+    assert classify_quality(wiki[5], str(out))[0] == "wiki"
+    assert classify_quality("click here buy now login register cart", str(out))[0] == "cc"

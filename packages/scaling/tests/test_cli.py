@@ -1,6 +1,66 @@
+import json
+
+import pytest
+
 from cs336_scaling.cli import main
 
 
 def test_about_names_the_package(capsys):
     assert main(["about"]) == 0
     assert capsys.readouterr().out.startswith("cs336-scaling ")
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("isoflops", "fit", "about"):
+        assert name in out
+
+
+def test_isoflops_json_shape_and_plots(tmp_path, capsys):
+    assert main(["isoflops", "--json", "--out-dir", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"a", "b", "k_N", "k_D", "predictions"}
+    assert set(out["predictions"]) == {"1e+23", "1e+24"}
+    assert set(out["predictions"]["1e+23"]) == {"N_opt", "D_opt"}
+    assert out["a"] + out["b"] == pytest.approx(1.0)
+    n, d = out["predictions"]["1e+23"]["N_opt"], out["predictions"]["1e+23"]["D_opt"]
+    assert 6 * n * d == pytest.approx(1e23)
+    for name in ("isoflops_profiles.png", "n_opt.png", "d_opt.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_isoflops_text_output(capsys):
+    assert main(["isoflops", "--no-plots", "--method", "parabola"]) == 0
+    out = capsys.readouterr().out
+    assert "N_opt = " in out and "C = 1e+24 FLOPs" in out
+
+
+def test_fit_json_has_intervals(capsys):
+    assert main(["fit", "--bootstrap", "3", "--json", "--targets", "1e20"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"]["alpha"] == pytest.approx(0.34, abs=1e-3)
+    assert out["bootstrap"] == 3 and len(out["intervals"]["beta"]) == 2
+    assert set(out["predictions"]["1e+20"]) >= {"N_opt", "D_opt", "loss", "loss_interval"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "file not found"),
+        ("{", "not a readable JSON file"),
+        (
+            '[{"parameters": 1, "compute_budget": -1, "final_loss": 2}]',
+            "run 0 field 'compute_budget'",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_1(tmp_path, content, message, capsys):
+    path = tmp_path / "runs.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as e:
+        main(["isoflops", str(path), "--no-plots"])
+    assert message in str(e.value.code) and "\n" not in str(e.value.code)

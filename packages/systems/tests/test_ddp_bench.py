@@ -34,11 +34,14 @@ def test_ddp_bench_runs_every_variant(tmp_path, capsys):
     assert float(rows["fsdp"]["opt_state_gib"]) < 0.75 * full
 
 
-def test_ddp_bench_rejects_unknown_model(tmp_path):
-    with pytest.raises(SystemExit, match="unknown --model 'huge'"):
-        main(["ddp-bench", "--model", "huge", "--out", str(tmp_path)])
+def test_ddp_bench_rejects_unknown_model(tmp_path, capsys):
+    assert main(["ddp-bench", "--model", "huge", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("cs336-systems: error: unknown --model 'huge'")
 
 
-def test_ddp_bench_fsdp2_needs_nccl(tmp_path):
-    with pytest.raises(SystemExit, match="torch-fsdp needs --backend nccl"):
-        main(["ddp-bench", "--variant", "torch-fsdp", "--backend", "gloo", "--out", str(tmp_path)])
+def test_ddp_bench_fsdp2_needs_nccl(tmp_path, capsys):
+    argv = ["ddp-bench", "--variant", "torch-fsdp", "--backend", "gloo", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "--variant torch-fsdp needs --backend nccl" in capsys.readouterr().err

@@ -177,3 +177,63 @@ def test_triton_under_torch_compile():
     ref, _ = _reference(q, k, v, True)
     assert _rel_err(out, ref) < TOLERANCE[torch.bfloat16]
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def _max_abs_errors(fn, q, k, v, grad_out, refs):
+    out = fn(q, k, v, True)
+    got = (out, *torch.autograd.grad(out, (q, k, v), grad_out))
+    return [(g.double() - r).abs().max().item() for g, r in zip(got, refs, strict=True)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("d", [64, 128])
+def test_triton_error_no_worse_than_torch_sdpa(d):
+    """Max abs error of O, dQ, dK, dV against float64, next to PyTorch's default SDPA
+    (cuDNN on Hopper) on the same bf16 inputs."""
+    import torch.nn.functional as F
+
+    q, k, v = _inputs((2, 4, 2048, d), torch.bfloat16, seed=21)
+    grad_out = torch.randn_like(q)
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref_out, _ = _reference(q64, k64, v64, True)
+    refs = (ref_out, *torch.autograd.grad(ref_out, (q64, k64, v64), grad_out.double()))
+    ours = _max_abs_errors(FlashAttentionTriton.apply, q, k, v, grad_out, refs)
+    theirs = _max_abs_errors(
+        lambda *a: F.scaled_dot_product_attention(*a[:3], is_causal=True), q, k, v, grad_out, refs
+    )
+    for name, a, b in zip(("O", "dQ", "dK", "dV"), ours, theirs, strict=True):
+        assert a <= 1.25 * b, f"{name}: ours {a:.2e} vs SDPA {b:.2e}"
+
+
+@pytest.mark.gpu
+def test_backward_is_bitwise_reproducible():
+    """No atomics: two backward passes on the same inputs agree bit for bit."""
+    q, k, v = _inputs((2, 2, 1500, 64), torch.bfloat16, seed=31)
+    grad_out = torch.randn_like(q)
+
+    def grads():
+        out = FlashAttentionTriton.apply(q, k, v, True)
+        return torch.autograd.grad(out, (q, k, v), grad_out)
+
+    for a, b in zip(grads(), grads(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("is_causal", [False, True], ids=["full", "causal"])
+def test_triton_tf32_on_gpu(is_causal):
+    """float32 inputs with TF32 allowed run on the tensor cores (their own configs)."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        q, k, v = _inputs((2, 3, 1000, 64), torch.float32, seed=41)
+        out = FlashAttentionTriton.apply(q, k, v, is_causal)
+        grads = torch.autograd.grad(out, (q, k, v), torch.ones_like(out))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    ref, _ = _reference(q64, k64, v64, is_causal)
+    ref_grads = torch.autograd.grad(ref, (q64, k64, v64), torch.ones_like(ref))
+    assert _rel_err(out, ref) < 5e-3
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert _rel_err(g, r) < 5e-3

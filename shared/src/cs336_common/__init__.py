@@ -1,10 +1,11 @@
-"""cs336-common: model and tokenizer primitives shared by the cs336 packages."""
+"""cs336-common: model, tokenizer, training and generation shared by the cs336 packages."""
 
 import importlib
 
-# The model API and the tokenizer are re-exported lazily (PEP 562) so that importing the
-# package, e.g. for a CLI's --help, imports neither torch nor regex. Hence the names are
-# listed here, mirroring cs336_common.nn.__all__ (a test keeps the two in step).
+# The model API, the generation engine and the tokenizer are re-exported lazily (PEP 562)
+# so that importing the package, e.g. for a CLI's --help, imports neither torch nor regex.
+# Hence the names are listed here, mirroring cs336_common.nn.__all__ (a test keeps the two
+# in step).
 _NN_EXPORTS = (
     "MODEL_PRESETS",
     "Embedding",
@@ -28,9 +29,15 @@ _NN_EXPORTS = (
     "softmax",
 )
 
-_LAZY = {name: "cs336_common.nn" for name in _NN_EXPORTS} | {"Tokenizer": "cs336_common.tokenizer"}
+_ENGINE_EXPORTS = ("Completion", "Engine", "SamplingParams")
 
-__all__ = [*_NN_EXPORTS, "Tokenizer"]
+_LAZY = (
+    {name: "cs336_common.nn" for name in _NN_EXPORTS}
+    | {name: "cs336_common.engine" for name in _ENGINE_EXPORTS}
+    | {"Tokenizer": "cs336_common.tokenizer"}
+)
+
+__all__ = [*_NN_EXPORTS, *_ENGINE_EXPORTS, "Tokenizer"]
 
 
 def __getattr__(name: str):

@@ -7,6 +7,8 @@ import time
 
 import torch
 
+from cs336_common.errors import InputError
+
 # Dense bf16 tensor-core peaks (FLOP/s, no sparsity) from the vendor datasheets, matched
 # against torch.cuda.get_device_name() in this order (the first substring found wins).
 _PEAK_BF16_FLOPS = (
@@ -24,14 +26,31 @@ _PEAK_BF16_FLOPS = (
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"``: CUDA if present, else Apple MPS, else CPU; any other name as given."""
+    """``"auto"``: CUDA if present, else Apple MPS, else CPU; any other name as given,
+    checked: an unknown name or a device this machine lacks is an `InputError`."""
     if name != "auto":
-        return torch.device(name)
+        return _available(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _available(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {name!r}: this machine has no CUDA GPU; use auto or cpu")
+        if device.index is not None and device.index >= count:
+            raise InputError(f"device {name!r}: this machine has {count} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r}: Apple MPS is not available here; use auto or cpu")
+    return device
 
 
 def synchronize(device: torch.device | str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+from cs336_common.errors import InputError
+
 
 @functools.cache
 def byte_to_char() -> dict[int, str]:
@@ -35,6 +37,6 @@ def str_to_bytes(text: str, *, where: str = "token") -> bytes:
     try:
         return bytes(table[c] for c in text)
     except KeyError as e:
-        raise ValueError(
+        raise InputError(
             f"{where}: {text!r} has {e.args[0]!r}, which is not a GPT-2 byte character"
         ) from None

@@ -8,22 +8,42 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+# glob of the temporary files `atomic_path` creates for targets matching a glob
+TEMP_GLOB = ".{}.*.tmp"
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to `path`.
 
     A reader never sees a half-written file: either the old one or the new one. On an
-    exception the temporary file is removed and `path` is left untouched.
+    exception the temporary file is removed and `path` is left untouched. The temporary
+    file is named ``.<name>.<random>.tmp`` (a crash can orphan it: see `TEMP_GLOB`).
+
+    ``durable=True`` also survives power loss: the new file's data is fsynced before the
+    rename and the folder after it. Without it the rename can reach the disk before the
+    data, leaving an empty file where the old one was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_beside(path)
     try:
         yield tmp
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _create_beside(path: Path) -> Path:
@@ -40,6 +60,6 @@ def _create_beside(path: Path) -> Path:
         return tmp
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -> None:
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")

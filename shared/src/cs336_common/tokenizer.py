@@ -16,6 +16,8 @@ from pathlib import Path
 
 import regex
 
+from cs336_common.checks import read_json
+from cs336_common.errors import InputError
 from cs336_common.gpt2_bytes import bytes_to_str, str_to_bytes
 from cs336_common.io import write_text_atomic
 from cs336_common.pretokenize import PRETOKEN_RE, normalize_special_tokens, special_tokens_re
@@ -29,10 +31,14 @@ _CACHE_SIZE = 1 << 18
 # Pre-tokens longer than this many bytes take the O(n log n) merge loop (measured: the
 # quadratic one is faster below about this length on English words, slower above).
 _SHORT_PIECE = 32
-# encode_iterable buffers this many characters before it looks for a safe place to cut.
+# encode_iterable encodes its input this many characters at a time (a long line in slices).
 _STREAM_BLOCK = 1 << 16
-# The rightmost non-space followed by a space: no pre-token crosses such a point.
-_CUT_RE = regex.compile(r"(?r)\S(?=\s)")
+# The rightmost place no GPT-2 pre-token crosses (see `_safe_cut`): after a non-space
+# followed by a space, or between two non-spaces of different classes (letter, number,
+# other), except after an apostrophe, which may begin a contraction ("'s").
+_CUT_RE = regex.compile(
+    r"(?r)(?:\S(?=\s)|\p{L}(?=[^\s\p{L}])|\p{N}(?=[^\s\p{N}])|[^\s\p{L}\p{N}'](?=[\p{L}\p{N}]))"
+)
 
 
 class _PieceCache(dict):
@@ -109,9 +115,10 @@ class Tokenizer:
     ) -> Tokenizer:
         """Load GPT-2's `vocab.json` ({token: id}) and `merges.txt` ("a b" per line), both
         in GPT-2's byte-to-character encoding (`cs336_common.gpt2_bytes`)."""
-        with open(vocab_filepath, encoding="utf-8") as f:
-            raw_vocab = json.load(f)
-        vocab = {int(i): str_to_bytes(t, where=f"{vocab_filepath}") for t, i in raw_vocab.items()}
+        raw_vocab = read_json(vocab_filepath, "vocab file")
+        if not isinstance(raw_vocab, dict) or not all(type(i) is int for i in raw_vocab.values()):
+            raise InputError(f"{vocab_filepath}: expected a JSON object of token -> integer id")
+        vocab = {i: str_to_bytes(t, where=f"{vocab_filepath}") for t, i in raw_vocab.items()}
         merges = []
         with open(merges_filepath, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -120,7 +127,7 @@ class Tokenizer:
                     continue
                 parts = line.split(" ")
                 if len(parts) != 2:
-                    raise ValueError(f"{merges_filepath}:{n}: expected 'a b', got {line!r}")
+                    raise InputError(f"{merges_filepath}:{n}: expected 'a b', got {line!r}")
                 where = f"{merges_filepath}:{n}"
                 merges.append(
                     (str_to_bytes(parts[0], where=where), str_to_bytes(parts[1], where=where))
@@ -151,17 +158,11 @@ class Tokenizer:
             raise FileNotFoundError(
                 f"no tokenizer at {path}: train one with `cs336-basics tokenizer train`"
             )
-        state = json.loads(path.read_text(encoding="utf-8"))
-        if state.get("format") != FORMAT or state.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path}: format {state.get('format')!r} version {state.get('version')!r}, "
-                f"expected {FORMAT!r} version {FORMAT_VERSION}"
-            )
-        vocab = {int(i): str_to_bytes(t, where=str(path)) for i, t in state["vocab"].items()}
-        merges = [
-            tuple(str_to_bytes(t, where=str(path)) for t in m.split(" ")) for m in state["merges"]
-        ]
-        return cls(vocab, merges, state["special_tokens"])
+        vocab, merges, special_tokens = _read_state(path)
+        try:
+            return cls(vocab, merges, special_tokens)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}: {e}") from None
 
     # ---- properties ---------------------------------------------------------------------
 
@@ -213,30 +214,39 @@ class Tokenizer:
         return ids
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
-        """Encode a stream of strings (e.g. a file's lines) lazily, in bounded memory, with
-        exactly the ids `encode` gives on their concatenation."""
+        """Encode a stream of strings (e.g. a file's lines) lazily, with exactly the ids
+        `encode` gives on their concatenation.
+
+        Memory is bounded by a 64 K-character block whatever the lines look like (a
+        50 MB line, no whitespace), except that one pre-token, an unbroken run of letters,
+        digits or punctuation, is always encoded whole."""
         parts: list[str] = []
         size, limit = 0, _STREAM_BLOCK
         for chunk in iterable:
-            parts.append(chunk)
-            size += len(chunk)
-            if size < limit:
-                continue
-            text = "".join(parts)
-            cut = self._safe_cut(text)
-            yield from self.encode(text[:cut])
-            parts, size = [text[cut:]], len(text) - cut
-            # A long stretch with no safe cut (no spaces): wait for it to double, not O(n^2).
-            limit = max(_STREAM_BLOCK, 2 * size)
+            for start in range(0, len(chunk), _STREAM_BLOCK):
+                piece = chunk[start : start + _STREAM_BLOCK]  # the chunk itself if short
+                parts.append(piece)
+                size += len(piece)
+                if size < limit:
+                    continue
+                text = "".join(parts)
+                cut = self._safe_cut(text)
+                yield from self.encode(text[:cut])
+                parts, size = [text[cut:]], len(text) - cut
+                # one pre-token longer than a block: wait for it to double, not O(n^2)
+                limit = max(_STREAM_BLOCK, 2 * size)
         yield from self.encode("".join(parts))
 
     def _safe_cut(self, text: str) -> int:
         """An index where encoding text[:i] and text[i:] apart gives the same ids as
         encoding text whole (0 if there is none yet).
 
-        Between a non-space and a space no pre-token continues (GPT-2's regex only lets a
-        pre-token start with a space), as long as no special token spans the cut; the
-        last `longest special` characters stay behind since a special may continue there.
+        No pre-token continues from a non-space into a space (GPT-2's regex lets a
+        pre-token start with a space but never end in one after a non-space), nor from
+        a letter into a non-letter, a digit into a non-digit, or punctuation (other than
+        an apostrophe) into a letter or digit; each side's pre-tokens are then decided by
+        its own characters. The cut must not split a special token, and the last
+        `longest special` characters stay behind since a special may continue there.
         """
         longest = max(map(len, self._special_tokens), default=0)
         if len(text) <= longest:
@@ -315,3 +325,37 @@ class Tokenizer:
             raise ValueError(
                 f"token id {e.args[0]!r} is not in the vocabulary (ids 0..{self.vocab_size - 1})"
             ) from None
+
+
+def _read_state(path: Path) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]], list[str]]:
+    """(vocab, merges, special tokens) of a `Tokenizer.save` file, every field checked:
+    a malformed one is an `InputError` naming the file and the field."""
+    state = read_json(path, "tokenizer file")
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(state).__name__}")
+    if state.get("format") != FORMAT or state.get("version") != FORMAT_VERSION:
+        raise InputError(
+            f"{path}: format {state.get('format')!r} version {state.get('version')!r}, "
+            f"expected {FORMAT!r} version {FORMAT_VERSION}"
+        )
+    raw_vocab, raw_merges = state.get("vocab"), state.get("merges")
+    specials = state.get("special_tokens", [])
+    if not isinstance(raw_vocab, dict):
+        raise InputError(f"{path}: 'vocab' must be an object of id -> token")
+    if not isinstance(raw_merges, list) or not all(isinstance(m, str) for m in raw_merges):
+        raise InputError(f"{path}: 'merges' must be a list of 'a b' strings")
+    if not isinstance(specials, list) or not all(isinstance(t, str) for t in specials):
+        raise InputError(f"{path}: 'special_tokens' must be a list of strings")
+    vocab = {}
+    for key, token in raw_vocab.items():
+        if not key.isdigit() or not isinstance(token, str):
+            raise InputError(f"{path}: vocab entry {key!r}: {token!r} is not id -> token string")
+        vocab[int(key)] = str_to_bytes(token, where=f"{path}: vocab id {key}")
+    merges = []
+    for rank, merge in enumerate(raw_merges):
+        parts = merge.split(" ")
+        if len(parts) != 2:
+            raise InputError(f"{path}: merge {rank} is {merge!r}, expected 'a b'")
+        where = f"{path}: merge {rank}"
+        merges.append((str_to_bytes(parts[0], where=where), str_to_bytes(parts[1], where=where)))
+    return vocab, merges, specials

@@ -11,11 +11,13 @@ from __future__ import annotations
 import heapq
 import os
 import sys
+import warnings
 from collections import Counter, defaultdict
 
 from tqdm import tqdm
 
-from cs336_basics.text_chunks import map_chunks, plan_chunks, read_text
+from cs336_basics.text_chunks import check_input, map_chunks, plan_chunks, read_text
+from cs336_common.errors import InputError
 from cs336_common.pretokenize import PRETOKEN_RE, normalize_special_tokens, special_tokens_re
 
 # Keys that sort like the reversed byte order: heapq's min-heap then yields the
@@ -36,34 +38,59 @@ def train_bpe(
     *,
     num_workers: int | None = None,
     progress: bool = False,
+    chunk_bytes: int | None = None,
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a UTF-8 text file.
 
     Returns `(vocab, merges)`: vocab maps id -> bytes (256 bytes, the special tokens, then
-    the merged tokens, `vocab_size` in all unless the text runs out of pairs first);
+    the merged tokens, `vocab_size` in all unless the text runs out of pairs first, which
+    warns with `TooFewMergesWarning`; a text with nothing to count is an `InputError`);
     merges are the merged pairs in order. Special tokens split the text (no merge crosses
     one) and are never counted. `num_workers` processes count pre-tokens (default: one
-    per CPU); memory is bounded by the chunk size and the number of distinct pre-tokens.
+    per CPU) over ranges of about `chunk_bytes` (default: 4-16 MB); memory is bounded by
+    the chunk size and the number of distinct pre-tokens.
     """
     special_tokens = normalize_special_tokens(special_tokens)
     minimum = 256 + len(special_tokens)
     if vocab_size < minimum:
-        raise ValueError(
+        raise InputError(
             f"vocab_size={vocab_size} is too small: the 256 bytes and {len(special_tokens)} "
             f"special token(s) need at least {minimum}"
         )
     if vocab_size > sys.maxunicode + 1:  # words hold token ids as characters
-        raise ValueError(f"vocab_size={vocab_size} is above the limit of {sys.maxunicode + 1}")
-    counts = _count_pretokens(input_path, special_tokens, num_workers, progress)
+        raise InputError(f"vocab_size={vocab_size} is above the limit of {sys.maxunicode + 1}")
+    empty = check_input(input_path).stat().st_size == 0
+    counts = (
+        {}
+        if empty
+        else _count_pretokens(input_path, special_tokens, num_workers, progress, chunk_bytes)
+    )
+    if not counts:
+        raise InputError(
+            f"{input_path}: no text to train on (the file is empty or holds only special tokens)"
+        )
     vocab = {i: bytes([i]) for i in range(256)}
     for token in special_tokens:
         vocab[len(vocab)] = token.encode("utf-8")
     merges = _merge(counts, vocab, vocab_size - len(vocab), progress)
+    if len(vocab) < vocab_size:
+        warnings.warn(
+            f"{input_path} allows only {len(merges)} merges, so the vocabulary has "
+            f"{len(vocab)} tokens, not vocab_size={vocab_size}: train on more text",
+            TooFewMergesWarning,
+            stacklevel=2,
+        )
     return vocab, merges
 
 
-def _count_pretokens(input_path, special_tokens, num_workers, progress) -> Counter[str]:
-    plan = plan_chunks(input_path, special_tokens, num_workers)
+class TooFewMergesWarning(UserWarning):
+    """The training text ran out of pairs to merge before reaching ``vocab_size``."""
+
+
+def _count_pretokens(
+    input_path, special_tokens, num_workers, progress, chunk_bytes
+) -> Counter[str]:
+    plan = plan_chunks(input_path, special_tokens, num_workers, chunk_bytes)
     total: Counter[str] = Counter()
     for counts in map_chunks(
         _count_chunk,

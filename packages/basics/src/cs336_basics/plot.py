@@ -3,11 +3,20 @@ and against wall-clock time, train loss as a thin line, validation loss with mar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from cs336_basics.run_dir import RunDir
+from cs336_common.checks import check_output
+from cs336_common.errors import InputError, UserError
 from cs336_common.io import atomic_path
+
+_NEEDED = ("step", "tokens", "wall_time_s", "train_loss")
+
+
+# formats matplotlib writes without extra packages, by file suffix
+FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".webp", ".eps", ".ps", ".tif", ".tiff")
 
 
 def plot_runs(
@@ -18,20 +27,21 @@ def plot_runs(
     log_y: bool = False,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG with two panels: loss vs ``x_axis`` ("step" or "tokens") and loss vs
-    wall-clock minutes; one colour per run, labelled by its directory name."""
+    """Write a figure with two panels: loss vs ``x_axis`` ("step" or "tokens") and loss
+    vs wall-clock minutes; one colour per run, labelled by its directory name. The suffix
+    of ``out`` picks the format (`FORMATS`). Every run is read, and ``out`` checked,
+    before anything is drawn: a run without metrics is a `UserError`."""
+    if x_axis not in ("step", "tokens"):
+        raise ValueError(f"x_axis must be 'step' or 'tokens', got {x_axis!r}")
+    out = check_output(out, inputs=[RunDir(d).metrics for d in run_dirs], suffixes=FORMATS)
+    runs = {run_dir: _read_metrics(RunDir(run_dir)) for run_dir in run_dirs}
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
-    if x_axis not in ("step", "tokens"):
-        raise ValueError(f"x_axis must be 'step' or 'tokens', got {x_axis!r}")
     fig, (ax_step, ax_time) = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-    for i, run_dir in enumerate(run_dirs):
-        rows = RunDir(run_dir).read_metrics()
-        if not rows:
-            raise ValueError(f"{run_dir}: no metrics.jsonl rows to plot")
+    for i, (run_dir, rows) in enumerate(runs.items()):
         color = f"C{i % 10}"
         for ax, key, scale in ((ax_step, x_axis, 1), (ax_time, "wall_time_s", 1 / 60)):
             _curve(ax, rows, key, scale, color, _label(run_dir, run_dirs))
@@ -45,11 +55,34 @@ def plot_runs(
     ax_step.legend(fontsize="small")
     fig.suptitle(title or "train (thin) and validation (markers) loss")
     fig.tight_layout()
-    out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format=out.suffix.lower().lstrip("."))
     plt.close(fig)
     return out
+
+
+def _read_metrics(run: RunDir) -> list[dict]:
+    """The rows of a run's metrics.jsonl, each with what a curve needs."""
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run.path}")
+    if not run.metrics.is_file():
+        raise UserError(f"{run.path} has no {run.metrics.name}: is it a training run directory?")
+    rows = []
+    with open(run.metrics, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{run.metrics}:{n}: malformed JSON ({e.msg})") from None
+            missing = [k for k in _NEEDED if not isinstance(row, dict) or k not in row]
+            if missing:
+                raise InputError(f"{run.metrics}:{n}: no {', '.join(missing)}")
+            rows.append(row)
+    if not rows:
+        raise UserError(f"{run.metrics} is empty: the run has not logged a step yet")
+    return rows
 
 
 def _curve(ax, rows, key, scale, color, label) -> None:

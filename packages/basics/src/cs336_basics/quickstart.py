@@ -27,7 +27,9 @@ from cs336_basics.generation import generate
 from cs336_basics.plot import plot_runs
 from cs336_basics.train_config import TrainConfig
 from cs336_basics.trainer import load_trained_model, train
+from cs336_common.checks import check_output
 from cs336_common.device import resolve_device
+from cs336_common.errors import InputError
 from cs336_common.nn import ModelConfig
 from cs336_common.tokenizer import Tokenizer
 from cs336_common.train.token_file import open_token_file
@@ -67,7 +69,7 @@ class QuickstartResult:
 def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> QuickstartResult:
     """Run every stage into ``config.out_dir`` (its earlier quickstart outputs are replaced)."""
     start = time.perf_counter()
-    out = Path(config.out_dir)
+    out = _check(config)
     out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
 
@@ -87,7 +89,9 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     say(f"      {sizes['train']:,} train and {sizes['val']:,} validation tokens")
 
     say(f"[4/5] training the LM on {resolve_device(config.device)} ({_stage(start)})")
-    result = train(_train_config(config, out, tokenizer.vocab_size), progress=progress)
+    train_config = _train_config(config, out, tokenizer.vocab_size)
+    _remove_previous_run(Path(train_config.out_dir))
+    result = train(train_config, progress=progress)
     plot = plot_runs([result.run_dir], out / "loss.png", title="quickstart: fortune database")
 
     say(f"[5/5] sampling ({_stage(start)})")
@@ -128,12 +132,33 @@ def _split_corpus(out: Path, corpus_chars: int | None, val_fraction: float) -> t
     return paths
 
 
+def _check(config: QuickstartConfig) -> Path:
+    """Every setting and the output folder, before the first stage: a mistake is a
+    `UserError` now, not after minutes of tokenizing."""
+    out = check_output(config.out_dir, directory=True)
+    if not 0 < config.val_fraction < 1:
+        raise InputError(f"val_fraction must lie in (0, 1), got {config.val_fraction}")
+    try:
+        train_config = _train_config(config, out, config.vocab_size)
+    except ValueError as e:
+        raise InputError(f"quickstart: {e}") from None
+    _remove_previous_run(Path(train_config.out_dir), dry_run=True)
+    resolve_device(config.device)  # a device this machine lacks fails here
+    return out
+
+
+def _remove_previous_run(run_dir: Path, dry_run: bool = False) -> None:
+    """Replace the previous quickstart's run, and nothing else."""
+    if not run_dir.exists():
+        return
+    if not (run_dir / "config.json").is_file():
+        raise FileExistsError(f"{run_dir} exists and is not a training run; pick another --out")
+    if not dry_run:
+        shutil.rmtree(run_dir)
+
+
 def _train_config(config: QuickstartConfig, out: Path, vocab_size: int) -> TrainConfig:
     run_dir = out / "lm"
-    if run_dir.exists():  # replace the previous quickstart's run, and nothing else
-        if not (run_dir / "config.json").is_file():
-            raise FileExistsError(f"{run_dir} exists and is not a training run; pick another --out")
-        shutil.rmtree(run_dir)
     model = ModelConfig(
         vocab_size=vocab_size,
         context_length=config.context_length,

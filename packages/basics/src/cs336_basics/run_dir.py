@@ -2,18 +2,24 @@
 
 config.json                   resolved TrainConfig (incl. the model section)
 metrics.jsonl                 one JSON object per logged step
+history.jsonl                 one JSON object per session: start or resume, and what changed
+tokenizer/tokenizer.json      a copy of the run's tokenizer (when the config names one)
 checkpoints/step_XXXXXXXX.pt  model, optimizer, RNG and clock state
 checkpoints/latest            name of the newest checkpoint
+.lock                         held by the process training into the directory
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cs336_common.io import write_text_atomic
+from cs336_common.checks import read_json
+from cs336_common.train.checkpoint import CheckpointDir
 
 
 @dataclass(frozen=True)
@@ -32,30 +38,47 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     @property
+    def history(self) -> Path:
+        return self.path / "history.jsonl"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
     def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / f"step_{step:08d}.pt"
+        return CheckpointDir(self.checkpoints).file(step)
 
     def all_checkpoints(self) -> list[Path]:
-        return sorted(self.checkpoints.glob("step_*.pt"))
+        return CheckpointDir(self.checkpoints).all()
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint the ``latest`` pointer names, else the highest step on disk."""
-        pointer = self.checkpoints / "latest"
-        if pointer.is_file():
-            path = self.checkpoints / pointer.read_text(encoding="utf-8").strip()
-            if path.is_file():
-                return path
-        found = self.all_checkpoints()
-        return found[-1] if found else None
+        return CheckpointDir(self.checkpoints).latest()
 
-    def set_latest(self, checkpoint: Path) -> None:
-        write_text_atomic(self.checkpoints / "latest", checkpoint.name + "\n")
+    def read_config(self) -> dict[str, Any] | None:
+        """config.json as a dict; None when the run has none yet."""
+        if not self.config.is_file():
+            return None
+        return read_json(self.config, "run config")
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.is_file():
             return []
         lines = self.metrics.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
+
+    def append_history(self, step: int, changes: dict[str, list]) -> None:
+        """Record a session: a start (step 0) or a resume at ``step`` with the settings
+        it changed, ``{field: [old, new]}``."""
+        row = dict(
+            event="resume" if step else "start",
+            step=step,
+            time=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            changes=changes,
+        )
+        with self.history.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")

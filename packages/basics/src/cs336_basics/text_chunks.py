@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from cs336_common.errors import InputError
+
 # Below a few MB a worker process costs more than it saves (start-up, a cold pre-token
 # cache, shipping results back); above 16 MB a worker holds too much at once.
 _MIN_CHUNK = 4 << 20
@@ -47,14 +49,18 @@ class ChunkPlan(NamedTuple):
 
 
 def plan_chunks(
-    path: str | os.PathLike, special_tokens: Sequence[str], num_workers: int | None
+    path: str | os.PathLike,
+    special_tokens: Sequence[str],
+    num_workers: int | None,
+    chunk_bytes: int | None = None,
 ) -> ChunkPlan:
     """Check that the input exists, resolve the worker count and cut the file into ranges
-    sized for it: what to hand `map_chunks`."""
+    of about ``chunk_bytes`` (default: `chunk_size` for the file and the workers): what
+    to hand `map_chunks`."""
     path = check_input(path)
     workers = resolve_workers(num_workers)
-    ranges = chunk_ranges(path, special_tokens, chunk_size(path.stat().st_size, workers))
-    return ChunkPlan(path, ranges, workers)
+    size = chunk_bytes or chunk_size(path.stat().st_size, workers)
+    return ChunkPlan(path, chunk_ranges(path, special_tokens, size), workers)
 
 
 def chunk_size(file_size: int, num_workers: int) -> int:
@@ -63,9 +69,14 @@ def chunk_size(file_size: int, num_workers: int) -> int:
 
 
 def chunk_ranges(
-    path: str | os.PathLike, special_tokens: Sequence[str], chunk_bytes: int
+    path: str | os.PathLike,
+    special_tokens: Sequence[str],
+    chunk_bytes: int,
+    *,
+    window: int = _WINDOW,
 ) -> list[tuple[int, int]]:
-    """Byte ranges [start, end) covering the file, each about `chunk_bytes` long."""
+    """Byte ranges [start, end) covering the file, each about `chunk_bytes` long; cuts
+    are searched for `window` bytes at a time."""
     size = os.path.getsize(path)
     specials = sorted({t.encode("utf-8") for t in special_tokens}, key=len, reverse=True)
     alternation = b"|".join(map(re.escape, specials))
@@ -76,9 +87,11 @@ def chunk_ranges(
     with open(path, "rb") as f:
         while cuts[-1] + chunk_bytes < size:
             pos = cuts[-1] + chunk_bytes
-            cut = _first_cut(f, pos, pos + chunk_bytes, special_re, specials) if specials else None
+            cut = None
+            if specials:
+                cut = _first_cut(f, pos, pos + chunk_bytes, special_re, specials, window)
             if cut is None:
-                cut = _first_cut(f, pos, None, any_re, specials)
+                cut = _first_cut(f, pos, None, any_re, specials, window)
             if cut is None or cut >= size:
                 break
             cuts.append(cut)
@@ -86,23 +99,25 @@ def chunk_ranges(
     return list(itertools.pairwise(cuts))
 
 
-def _first_cut(f, pos: int, stop: int | None, pattern, specials: list[bytes]) -> int | None:
+def _first_cut(
+    f, pos: int, stop: int | None, pattern, specials: list[bytes], window: int
+) -> int | None:
     """Scan from `pos` (to about `stop`, or the end) a window at a time for the first match
     of `pattern` not inside a special token: cut before a special, after a newline's
     visible character."""
     overlap = max(len(specials[0]) if specials else 0, 1)  # a match across windows is seen
     while stop is None or pos < stop:
         f.seek(pos)
-        data = f.read(_WINDOW + overlap)
+        data = f.read(window + overlap)
         for m in pattern.finditer(data):
-            if m.start() >= _WINDOW:
+            if m.start() >= window:
                 break  # the next window sees it whole
             cut = pos + (m.start() if m.lastgroup == "special" else m.end())
             if not _inside_special(f, cut, specials):
                 return cut
-        if len(data) <= _WINDOW:
+        if len(data) <= window:
             return None
-        pos += _WINDOW
+        pos += window
     return None
 
 
@@ -127,7 +142,7 @@ def read_text(path: str | os.PathLike, start: int, end: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(
+        raise InputError(
             f"{path}: invalid UTF-8 at byte {start + e.start} ({e.reason}); "
             "the input must be UTF-8 text"
         ) from None
@@ -184,6 +199,8 @@ def _with_progress(results, tasks, bar) -> Iterator:
 
 def check_input(path: str | os.PathLike) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"input {path} is a folder; expected a text file")
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     return path

@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cs336_common.errors import InputError
 from cs336_common.nn import ModelConfig
 
 _PRECISIONS = ("auto", "bf16", "fp32")
@@ -39,6 +40,7 @@ class TrainConfig:
     model: ModelConfig
     train_data: str  # token file from `cs336-basics tokenizer encode`
     val_data: str | None = None  # token file for validation (None: no validation)
+    tokenizer: str | None = None  # its tokenizer folder, copied into the run for `generate`
     out_dir: str = "runs/run"  # the run directory
     batch_size: int = 32  # sequences per micro-batch
     grad_accum_steps: int = 1  # micro-batches per optimizer step
@@ -164,13 +166,72 @@ def load_sweep(
             _set_dotted(point, key, value)
             _drop_run_length_partner(point, key)
         if axes:
-            name = ",".join(f"{k}={v}" for k, v in zip(axes, values, strict=True))
+            name = ",".join(f"{k}={_path_safe(k, v)}" for k, v in zip(axes, values, strict=True))
             point["out_dir"] = str(Path(point.get("out_dir", "runs/sweep")) / name)
         try:
             configs.append(TrainConfig.from_dict(point))
         except (ValueError, TypeError) as e:
             raise ValueError(f"{source}: {e}") from None
     return configs
+
+
+# What a resumed run may change. The model and the data define what the checkpoints
+# are; the schedule and the length may change only on request (and are recorded);
+# anything else (logging cadence, device, precision, compile, ...) is free.
+FIXED_ON_RESUME = (
+    "model", "train_data", "val_data", "tokenizer", "batch_size", "grad_accum_steps", "seed",
+    "eval_batches",
+)  # fmt: skip
+SCHEDULE = (
+    "max_steps", "total_tokens", "lr", "min_lr_ratio", "warmup_steps", "cosine_steps",
+    "weight_decay", "beta1", "beta2", "eps", "grad_clip",
+)  # fmt: skip
+# a model field that changes how attention is computed, not what the model is
+_FREE_MODEL_FIELDS = ("attention_backend",)
+
+
+def resume_changes(
+    previous: dict[str, Any], config: TrainConfig, allow_schedule_change: bool = False
+) -> dict[str, list]:
+    """The settings ``config`` changes from a run's saved config.json, as
+    ``{field: [old, new]}`` (model fields dotted). Raises `InputError` naming the fields
+    when it changes the model or the data, or the schedule without
+    ``allow_schedule_change``."""
+    old = dict(_flatten(previous))
+    new = dict(_flatten(config.to_dict()))
+    changes = {
+        k: [old.get(k), new.get(k)]
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k) and k.removeprefix("model.") not in _FREE_MODEL_FIELDS
+    }
+    fixed = [k for k in changes if k.split(".")[0] in FIXED_ON_RESUME]
+    if fixed:
+        raise InputError(
+            f"resume: {_describe(changes, fixed)}; a resumed run keeps its model and data "
+            "(start a new run for these)"
+        )
+    schedule = [k for k in changes if k in SCHEDULE]
+    if schedule and not allow_schedule_change:
+        raise InputError(
+            f"resume: {_describe(changes, schedule)}; pass --allow-schedule-change to change "
+            "the schedule or length of a run (recorded in its history.jsonl)"
+        )
+    return changes
+
+
+def _describe(changes: dict[str, list], keys: list[str]) -> str:
+    return ", ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in keys)
+
+
+def _path_safe(key: str, value: Any) -> Any:
+    """A sweep value becomes part of a run directory's name: it may not leave out_dir."""
+    text = str(value)
+    if "/" in text or "\\" in text or text in (".", "..") or "\0" in text:
+        raise InputError(
+            f"sweep {key}={text!r}: a swept value names a run directory, so it may not "
+            "contain a path separator or be '.' or '..'"
+        )
+    return value
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -234,7 +295,10 @@ def _yaml_loads(text: str, path: Path) -> Any:
         raise ValueError(
             f"config {path}: YAML configs need PyYAML (`pip install pyyaml`); or use TOML"
         ) from None
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"config {path}: {' '.join(str(e).split())}") from None
 
 
 # the two ways to set the run length: setting one (by --set, a sweep axis or a file over

@@ -1,4 +1,5 @@
-"""`cs336-scaling`: Scaling laws: IsoFLOPs fits and a local training API (CS336 assignment 3)."""
+"""`cs336-scaling`: scaling laws (IsoFLOPs and parametric fits) and a local training service
+that answers "what loss does this configuration reach?" by really training it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from collections.abc import Sequence
 from cs336_common.cli import run_cli
 
 COMMANDS = {
+    "isoflops": (
+        "cs336_scaling.commands.isoflops",
+        "IsoFLOPs fit: N_opt and D_opt power laws, predictions for 1e23/1e24 FLOPs, PNG plots",
+    ),
+    "fit": (
+        "cs336_scaling.commands.fit",
+        "parametric fit L(N, D) = E + A/N^alpha + B/D^beta with bootstrap intervals",
+    ),
+    "serve": (
+        "cs336_scaling.commands.serve",
+        "run the training service (course /loss API, async runs, budgets, dashboard)",
+    ),
+    "keys": ("cs336_scaling.commands.keys", "create and list the service's API keys"),
     "about": ("cs336_common.about", "version, summary and status of this package"),
 }
 

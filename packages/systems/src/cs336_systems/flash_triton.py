@@ -1,22 +1,32 @@
-"""FlashAttention-2 as Triton kernels: one forward kernel, and a backward of three kernels.
+"""FlashAttention-2 as Triton kernels: one forward kernel, and a backward of two or three.
 
 Forward: a program owns BLOCK_M queries of one (batch, head) and streams the key/value
 tiles through an online softmax (the algorithm of ``flash_pytorch.py``) in the base-2
-domain: scores are scaled by ``log2(e)/sqrt(d)`` so ``exp`` becomes the cheaper ``exp2``.
-It writes O and the natural-log log-sum-exp ``L``.
+domain: the scale ``log2(e)/sqrt(d)`` is folded into the one multiply-add that subtracts
+the running max, so ``exp`` becomes the cheaper ``exp2``. It writes O and the natural-log
+log-sum-exp ``L``.
 
-Backward (no atomics): ``D = rowsum(dO ∘ O)`` in a small kernel; then one kernel where a
-program owns a key tile and loops over query tiles accumulating dK and dV, and one where
-a program owns a query tile and loops over key tiles accumulating dQ. Both recompute
-``P = exp(S - L)``.
+Backward (no atomics, so bitwise reproducible): ``D = rowsum(dO ∘ O)`` in a small kernel;
+then one kernel where a program owns a key tile and loops over query tiles accumulating
+dK and dV, and one where a program owns a query tile and loops over key tiles
+accumulating dQ. Both recompute ``P = exp(S - L)``. (FlashAttention-2's single kernel
+with atomic float32 dQ sums does two fewer products per tile; on an H200 it measured
+slower here, with pointer atomics and with TMA bulk reductions alike: see the lab notes
+in ``benchmarks/results/h200_flash/``.)
 
 Causal attention skips the tiles above the diagonal, and only the tiles that cross the
 diagonal pay for a mask: every loop below is split into an unmasked run of tiles and a
 masked one. Any sequence length works (loads are masked past the end), head dims up to
 128 are padded to a power of two (at least 16, tl.dot's minimum), and 16-bit inputs feed
-the tensor cores with float32 accumulation. Tile sizes, warps and pipeline depth are
-autotuned on a GPU (``CS336_FLASH_AUTOTUNE=0`` takes the first candidate instead, for
-quick runs); under ``TRITON_INTERPRET=1`` (CPU tests) one small config is used.
+the tensor cores with float32 accumulation.
+
+Tile sizes, warps and pipeline depth come from a short candidate list per kind of input
+(``_SPACES``: 16-bit with d ≤ 64 or d > 64, TF32, exact fp32), measured on an H200 at long
+sequences. The first candidate is used as is; the others are timed only for sequences
+over 8192 tokens, where the kernels run long enough for the few per cent between them to
+matter, once per kind and length class, and Triton caches the pick on disk
+(``CS336_FLASH_AUTOTUNE=0`` always takes the first). Under ``TRITON_INTERPRET=1`` (CPU
+tests) one small config is used.
 """
 
 from __future__ import annotations
@@ -39,72 +49,122 @@ MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _AUTOTUNE = os.environ.get("CS336_FLASH_AUTOTUNE", "1") != "0"
+_LONG = 2  # the length class (over 8192 tokens) where candidates are timed
+
+# Candidates (block_a, block_b, num_warps, num_stages) per kernel and kind of input, the
+# measured best first (benchmarks/flash_configs.py; H200, (16, 1, 16384, 64) and
+# (4, 1, 16384, 128) bf16 causal). Constraints the loops rely on: BLOCK_M % BLOCK_N == 0
+# (forward and dQ: the masked diagonal run starts on a key-tile boundary) and
+# BLOCK_N1 % BLOCK_M1 == 0 (dK/dV). float32 gets one small config: exact-fp32 products
+# unroll into CUDA-core code whose compile time grows with the tile.
+_SPACES = {
+    "fwd": {
+        "16bit_d64": [(128, 64, 8, 4), (128, 64, 8, 3)],
+        "16bit_d128": [(128, 64, 8, 3), (128, 128, 8, 3)],
+        "tf32": [(64, 32, 4, 3)],
+        "ieee": [(64, 32, 4, 2)],
+    },
+    "kv": {
+        "16bit_d64": [(32, 64, 4, 3), (64, 128, 8, 2)],
+        "16bit_d128": [(64, 128, 8, 3), (32, 64, 4, 3)],
+        "tf32": [(32, 64, 4, 3)],
+        "ieee": [(32, 64, 4, 2)],
+    },
+    "dq": {
+        "16bit_d64": [(128, 64, 8, 3), (128, 32, 8, 3)],
+        "16bit_d128": [(128, 64, 8, 3), (64, 64, 4, 3)],
+        "tf32": [(64, 32, 4, 3)],
+        "ieee": [(64, 32, 4, 2)],
+    },
+}
+_BLOCK_NAMES = {"fwd": ("BLOCK_M", "BLOCK_N"), "kv": ("BLOCK_M1", "BLOCK_N1"),
+                "dq": ("BLOCK_M2", "BLOCK_N2")}  # fmt: skip
+_INTERPRETER_BLOCKS = {"fwd": (32, 16), "kv": (16, 32), "dq": (32, 16)}
 
 
-def _configs(block_names: tuple[str, str], gpu: list[tuple[int, int, int, int]], cpu: tuple):
-    """Autotune candidates ``(block_a, block_b, num_warps, num_stages)``, the first being a
-    good default; one small config for the CPU interpreter."""
-    a, b = block_names
+def _space_kind(dtype: torch.dtype, block_d: int, precision: str) -> str:
+    if dtype == torch.float32:
+        return precision
+    return "16bit_d64" if block_d <= 64 else "16bit_d128"
+
+
+def _config(kernel: str, a: int, b: int, warps: int, stages: int) -> triton.Config:
+    names = _BLOCK_NAMES[kernel]
+    return triton.Config({names[0]: a, names[1]: b}, num_warps=warps, num_stages=stages)
+
+
+def _candidates(kernel: str):
+    """Every candidate of one kernel (what the autotuner holds), and the pruning function
+    that keeps those of the call's kind of input."""
     if _INTERPRET:
-        return [triton.Config({a: cpu[0], b: cpu[1]}, num_warps=1, num_stages=1)]
-    gpu = gpu if _AUTOTUNE else gpu[:1]
-    return [triton.Config({a: x, b: y}, num_warps=w, num_stages=s) for x, y, w, s in gpu]
+        return [_config(kernel, *_INTERPRETER_BLOCKS[kernel], 1, 1)], None
+
+    def for_call(configs, nargs, **meta):
+        kind = _space_kind(nargs["Q"].dtype, meta["BLOCK_D"], meta["DOT_PRECISION"])
+        space = _SPACES[kernel][kind]
+        tune = _AUTOTUNE and max(nargs["Q_CLASS"], nargs["KV_CLASS"]) == _LONG
+        return [_config(kernel, *c) for c in (space if tune else space[:1])]
+
+    every = {c for space in _SPACES[kernel].values() for c in space}
+    # two or more, so that the autotuner consults the pruning function at all
+    return [_config(kernel, *c) for c in sorted(every)], {"early_config_prune": for_call}
 
 
 def _quick_bench(kernel_call, quantiles):
-    # Autotuning runs once per shape bucket; short timing windows keep a sweep over many
-    # shapes affordable while still ranking configs whose times differ by more than noise.
-    return triton.testing.do_bench(kernel_call, warmup=5, rep=25, quantiles=quantiles)
+    # Autotuning runs once per length class; short timing windows keep it to seconds
+    # while still ranking configs whose times differ by more than noise.
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=20, quantiles=quantiles)
 
 
-# Constraints the loops rely on: BLOCK_M % BLOCK_N == 0 (forward and dQ, so the masked
-# diagonal run starts on a key-tile boundary) and BLOCK_N1 % BLOCK_M1 == 0 (dK/dV).
-# Candidates were screened for register spills and shared memory with ptxas for sm_90
-# (bf16/fp32, d = 32..128); the first of each list fits every dtype and head dim.
-_FWD_CONFIGS = _configs(
-    ("BLOCK_M", "BLOCK_N"),
-    [(64, 32, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 8, 4), (128, 32, 8, 4)],
-    cpu=(32, 16),
-)
-_DKDV_CONFIGS = _configs(
-    ("BLOCK_M1", "BLOCK_N1"),
-    [(32, 64, 4, 4), (32, 128, 8, 3), (16, 128, 8, 4), (64, 64, 8, 3), (32, 64, 8, 3)],
-    cpu=(16, 32),
-)
-_DQ_CONFIGS = _configs(
-    ("BLOCK_M2", "BLOCK_N2"),
-    [(64, 32, 4, 4), (128, 32, 8, 3), (128, 64, 8, 3), (128, 16, 8, 4), (64, 64, 8, 3)],
-    cpu=(32, 16),
-)
-# Tuned per shape bucket (see _buckets); dtypes are part of the key automatically.
-_TUNE_KEY = ["Q_BUCKET", "KV_BUCKET", "HEAD_DIM", "IS_CAUSAL", "DOT_PRECISION"]
+def _autotune(kernel: str):
+    configs, prune = _candidates(kernel)
+    return triton.autotune(
+        configs=configs,
+        key=["Q_CLASS", "KV_CLASS", "HEAD_DIM", "IS_CAUSAL", "DOT_PRECISION"],
+        prune_configs_by=prune,
+        do_bench=_quick_bench,
+        cache_results=True,
+    )
 
 
 @triton.jit
-def _load_rows(base, offs_rows, stride_row, n_rows, offs_d, HEAD_DIM: tl.constexpr):
+def _row_mask(offs_rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Rows below ``n_rows`` (and, only when the head dim is padded, columns below it)."""
+    if HEAD_DIM == BLOCK_D:  # compile-time branch: one mask shape or the other
+        mask = offs_rows[:, None] < n_rows
+    else:
+        mask = (offs_rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM)
+    return mask
+
+
+@triton.jit
+def _load_rows(base, offs_rows, stride_row, n_rows, offs_d, HEAD_DIM: tl.constexpr,
+               BLOCK_D: tl.constexpr):  # fmt: skip
     """Rows ``offs_rows`` of a (n_rows, HEAD_DIM) matrix, zeros past either end."""
     ptrs = base + offs_rows[:, None] * stride_row + offs_d[None, :]
-    mask = (offs_rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM)
-    return tl.load(ptrs, mask=mask, other=0.0)
+    return tl.load(ptrs, mask=_row_mask(offs_rows, n_rows, offs_d, HEAD_DIM, BLOCK_D), other=0.0)
 
 
 @triton.jit
 def _fwd_tiles(
     acc, l_i, m_i, q, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, MASK: tl.constexpr,
     IS_CAUSAL: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Online-softmax update of (acc, l, m) with key tiles ``lo .. hi``."""
+    """Online-softmax update of (acc, l, m) with key tiles ``lo .. hi``; m is in log2 units."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        k = _load_rows(K, offs_n, skn, N_KV, offs_d, HEAD_DIM)
-        v = _load_rows(V, offs_n, svn, N_KV, offs_d, HEAD_DIM)
-        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        k = _load_rows(K, offs_n, skn, N_KV, offs_d, HEAD_DIM, BLOCK_D)
+        v = _load_rows(V, offs_n, svn, N_KV, offs_d, HEAD_DIM, BLOCK_D)
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
         if MASK:
             keep = offs_m[:, None] >= offs_n[None, :] if IS_CAUSAL else (offs_n < N_KV)[None, :]
-            qk = tl.where(keep, qk, -float("inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.math.exp2(qk - m_new[:, None])
+            qk = tl.where(keep, qk * qk_scale, -float("inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            p = tl.math.exp2(qk - m_new[:, None])
+        else:  # the scale rides on the multiply-add that subtracts the max
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            p = tl.math.exp2(qk * qk_scale - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
@@ -112,12 +172,12 @@ def _fwd_tiles(
     return acc, l_i, m_i
 
 
-@triton.autotune(configs=_FWD_CONFIGS, key=_TUNE_KEY, do_bench=_quick_bench)
+@_autotune("fwd")
 @triton.jit
 def _flash_fwd(
     Q, K, V, O, L,
     sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, soz, soh, son,
-    H, N_Q, N_KV, Q_BUCKET, KV_BUCKET, qk_scale,
+    H, N_Q, N_KV, Q_CLASS, KV_CLASS, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
@@ -133,7 +193,7 @@ def _flash_fwd(
     start_m = pid_m * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM)
+    q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
     m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
@@ -144,19 +204,16 @@ def _flash_fwd(
         hi = N_KV
     acc, l_i, m_i = _fwd_tiles(
         acc, l_i, m_i, q, K, V, skn, svn, offs_m, offs_d, N_KV, 0, lo, qk_scale,
-        HEAD_DIM, BLOCK_N, False, IS_CAUSAL, DOT_PRECISION,
+        HEAD_DIM, BLOCK_D, BLOCK_N, False, IS_CAUSAL, DOT_PRECISION,
     )  # fmt: skip
     acc, l_i, m_i = _fwd_tiles(
         acc, l_i, m_i, q, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
-        HEAD_DIM, BLOCK_N, True, IS_CAUSAL, DOT_PRECISION,
+        HEAD_DIM, BLOCK_D, BLOCK_N, True, IS_CAUSAL, DOT_PRECISION,
     )  # fmt: skip
     out = acc / l_i[:, None]
     o_ptrs = O + offs_m[:, None] * son + offs_d[None, :]
-    tl.store(
-        o_ptrs,
-        out.to(O.dtype.element_ty),
-        mask=(offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM),
-    )
+    tl.store(o_ptrs, out.to(O.dtype.element_ty),
+             mask=_row_mask(offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D))  # fmt: skip
     tl.store(L + zh.to(tl.int64) * N_Q + offs_m, (m_i + tl.math.log2(l_i)) * LN2, mask=offs_m < N_Q)
 
 
@@ -170,23 +227,24 @@ def _bwd_delta(
     z, h = (zh // H).to(tl.int64), (zh % H).to(tl.int64)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    o = _load_rows(O + z * soz + h * soh, offs_m, son, N_Q, offs_d, HEAD_DIM)
-    do = _load_rows(dO + z * sdz + h * sdh, offs_m, sdn, N_Q, offs_d, HEAD_DIM)
+    o = _load_rows(O + z * soz + h * soh, offs_m, son, N_Q, offs_d, HEAD_DIM, BLOCK_D)
+    do = _load_rows(dO + z * sdz + h * sdh, offs_m, sdn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(Delta + zh.to(tl.int64) * N_Q + offs_m, delta, mask=offs_m < N_Q)
 
 
 @triton.jit
-def _dkdv_tiles(
+def _kv_tiles(
     dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, hi, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_M1: tl.constexpr, MASK: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M1: tl.constexpr,
+    MASK: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Accumulate dK, dV of one key tile over query tiles ``lo .. hi`` (transposed: Pᵀ, dSᵀ)."""
+    """Accumulate dK, dV of one key tile over query tiles ``lo .. hi`` (transposed: Pᵀ, dSᵀ,
+    so both enter the products from registers)."""
     for start_m in range(lo, hi, BLOCK_M1):
         offs_m = start_m + tl.arange(0, BLOCK_M1)
-        q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM)
-        do = _load_rows(dO, offs_m, sdn, N_Q, offs_d, HEAD_DIM)
+        q = _load_rows(Q, offs_m, sqn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
+        do = _load_rows(dO, offs_m, sdn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
         # L = +inf past the last query makes P = 0 there, so padded rows contribute nothing
         lse2 = tl.load(L + offs_m, mask=offs_m < N_Q, other=float("inf")) * LOG2E
         delta = tl.load(Delta + offs_m, mask=offs_m < N_Q, other=0.0)
@@ -201,12 +259,12 @@ def _dkdv_tiles(
     return dk, dv
 
 
-@triton.autotune(configs=_DKDV_CONFIGS, key=_TUNE_KEY, do_bench=_quick_bench)
+@_autotune("kv")
 @triton.jit
-def _flash_bwd_dkdv(
+def _flash_bwd_kv(
     Q, K, V, dO, L, Delta, dK, dV,
     sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
-    H, N_Q, N_KV, Q_BUCKET, KV_BUCKET, qk_scale, sm_scale,
+    H, N_Q, N_KV, Q_CLASS, KV_CLASS, qk_scale, sm_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_M1: tl.constexpr, BLOCK_N1: tl.constexpr,
 ):  # fmt: skip
@@ -216,8 +274,8 @@ def _flash_bwd_dkdv(
     start_n = tl.program_id(0) * BLOCK_N1
     offs_n = start_n + tl.arange(0, BLOCK_N1)
     offs_d = tl.arange(0, BLOCK_D)
-    k = _load_rows(K + z * skz + h * skh, offs_n, skn, N_KV, offs_d, HEAD_DIM)
-    v = _load_rows(V + z * svz + h * svh, offs_n, svn, N_KV, offs_d, HEAD_DIM)
+    k = _load_rows(K + z * skz + h * skh, offs_n, skn, N_KV, offs_d, HEAD_DIM, BLOCK_D)
+    v = _load_rows(V + z * svz + h * svh, offs_n, svn, N_KV, offs_d, HEAD_DIM, BLOCK_D)
     Q += z * sqz + h * sqh
     dO += z * sdz + h * sdh
     L += zh.to(tl.int64) * N_Q
@@ -225,20 +283,20 @@ def _flash_bwd_dkdv(
     dk = tl.zeros([BLOCK_N1, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N1, BLOCK_D], tl.float32)
     if IS_CAUSAL:  # queries before start_n never see this tile; the diagonal run is masked
-        dk, dv = _dkdv_tiles(
+        dk, dv = _kv_tiles(
             dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q,
             start_n, tl.minimum(start_n + BLOCK_N1, N_Q), qk_scale,
-            HEAD_DIM, BLOCK_M1, True, DOT_PRECISION,
+            HEAD_DIM, BLOCK_D, BLOCK_M1, True, DOT_PRECISION,
         )  # fmt: skip
         lo = start_n + BLOCK_N1
     else:
         lo = 0
-    dk, dv = _dkdv_tiles(
+    dk, dv = _kv_tiles(
         dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, N_Q, qk_scale,
-        HEAD_DIM, BLOCK_M1, False, DOT_PRECISION,
+        HEAD_DIM, BLOCK_D, BLOCK_M1, False, DOT_PRECISION,
     )  # fmt: skip
     # dK and dV share Q/K/V's layout (the wrapper allocates them contiguous like (Z, H, N, d))
-    out_mask = (offs_n[:, None] < N_KV) & (offs_d[None, :] < HEAD_DIM)
+    out_mask = _row_mask(offs_n, N_KV, offs_d, HEAD_DIM, BLOCK_D)
     out_offs = (zh.to(tl.int64) * N_KV + offs_n[:, None]) * HEAD_DIM + offs_d[None, :]
     tl.store(dK + out_offs, (dk * sm_scale).to(dK.dtype.element_ty), mask=out_mask)
     tl.store(dV + out_offs, dv.to(dV.dtype.element_ty), mask=out_mask)
@@ -247,14 +305,14 @@ def _flash_bwd_dkdv(
 @triton.jit
 def _dq_tiles(
     dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_N2: tl.constexpr, MASK: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N2: tl.constexpr, MASK: tl.constexpr,
     IS_CAUSAL: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     """Accumulate dQ of one query tile over key tiles ``lo .. hi``."""
     for start_n in range(lo, hi, BLOCK_N2):
         offs_n = start_n + tl.arange(0, BLOCK_N2)
-        k = _load_rows(K, offs_n, skn, N_KV, offs_d, HEAD_DIM)
-        v = _load_rows(V, offs_n, svn, N_KV, offs_d, HEAD_DIM)
+        k = _load_rows(K, offs_n, skn, N_KV, offs_d, HEAD_DIM, BLOCK_D)
+        v = _load_rows(V, offs_n, svn, N_KV, offs_d, HEAD_DIM, BLOCK_D)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
         p = tl.math.exp2(qk * qk_scale - lse2[:, None])
         if MASK:
@@ -266,12 +324,12 @@ def _dq_tiles(
     return dq
 
 
-@triton.autotune(configs=_DQ_CONFIGS, key=_TUNE_KEY, do_bench=_quick_bench)
+@_autotune("dq")
 @triton.jit
 def _flash_bwd_dq(
     Q, K, V, dO, L, Delta, dQ,
     sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
-    H, N_Q, N_KV, Q_BUCKET, KV_BUCKET, qk_scale, sm_scale,
+    H, N_Q, N_KV, Q_CLASS, KV_CLASS, qk_scale, sm_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_M2: tl.constexpr, BLOCK_N2: tl.constexpr,
 ):  # fmt: skip
@@ -281,8 +339,8 @@ def _flash_bwd_dq(
     start_m = pid_m * BLOCK_M2
     offs_m = start_m + tl.arange(0, BLOCK_M2)
     offs_d = tl.arange(0, BLOCK_D)
-    q = _load_rows(Q + z * sqz + h * sqh, offs_m, sqn, N_Q, offs_d, HEAD_DIM)
-    do = _load_rows(dO + z * sdz + h * sdh, offs_m, sdn, N_Q, offs_d, HEAD_DIM)
+    q = _load_rows(Q + z * sqz + h * sqh, offs_m, sqn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
+    do = _load_rows(dO + z * sdz + h * sdh, offs_m, sdn, N_Q, offs_d, HEAD_DIM, BLOCK_D)
     row = zh.to(tl.int64) * N_Q + offs_m
     lse2 = tl.load(L + row, mask=offs_m < N_Q, other=float("inf")) * LOG2E
     delta = tl.load(Delta + row, mask=offs_m < N_Q, other=0.0)
@@ -296,14 +354,14 @@ def _flash_bwd_dq(
         hi = N_KV
     dq = _dq_tiles(
         dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, 0, lo, qk_scale,
-        HEAD_DIM, BLOCK_N2, False, IS_CAUSAL, DOT_PRECISION,
+        HEAD_DIM, BLOCK_D, BLOCK_N2, False, IS_CAUSAL, DOT_PRECISION,
     )  # fmt: skip
     dq = _dq_tiles(
         dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
-        HEAD_DIM, BLOCK_N2, True, IS_CAUSAL, DOT_PRECISION,
+        HEAD_DIM, BLOCK_D, BLOCK_N2, True, IS_CAUSAL, DOT_PRECISION,
     )  # fmt: skip
     out_offs = (zh.to(tl.int64) * N_Q + offs_m[:, None]) * HEAD_DIM + offs_d[None, :]
-    out_mask = (offs_m[:, None] < N_Q) & (offs_d[None, :] < HEAD_DIM)
+    out_mask = _row_mask(offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D)
     tl.store(dQ + out_offs, (dq * sm_scale).to(dQ.dtype.element_ty), mask=out_mask)
 
 
@@ -363,7 +421,7 @@ def _forward_op(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> tuple[Tenso
 
     _flash_fwd[grid](
         q, k, v, o, L, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-        H, n_q, n_kv, *_buckets(n_q, n_kv), _LOG2E / math.sqrt(d), **meta,
+        H, n_q, n_kv, *_length_classes(n_q, n_kv), _LOG2E / math.sqrt(d), **meta,
     )  # fmt: skip
     return O, L
 
@@ -390,7 +448,7 @@ def _backward_op(
     )  # fmt: skip
     dQ, dK, dV = (torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (Q, K, V))
     args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv)
-    args = (*args, *_buckets(n_q, n_kv), _LOG2E / math.sqrt(d), 1.0 / math.sqrt(d))
+    args = (*args, *_length_classes(n_q, n_kv), _LOG2E / math.sqrt(d), 1.0 / math.sqrt(d))
 
     def grid_kv(cfg):
         return (triton.cdiv(n_kv, cfg["BLOCK_N1"]), Z * H)
@@ -398,7 +456,7 @@ def _backward_op(
     def grid_q(cfg):
         return (triton.cdiv(n_q, cfg["BLOCK_M2"]), Z * H)
 
-    _flash_bwd_dkdv[grid_kv](q, k, v, do, L, delta, dK, dV, *args, **meta)
+    _flash_bwd_kv[grid_kv](q, k, v, do, L, delta, dK, dV, *args, **meta)
     _flash_bwd_dq[grid_q](q, k, v, do, L, delta, dQ, *args, **meta)
     return dQ, dK, dV
 
@@ -425,10 +483,14 @@ class FlashAttentionTriton(torch.autograd.Function):
         return *_backward_op(*ctx.saved_tensors, dO, ctx.is_causal), None
 
 
-def _buckets(n_q: int, n_kv: int) -> tuple[int, int]:
-    # Shapes are tuned per power-of-two bucket, so e.g. decoding with a growing KV cache
-    # does not re-tune at every length.
-    return triton.next_power_of_2(n_q), triton.next_power_of_2(n_kv)
+def _length_classes(n_q: int, n_kv: int) -> tuple[int, int]:
+    # Configs are tuned per length class (short / medium / long), so a sweep over lengths
+    # or decoding with a growing KV cache does not re-tune at every length.
+    return _length_class(n_q), _length_class(n_kv)
+
+
+def _length_class(n: int) -> int:
+    return 0 if n <= 1024 else 1 if n <= 8192 else _LONG
 
 
 def _kernel_meta(d: int, is_causal: bool, dtype: torch.dtype) -> dict:

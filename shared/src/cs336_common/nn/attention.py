@@ -96,10 +96,14 @@ class MultiHeadSelfAttention(nn.Module):
         *,
         kv_cache: KVCache | None = None,
         layer_idx: int = 0,
+        attn_mask: Tensor | None = None,
     ) -> Tensor:
         """token_positions: int (..., seq) or (seq,), default ``start .. start+seq-1``
         where start is ``kv_cache.length`` (0 without a cache). With ``kv_cache``, x
-        continues the cached sequence and its keys/values go into slot ``layer_idx``."""
+        continues the cached sequence and its keys/values go into slot ``layer_idx``.
+        ``attn_mask``: bool, broadcastable to (batch, 1, seq, keys), True = may attend; it
+        replaces the causal mask (padded batches). A backend function takes no mask, so
+        masked attention runs the from-scratch kernel for ``"naive"``, else PyTorch's SDPA."""
         *lead, seq, d = x.shape
         x = x.reshape(-1, seq, d)
         q, k, v = (self._split_heads(t) for t in self._project_qkv(x))
@@ -114,7 +118,9 @@ class MultiHeadSelfAttention(nn.Module):
             q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)
-        if seq == k.shape[-2]:
+        if attn_mask is not None:
+            out = self._masked_attention(q, k, v, attn_mask)
+        elif seq == k.shape[-2]:
             out = self._attention(q, k, v, True)
         elif seq == 1:  # one new token attends to every cached position
             out = self._attention(q, k, v, False)
@@ -122,6 +128,11 @@ class MultiHeadSelfAttention(nn.Module):
             out = scaled_dot_product_attention(q, k, v, causal_mask(seq, k.shape[-2], x.device))
         out = out.transpose(1, 2).reshape(*lead, seq, d)
         return self.output_proj(out)
+
+    def _masked_attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        if self.attention_backend == "naive":
+            return scaled_dot_product_attention(q, k, v, mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def extra_repr(self) -> str:
         backend = getattr(self.attention_backend, "__name__", self.attention_backend)

@@ -71,9 +71,9 @@ class ModelConfig:
     attention_backend: str | Callable = "naive"
 
     def __post_init__(self):
-        if self.d_ff is None:
-            self.d_ff = default_d_ff(self.d_model)
         for name in ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff"):
+            if name == "d_ff" and self.d_ff is None:  # d_model is checked by now
+                self.d_ff = default_d_ff(self.d_model)
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")

@@ -1,7 +1,9 @@
 """Key/value cache for incremental decoding.
 
 Keys and values of every layer are preallocated for the whole context, so a decoding
-step writes one slot per layer and never reallocates or concatenates.
+step writes one slot per layer and never reallocates or concatenates. All rows share one
+slot counter; rows of different lengths are left-padded, and the cache then keeps a
+per-slot mask of which positions are real (``key_mask``) so that padding is never attended.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class KVCache:
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
+        # (batch_size, max_seq_len) bool, True = a real token; None while nothing is padded
+        self.key_mask: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -58,9 +62,38 @@ class KVCache:
     def advance(self, n: int) -> None:
         self.length += n
 
+    def write_mask(self, mask: Tensor | None, seq: int) -> Tensor | None:
+        """Record which of the next ``seq`` slots are real (mask: bool (batch, seq); None:
+        all of them) and return the key mask of slots ``0 .. length+seq-1``, or None when
+        no slot so far is padding."""
+        if mask is None and self.key_mask is None:
+            return None
+        end = self.length + seq
+        if self.key_mask is None:
+            self.key_mask = torch.ones(
+                self.batch_size, self.max_seq_len, dtype=torch.bool, device=self.keys.device
+            )
+        self.key_mask[:, self.length : end] = True if mask is None else mask
+        return self.key_mask[:, :end]
+
+    def real_lengths(self) -> Tensor:
+        """int64 (batch_size,): the number of real (unpadded) cached tokens per row."""
+        if self.key_mask is None:
+            return torch.full((self.batch_size,), self.length, device=self.keys.device)
+        return self.key_mask[:, : self.length].sum(-1)
+
+    def select_rows(self, rows: Tensor) -> None:
+        """Keep only batch rows ``rows`` (int indices, repeats allowed), in that order:
+        drop finished sequences, or repeat a prefilled prompt for several samples."""
+        self.keys = self.keys[:, rows]
+        self.values = self.values[:, rows]
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask[rows]
+
     def reset(self) -> None:
         """Forget every cached position (the buffers are reused)."""
         self.length = 0
+        self.key_mask = None
 
     def __repr__(self) -> str:
         L, B, H, T, D = self.keys.shape

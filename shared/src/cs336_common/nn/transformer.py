@@ -79,8 +79,13 @@ class TransformerBlock(nn.Module):
         *,
         kv_cache: KVCache | None = None,
         layer_idx: int = 0,
+        attn_mask: Tensor | None = None,
     ) -> Tensor:
-        attn = lambda h: self.attn(h, token_positions, kv_cache=kv_cache, layer_idx=layer_idx)  # noqa: E731
+        def attn(h: Tensor) -> Tensor:
+            return self.attn(
+                h, token_positions, kv_cache=kv_cache, layer_idx=layer_idx, attn_mask=attn_mask
+            )
+
         if self.post_norm:
             x = self.ln1(x + attn(x))
             return self.ln2(x + self.ffn(x))
@@ -169,42 +174,80 @@ class TransformerLM(nn.Module):
     def from_config(cls, config: ModelConfig, device=None, dtype=None) -> TransformerLM:
         return cls(**config.to_dict(), device=device, dtype=dtype)
 
-    def new_kv_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
-        """An empty cache for ``batch_size`` sequences of up to ``context_length`` tokens,
-        on the model's device and in its dtype unless given."""
+    def new_kv_cache(
+        self, batch_size: int, device=None, dtype=None, max_seq_len: int | None = None
+    ) -> KVCache:
+        """An empty cache for ``batch_size`` sequences of up to ``max_seq_len`` slots
+        (default ``context_length``), on the model's device and in its dtype unless given.
+        Left-padded rows may need more slots than ``context_length``."""
         w = self.lm_head.weight
         cfg = self.config
         return KVCache(
             cfg.num_layers,
             batch_size,
             cfg.num_heads,
-            cfg.context_length,
+            cfg.context_length if max_seq_len is None else max_seq_len,
             cfg.d_head,
             device=w.device if device is None else device,
             dtype=w.dtype if dtype is None else dtype,
         )
 
-    def forward(self, in_indices: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self,
+        in_indices: Tensor,
+        kv_cache: KVCache | None = None,
+        *,
+        token_positions: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> Tensor:
         """in_indices: int (batch, seq) -> logits (batch, seq, vocab_size).
 
-        With ``kv_cache``, ``in_indices`` are positions ``kv_cache.length ...``: prefill
+        With ``kv_cache``, ``in_indices`` are slots ``kv_cache.length ...``: prefill
         with the prompt, then feed one token per call; the cache grows by ``seq``.
-        """
-        return self.lm_head(self.features(in_indices, kv_cache))
 
-    def features(self, in_indices: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        Batches of different lengths: ``attention_mask``, bool (batch, seq), is False at
+        padding, which goes before each row's tokens (left padding). No position attends
+        to padding (a padded position sees only itself; its logits are meaningless). A
+        cache remembers the mask, so later calls need none for their (real) tokens.
+        ``token_positions``, int (batch, seq), are the RoPE positions; by default each
+        token's position is the number of real tokens before it in its row, so a padded
+        row gives the logits it gives alone. Without either, nothing changes.
+        """
+        return self.lm_head(
+            self.features(
+                in_indices, kv_cache, token_positions=token_positions, attention_mask=attention_mask
+            )
+        )
+
+    def features(
+        self,
+        in_indices: Tensor,
+        kv_cache: KVCache | None = None,
+        *,
+        token_positions: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> Tensor:
         """The LM head's input, (batch, seq, d_model): ``forward`` without the head.
         Training through ``linear_cross_entropy(model.features(x), model.lm_head.weight,
         y)`` (`cs336_common.train`) never materialises the logits."""
-        self._check_input(in_indices, kv_cache)
+        self._check_input(in_indices, kv_cache, token_positions)
+        seq = in_indices.shape[1]
+        key_mask = attention_mask if kv_cache is None else kv_cache.write_mask(attention_mask, seq)
+        attn_mask = None
+        if key_mask is not None:
+            if token_positions is None:
+                before = 0 if kv_cache is None else kv_cache.real_lengths()[:, None]
+                new = key_mask[:, key_mask.shape[1] - seq :]
+                token_positions = (before + new.cumsum(-1) - 1).clamp(min=0)
+            attn_mask = _padded_causal_mask(key_mask, seq)
         x = self.token_embeddings(in_indices)
         for i, layer in enumerate(self.layers):
-            x = layer(x, kv_cache=kv_cache, layer_idx=i)
+            x = layer(x, token_positions, kv_cache=kv_cache, layer_idx=i, attn_mask=attn_mask)
         if kv_cache is not None:
-            kv_cache.advance(in_indices.shape[1])
+            kv_cache.advance(seq)
         return self.ln_final(x)
 
-    def _check_input(self, ids: Tensor, kv_cache: KVCache | None) -> None:
+    def _check_input(self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None) -> None:
         cfg = self.config
         if ids.ndim != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
             raise ValueError(
@@ -212,7 +255,17 @@ class TransformerLM(nn.Module):
                 f"got {ids.dtype} of shape {tuple(ids.shape)}"
             )
         start = 0 if kv_cache is None else kv_cache.length
-        if start + ids.shape[1] > cfg.context_length:
+        if positions is not None:
+            # padded rows may use more cache slots than positions: the positions must fit
+            last = -1
+            if not torch.compiler.is_compiling() and positions.numel():
+                last = int(positions.max())
+            if last >= cfg.context_length:
+                raise ValueError(
+                    f"token position {last} is beyond the model's context_length "
+                    f"{cfg.context_length}"
+                )
+        elif start + ids.shape[1] > cfg.context_length:
             where = f" after {start} cached positions" if start else ""
             raise ValueError(
                 f"sequence of {ids.shape[1]} tokens{where} is longer than the model's "
@@ -232,3 +285,13 @@ class TransformerLM(nn.Module):
                     f"token ids must be in [0, {cfg.vocab_size - 1}] (vocab_size "
                     f"{cfg.vocab_size}); got ids in [{lo}, {hi}]"
                 )
+
+
+def _padded_causal_mask(key_mask: Tensor, seq: int) -> Tensor:
+    """key_mask: bool (batch, keys), True = real token -> bool (batch, 1, seq, keys) for
+    the last ``seq`` of the ``keys`` slots: causal, padding hidden, and each query always
+    sees itself (so a padded query's softmax has a key and stays finite)."""
+    n = key_mask.shape[1]
+    q = torch.arange(n - seq, n, device=key_mask.device)[:, None]
+    k = torch.arange(n, device=key_mask.device)[None, :]
+    return ((k <= q) & key_mask[:, None, :] | (k == q))[:, None]

@@ -35,3 +35,35 @@ def get_batch(
     else:
         batch = batch.to(device)
     return batch[:, :-1], batch[:, 1:]
+
+
+class RandomBatches:
+    """An endless iterator of `get_batch` batches from one numpy generator seeded with
+    ``seed``; its ``state_dict`` is the generator state, so a resumed run draws the
+    same batches the uninterrupted one would have."""
+
+    def __init__(
+        self,
+        dataset: npt.NDArray,
+        batch_size: int,
+        context_length: int,
+        device: str | torch.device,
+        seed: int | list[int] = 0,
+    ):
+        self.dataset, self.batch_size, self.context_length = dataset, batch_size, context_length
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self) -> RandomBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return get_batch(
+            self.dataset, self.batch_size, self.context_length, self.device, rng=self.rng
+        )
+
+    def state_dict(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

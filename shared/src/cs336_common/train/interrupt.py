@@ -1,8 +1,9 @@
-"""Ctrl-C that lets the current training step finish.
+"""Ctrl-C and SIGTERM that let the current training step finish.
 
 A KeyboardInterrupt raised mid-step could leave the optimizer half updated; instead the
-first SIGINT only sets a flag that the loop checks between steps (where it can save a
-consistent checkpoint). A second Ctrl-C interrupts at once.
+first SIGINT (Ctrl-C) or SIGTERM (what Slurm and Kubernetes send before killing a job)
+only sets a flag that the loop checks between steps, where it can save a consistent
+checkpoint and then raise `Interrupted`. A second signal interrupts at once.
 """
 
 from __future__ import annotations
@@ -10,27 +11,54 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal after checkpointing; ``exit_code`` is the shell's
+    convention for death by that signal (128 + signum: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message or f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class StopRequest:
+    """Truthy call result once a signal arrived; ``signum`` says which (None before)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
 
 
 @contextlib.contextmanager
-def deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Yield ``requested()``: whether Ctrl-C was pressed since entering. Outside the main
-    thread (where Python cannot install signal handlers) it is always False."""
+def deferred_interrupt(
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[StopRequest]:
+    """Yield a `StopRequest`: ``requested()`` tells whether one of ``signals`` arrived
+    since entering. Outside the main thread (where Python cannot install signal
+    handlers) it is always False. The previous handlers are restored on exit."""
+    request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield request
         return
-    pressed = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-        print("\nstopping after this step (Ctrl-C again to stop now)", flush=True)
+        if request.signum is not None:
+            raise Interrupted(signum, "interrupted at once (second signal)")
+        request.signum = signum
+        again = "Ctrl-C" if signum == signal.SIGINT else "signal"
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step ({again} again to stop now)",
+            flush=True,
+        )
 
-    signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
-        yield pressed.is_set
+        yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cs336_common.checks import read_json
+from cs336_common.errors import InputError
 from cs336_common.io import atomic_path, write_text_atomic
+
+# ids checked per vectorised pass: 64 MB of uint32 at a time, whatever the file's size
+_CHECK_CHUNK = 1 << 24
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -45,8 +50,12 @@ def save_token_file(path: str | os.PathLike, ids, vocab_size: int) -> None:
     write_token_file_meta(path, vocab_size, int(arr.size))
 
 
-def open_token_file(path: str | os.PathLike) -> np.memmap:
-    """Memory-map a token file read-only, checking it against its sidecar."""
+def open_token_file(path: str | os.PathLike, vocab_size: int | None = None) -> np.memmap:
+    """Memory-map a token file read-only, checking it against its sidecar; with
+    ``vocab_size`` (the model's), also check that every id in the file is below it.
+
+    A malformed sidecar, a size that disagrees with it or an id out of range is an
+    `InputError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"token file not found: {path}")
@@ -55,14 +64,64 @@ def open_token_file(path: str | os.PathLike) -> np.memmap:
         raise FileNotFoundError(
             f"{side} is missing: token files are written by `cs336-basics tokenizer encode`"
         )
-    meta = json.loads(side.read_text(encoding="utf-8"))
-    dtype = np.dtype(meta["dtype"])
-    expected = int(meta["num_tokens"]) * dtype.itemsize
+    dtype, num_tokens, file_vocab = _read_meta(side)
+    expected = num_tokens * dtype.itemsize
     if path.stat().st_size != expected:
-        raise ValueError(
-            f"{path}: {path.stat().st_size} bytes, but {side} says {meta['num_tokens']} tokens "
+        raise InputError(
+            f"{path}: {path.stat().st_size} bytes, but {side} says {num_tokens} tokens "
             f"of {dtype} ({expected} bytes); the file is truncated or from another run"
         )
-    if expected == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r")
+    data = np.zeros(0, dtype=dtype) if expected == 0 else np.memmap(path, dtype=dtype, mode="r")
+    if vocab_size is not None:
+        if file_vocab is not None and file_vocab > vocab_size:
+            raise InputError(
+                f"{path} was encoded with a vocabulary of {file_vocab} tokens, but the model "
+                f"has vocab_size={vocab_size}; encode it with the model's tokenizer"
+            )
+        check_token_ids(data, vocab_size, path)
+    return data
+
+
+def check_token_ids(
+    ids: np.ndarray, vocab_size: int, where: str | os.PathLike = "token ids"
+) -> None:
+    """Raise `InputError` unless every id lies in ``[0, vocab_size)``: one vectorised
+    max over the whole array (a memmap is read in chunks, so memory stays flat)."""
+    for start in range(0, len(ids), _CHECK_CHUNK):
+        chunk = ids[start : start + _CHECK_CHUNK]
+        top = int(chunk.max())
+        if top >= vocab_size:
+            at = start + int(np.argmax(chunk >= vocab_size))
+            raise InputError(
+                f"{where}: token id {int(ids[at])} at position {at:,} is >= vocab_size="
+                f"{vocab_size}; was it encoded with another tokenizer?"
+            )
+
+
+def _read_meta(side: Path) -> tuple[np.dtype, int, int | None]:
+    """(dtype, num_tokens, vocab_size or None) from a sidecar, every field checked."""
+    meta = read_json(side, "token-file sidecar")
+    if not isinstance(meta, dict):
+        raise InputError(f"{side}: expected a JSON object with dtype and num_tokens")
+    for key in ("dtype", "num_tokens"):
+        if key not in meta:
+            raise InputError(f"{side}: missing field {key!r}")
+    try:
+        dtype = np.dtype(meta["dtype"])
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind != "u" or dtype.byteorder == ">":
+        raise InputError(
+            f"{side}: dtype {meta['dtype']!r} is not a little-endian unsigned integer type "
+            "(token files hold <u2 or <u4 ids)"
+        )
+    counts = {k: meta.get(k) for k in ("num_tokens", "vocab_size")}
+    for key, value in counts.items():
+        if value is not None and (type(value) is not int or value < 0):
+            raise InputError(f"{side}: {key} must be a non-negative integer, got {value!r}")
+    return dtype, counts["num_tokens"], counts["vocab_size"]
+
+
+def token_file_vocab_size(path: str | os.PathLike) -> int | None:
+    """The vocabulary size a token file's sidecar records (None when it records none)."""
+    return _read_meta(_sidecar(path))[2]

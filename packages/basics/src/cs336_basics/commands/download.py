@@ -21,7 +21,17 @@ def add_arguments(parser):
 
 
 def run(args):
-    from cs336_basics.download import download_dataset
+    import urllib.error
 
-    for path in download_dataset(args.dataset, args.out, progress=not args.no_progress):
-        print(path)
+    from cs336_basics.download import download_dataset
+    from cs336_common.checks import check_output
+    from cs336_common.cli import one_line
+    from cs336_common.errors import UserError
+
+    check_output(args.out, directory=True)
+    try:
+        for path in download_dataset(args.dataset, args.out, progress=not args.no_progress):
+            print(path)
+    except OSError as e:  # no network, DNS, HTTP errors, a cut connection: the user can retry
+        reason = e.reason if isinstance(e, urllib.error.URLError) else one_line(e)
+        raise UserError(f"download failed: {reason}; run it again to resume") from e

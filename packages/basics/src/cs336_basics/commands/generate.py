@@ -11,6 +11,8 @@ Examples:
 
 from __future__ import annotations
 
+from cs336_common.cli import non_negative_float, non_negative_int, probability
+
 
 def add_arguments(parser):
     parser.add_argument("--run", required=True, help="training run directory")
@@ -21,9 +23,9 @@ def add_arguments(parser):
         required=True,
         help="prompt text; repeat for a batch (an empty prompt starts a new document)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]")
+    parser.add_argument("--max-new-tokens", type=non_negative_int, default=128)
+    parser.add_argument("--temperature", type=non_negative_float, default=1.0, help="0: greedy")
+    parser.add_argument("--top-p", type=probability, default=1.0, help="nucleus mass in (0, 1]")
     parser.add_argument(
         "--eos-token",
         default="<|endoftext|>",
@@ -35,13 +37,13 @@ def add_arguments(parser):
 
 def run(args):
     from cs336_basics.generation import generate
-    from cs336_basics.trainer import load_trained_model
     from cs336_common.device import resolve_device
     from cs336_common.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.tokenizer)
-    model = load_trained_model(args.run, device=resolve_device(args.device))
+    model = _load_model(args.run, resolve_device(args.device))
     eos = args.eos_token if args.eos_token in tokenizer.special_tokens else None
+    _check_fits(args, tokenizer, model, eos)
     outputs = generate(
         model,
         tokenizer,
@@ -54,3 +56,55 @@ def run(args):
     )
     for prompt, text in zip(args.prompt, outputs, strict=True):
         print(f"{prompt}{text}\n{'-' * 40}")
+
+
+def _load_model(run_dir: str, device):
+    """The run's model; a run without config or checkpoint, or one that does not load,
+    is a `UserError` naming the file."""
+    import pickle
+    import zipfile
+
+    from cs336_basics.run_dir import RunDir
+    from cs336_basics.trainer import load_trained_model
+    from cs336_common.cli import one_line
+    from cs336_common.errors import UserError
+
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"--run {run_dir}: no such training run directory")
+    try:
+        return load_trained_model(run.path, device=device)
+    except (UserError, FileNotFoundError):
+        raise
+    except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as e:  # fmt: skip
+        raise UserError(
+            f"--run {run_dir}: cannot load its model from {run.config.name} and "
+            f"{run.latest_checkpoint()}: {one_line(e)[:300]}"
+        ) from e
+
+
+def _check_fits(args, tokenizer, model, eos: str | None) -> None:
+    """Refuse a tokenizer that does not match the model, and prompts that do not fit in
+    its context, before sampling anything."""
+    from cs336_common.errors import UserError
+
+    cfg = model.config
+    if tokenizer.vocab_size > cfg.vocab_size:
+        raise UserError(
+            f"--tokenizer {args.tokenizer} has {tokenizer.vocab_size} tokens but the model of "
+            f"--run {args.run} has vocab_size={cfg.vocab_size}: not the tokenizer it was "
+            "trained with"
+        )
+    for i, prompt in enumerate(args.prompt, 1):
+        n = len(tokenizer.encode(prompt)) or (1 if eos else 0)
+        if n == 0:
+            raise UserError(
+                f"--prompt {i} is empty but the tokenizer has no --eos-token "
+                f"{args.eos_token!r} to start a document from"
+            )
+        if n > cfg.context_length:
+            raise UserError(
+                f"--prompt {i} is {n} tokens long; the model of --run {args.run} reads at most "
+                f"context_length={cfg.context_length}"
+            )

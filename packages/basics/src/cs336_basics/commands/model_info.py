@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cs336_common.cli import positive_int
+from cs336_common.errors import InputError
+
 GPT2 = ["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"]
 _FLOP_ROWS = [
     ("attention_projections", "  attention q/k/v/out"),
@@ -37,7 +40,10 @@ def add_arguments(parser):
         "config names or inline JSON; default: the four GPT-2 sizes",
     )
     parser.add_argument(
-        "--seq-len", type=int, default=None, help="tokens per sequence (default: context_length)"
+        "--seq-len",
+        type=positive_int,
+        default=None,
+        help="tokens per sequence (default: context_length)",
     )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
@@ -45,8 +51,6 @@ def add_arguments(parser):
 def run(args):
     from cs336_common.nn import MODEL_PRESETS, count_parameters, flops_per_token
 
-    if args.seq_len is not None and args.seq_len < 1:
-        raise SystemExit(f"--seq-len must be >= 1, got {args.seq_len}")
     rows = {}
     for spec in args.config:
         name, cfg = _load(spec, MODEL_PRESETS)
@@ -78,12 +82,12 @@ def _load(spec: str, presets):
             raise ValueError(f"expected a JSON object, got {d!r}")
         return name, _model_from_dict(d.get("model", d))
     except FileNotFoundError:
-        raise SystemExit(
+        raise InputError(
             f"--config {spec!r} is neither a preset ({', '.join(presets)}), a config file, "
             "a shipped config nor inline JSON"
         ) from None
     except (ValueError, TypeError) as e:
-        raise SystemExit(f"--config {spec!r}: {e}") from None
+        raise InputError(f"--config {spec!r}: {e}") from None
 
 
 def _si(x: float, unit: str = "") -> str:

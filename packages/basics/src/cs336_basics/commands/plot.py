@@ -11,7 +11,11 @@ Examples:
 
 def add_arguments(parser):
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training run directories")
-    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="image to write; its suffix picks the format (.png, .pdf, .svg)",
+    )
     parser.add_argument("--x-axis", choices=["step", "tokens"], default="step")
     parser.add_argument("--log-y", action="store_true", help="logarithmic loss axis")
     parser.add_argument("--title", default=None)

@@ -11,15 +11,19 @@ config, metrics, checkpoint) and loss.png. Afterwards, sample more with
 
 from __future__ import annotations
 
+from cs336_common.cli import positive_int
+
 
 def add_arguments(parser):
     parser.add_argument("--out", default="runs/quickstart", help="output directory")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 400)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=None, help="training steps (default 400)"
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads for torch (default: one per core); on a busy shared machine "
         "--threads 1 avoids threads waiting on each other and is often several times faster",

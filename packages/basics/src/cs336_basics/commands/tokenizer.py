@@ -19,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+from cs336_common.cli import positive_int
+
 _SAMPLE_BYTES = 1 << 20  # compression is measured on the input's first MiB
 
 
@@ -31,7 +33,9 @@ def add_arguments(parser):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--input", required=True, help="UTF-8 text file")
-    train.add_argument("--vocab-size", type=int, required=True, help="bytes + specials + merges")
+    train.add_argument(
+        "--vocab-size", type=positive_int, required=True, help="bytes + specials + merges"
+    )
     train.add_argument(
         "--special-token",
         action="append",
@@ -40,7 +44,9 @@ def add_arguments(parser):
         help="a special token, e.g. '<|endoftext|>' (repeatable)",
     )
     train.add_argument("--out", required=True, help="directory for tokenizer.json")
-    train.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    train.add_argument(
+        "--workers", type=positive_int, default=None, help="processes (default: CPUs)"
+    )
     train.set_defaults(_action=_train)
 
     encode = sub.add_parser(
@@ -51,24 +57,27 @@ def add_arguments(parser):
     encode.add_argument("--tokenizer", required=True, help="directory written by `train`")
     encode.add_argument("--input", required=True, help="UTF-8 text file")
     encode.add_argument("--out", required=True, help="token file to write, e.g. train.bin")
-    encode.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    encode.add_argument(
+        "--workers", type=positive_int, default=None, help="processes (default: CPUs)"
+    )
     encode.set_defaults(_action=_encode)
 
 
 def run(args):
-    if args.workers is not None and args.workers < 1:
-        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
-    try:
-        return args._action(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    return args._action(args)
 
 
 def _train(args):
     from cs336_basics.bpe import train_bpe
+    from cs336_basics.text_chunks import check_input
+    from cs336_common.checks import check_output
     from cs336_common.io import write_text_atomic
-    from cs336_common.tokenizer import Tokenizer
+    from cs336_common.tokenizer import FILE_NAME, Tokenizer
 
+    check_input(args.input)
+    out = check_output(args.out, inputs=[args.input], directory=True)
+    for name in (FILE_NAME, "summary.json"):
+        check_output(out / name, inputs=[args.input])
     start = time.perf_counter()
     vocab, merges = train_bpe(
         args.input, args.vocab_size, args.special_token, num_workers=args.workers, progress=True
@@ -105,11 +114,16 @@ def _summary(tokenizer, input_path: Path, seconds: float) -> dict:
 
 def _encode(args):
     from cs336_basics.corpus_encoding import encode_file
-    from cs336_basics.text_chunks import resolve_workers
-    from cs336_common.tokenizer import Tokenizer
+    from cs336_basics.text_chunks import check_input, resolve_workers
+    from cs336_common.checks import check_output
+    from cs336_common.tokenizer import FILE_NAME, Tokenizer
     from cs336_common.train.token_file import token_dtype
 
     tokenizer = Tokenizer.load(args.tokenizer)
+    tokenizer_file = Path(args.tokenizer)
+    inputs = [check_input(args.input), tokenizer_file, tokenizer_file / FILE_NAME]
+    check_output(args.out, inputs=inputs)
+    check_output(f"{args.out}.json", inputs=inputs)
     start = time.perf_counter()
     num_tokens = encode_file(
         tokenizer, args.input, args.out, num_workers=args.workers, progress=True

@@ -11,6 +11,13 @@ Examples:
   cs336-basics train lr_sweep --set total_tokens=40_960_000
   cs336-basics train tinystories --sweep lr=1e-3,3e-3 --set out_dir=runs/my_sweep
   cs336-basics train --resume runs/tinystories
+  cs336-basics train --resume runs/tinystories --set max_steps=20000 --allow-schedule-change
+
+Resuming keeps the model and the data of the run (a changed one is refused, naming the
+fields); schedule and length changes (max_steps, total_tokens, lr, warmup_steps, ...)
+need --allow-schedule-change and are recorded in the run's history.jsonl. SIGINT
+(Ctrl-C) or SIGTERM finishes the current step, checkpoints and exits with 130 or 143;
+`--resume` continues exactly. One process at a time may train into a run directory.
 """
 
 import sys
@@ -35,36 +42,60 @@ def add_arguments(parser):
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint"
     )
+    parser.add_argument(
+        "--allow-schedule-change",
+        action="store_true",
+        help="with --resume: accept --set changes of the schedule or length (max_steps, "
+        "total_tokens, lr, min_lr_ratio, warmup_steps, cosine_steps, ...)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args):
-    from cs336_basics.run_dir import RunDir
-    from cs336_basics.train_config import load_sweep
+    import torch
+
     from cs336_basics.trainer import TrainingDiverged, train
+    from cs336_common.cli import one_line
+    from cs336_common.errors import UsageError, UserError
+    from cs336_common.lock import DirectoryLocked
 
-    if args.resume:
-        if args.config or args.sweep:
-            raise SystemExit("--resume RUN_DIR takes its config from the run; drop CONFIG/--sweep")
-        source, overrides = RunDir(args.resume).config, [*args.set, f"out_dir={args.resume!r}"]
-        if not source.is_file():
-            raise SystemExit(f"--resume {args.resume}: {source} not found")
-    elif args.config:
-        source, overrides = args.config, args.set
-    else:
-        raise SystemExit("give a CONFIG file or shipped name, or --resume RUN_DIR")
-    try:
-        configs = load_sweep(source, overrides, args.sweep)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(str(e)) from None
-
+    if args.allow_schedule_change and not args.resume:
+        raise UsageError("--allow-schedule-change goes with --resume RUN_DIR")
+    configs = _load_configs(args)
+    _check_runs(configs)
     failed = 0
     for config in configs:
         try:
-            result = train(config, resume=bool(args.resume), progress=not args.no_progress)
-        except (TrainingDiverged, FileExistsError, FileNotFoundError) as e:
-            print(f"{config.out_dir}: {e}", file=sys.stderr)
+            result = train(
+                config,
+                resume=bool(args.resume),
+                progress=not args.no_progress,
+                allow_schedule_change=args.allow_schedule_change,
+            )
+        except (
+            TrainingDiverged,
+            UserError,
+            FileExistsError,
+            FileNotFoundError,
+            DirectoryLocked,
+        ) as e:
+            if args.debug:
+                raise
+            print(f"{args.prog}: error: {config.out_dir}: {one_line(e)}", file=sys.stderr)
             failed += 1
+            continue
+        except torch.cuda.OutOfMemoryError:
+            if args.debug:
+                raise
+            print(f"{args.prog}: error: {config.out_dir}: {_OOM_HINT}", file=sys.stderr)
+            failed += 1
+            continue
+        if result.already_finished:
+            print(
+                f"{result.run_dir}: already finished ({result.steps} of {config.num_steps} "
+                f"steps); to train longer: cs336-basics train --resume {result.run_dir} "
+                "--set max_steps=N --allow-schedule-change"
+            )
             continue
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
         print(
@@ -73,3 +104,48 @@ def run(args):
             f"{result.wall_time_s / 60:.1f} min"
         )
     return 1 if failed else 0
+
+
+_OOM_HINT = (
+    "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens per "
+    "step) or context_length"
+)
+
+
+def _load_configs(args):
+    from cs336_basics.run_dir import RunDir
+    from cs336_basics.train_config import load_sweep
+    from cs336_common.errors import InputError, UsageError
+
+    if args.resume:
+        if args.config or args.sweep:
+            raise UsageError("--resume RUN_DIR takes its config from the run; drop CONFIG/--sweep")
+        source, overrides = RunDir(args.resume).config, [*args.set, f"out_dir={args.resume!r}"]
+        if not source.is_file():
+            raise FileNotFoundError(f"--resume {args.resume}: {source} not found")
+    elif args.config:
+        source, overrides = args.config, args.set
+    else:
+        raise UsageError("give a CONFIG file or shipped name, or --resume RUN_DIR")
+    try:
+        return load_sweep(source, overrides, args.sweep)
+    except ValueError as e:  # every mistake in a config file or --set/--sweep
+        raise InputError(str(e)) from None
+
+
+def _check_runs(configs) -> None:
+    """The device, token files (every id against the model's vocabulary) and run
+    directory of every run, before the first starts: a mistake fails now, not hours into
+    a sweep."""
+    from cs336_common.checks import check_output
+    from cs336_common.device import resolve_device
+    from cs336_common.train.token_file import open_token_file
+
+    data = set()
+    for config in configs:
+        resolve_device(config.device)
+        paths = [p for p in (config.train_data, config.val_data) if p is not None]
+        check_output(config.out_dir, inputs=paths, flag="out_dir", directory=True)
+        data.update((path, config.model.vocab_size) for path in paths)
+    for path, vocab_size in sorted(data):
+        open_token_file(path, vocab_size=vocab_size)

@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from cs336_common.device import resolve_device, synchronize
+from cs336_common.errors import InputError
 from cs336_systems.bench.flash import naive_attention
 from cs336_systems.bench.harness import (
     OOM,
@@ -38,7 +39,7 @@ class AttentionBenchConfig:
     def __post_init__(self):
         unknown = set(self.impls) - set(IMPLS)
         if unknown:
-            raise ValueError(f"unknown attention impls {sorted(unknown)}; choose from {IMPLS}")
+            raise InputError(f"unknown attention impls {sorted(unknown)}; choose from {IMPLS}")
 
 
 def _impl(name: str):

@@ -14,9 +14,18 @@ from __future__ import annotations
 
 import argparse
 
+from cs336_common.cli import non_negative_int, positive_int
+
 
 def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(","))
+    """Comma-separated integers >= 1, e.g. ``128,256``."""
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1 like 128,256, got {text!r}")
+    return values
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -34,10 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lm = argparse.ArgumentParser(add_help=False)
     lm.add_argument("--sizes", type=_names, default=("small", "medium", "large", "xl", "2.7b"))
     lm.add_argument("--context-lengths", type=_ints, default=(128, 256, 512, 1024))
-    lm.add_argument("--batch-size", type=int, default=4)
-    lm.add_argument("--vocab-size", type=int, default=10_000)
-    lm.add_argument("--warmup", type=int, default=5)
-    lm.add_argument("--steps", type=int, default=10)
+    lm.add_argument("--batch-size", type=positive_int, default=4)
+    lm.add_argument("--vocab-size", type=positive_int, default=10_000)
+    lm.add_argument("--warmup", type=non_negative_int, default=5)
+    lm.add_argument("--steps", type=positive_int, default=10)
     lm.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast")
     lm.add_argument("--attention", choices=("naive", "torch", "flash"), default="naive")
     lm.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -49,14 +58,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("attention", parents=[common], help="naive vs compiled vs flash")
     p.add_argument("--head-dims", type=_ints, default=(16, 32, 64, 128))
     p.add_argument("--seq-lens", type=_ints, default=(256, 1024, 4096, 8192, 16384))
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--impls", type=_names, default=("naive", "compiled", "flash"))
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--warmup", type=non_negative_int, default=5)
+    p.add_argument("--steps", type=positive_int, default=100)
 
-    p = sub.add_parser("flash", parents=[common], help="FlashAttention-2 leaderboard + sweep")
-    p.add_argument("--part", choices=("leaderboard", "sweep", "both"), default="both")
+    p = sub.add_parser(
+        "flash",
+        parents=[common],
+        help="FlashAttention-2 vs every SDPA backend: leaderboard + sweep",
+    )
+    p.add_argument(
+        "--part",
+        choices=("leaderboard", "sweep", "both"),
+        default="both",
+        help="leaderboard: (16, 16384, 64) bf16 causal, with max abs errors vs float64; "
+        "sweep: the course's grid, ours vs the default SDPA (default: both)",
+    )
+    p.add_argument("--rounds", type=int, default=5, help="interleaved leaderboard rounds")
     p.add_argument("--seq-lens", type=_ints, default=tuple(2**i for i in range(7, 17)))
     p.add_argument("--head-dims", type=_ints, default=(16, 32, 64, 128))
     p.add_argument("--dtypes", type=_names, default=("bf16", "fp32"))
@@ -67,9 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from cs336_common.checks import check_output
     from cs336_common.device import resolve_device
     from cs336_systems.bench.harness import device_description, write_results
 
+    check_output(args.out, directory=True)
     device = resolve_device("cpu" if args.smoke and args.device == "auto" else args.device)
     args.device = str(device)
     progress = not args.no_progress
@@ -141,17 +163,20 @@ def _run_attention(args, progress):
 
 def _run_flash(args, progress):
     from cs336_common.device import resolve_device
-    from cs336_systems.bench.flash import leaderboard, sweep
+    from cs336_systems.bench.flash import errors, leaderboard, sweep
 
     device = resolve_device(args.device)
     results = {}
     if args.part in ("leaderboard", "both"):
-        shape = dict(batch=2, seq=128, d=16) if args.smoke else {}
-        rows, peak = leaderboard(device, progress=progress, **shape)
-        note = (
-            f"Causal; median ms (do_bench on CUDA). Dense bf16 matmul measured: {peak:.0f} TFLOP/s."
-        )
-        results["flash_leaderboard"] = (rows, note)
+        shape = dict(batch=2, seq=128, d=16, rounds=1) if args.smoke else {"rounds": args.rounds}
+        rows, peak, default = leaderboard(device, progress=progress, **shape)
+        results["flash_leaderboard"] = (rows, (
+            f"Causal. PyTorch's default SDPA dispatches to {default} here. Median ms over "
+            f"{shape['rounds']} interleaved rounds (each the median of do_bench on CUDA), "
+            f"[min, max] over rounds. Dense bf16 matmul measured: {peak:.0f} TFLOP/s."
+        ))  # fmt: skip
+        small = dict(batch=1, seq=64, d=16) if args.smoke else {}
+        results["flash_errors"] = (errors(device, **small), "Causal; vs float64 attention.")
     if args.part in ("sweep", "both"):
         if args.smoke:
             args.seq_lens, args.head_dims, args.dtypes = (64,), (16,), ("fp32",)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cs336_common.cli import non_negative_int, positive_float, positive_int
+
 _MIB = 2**20
 
 
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--world-size",
         nargs="+",
-        type=int,
+        type=positive_int,
         default=[2],
         metavar="N",
         help="ranks per run (ignored under torchrun)",
@@ -34,15 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sizes-mib",
         nargs="+",
-        type=float,
+        type=positive_float,
         default=[2.0**i for i in range(11)],
         metavar="MIB",
         help="float32 message sizes in MiB (default 1 2 4 ... 1024)",
     )
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--iters", type=positive_int, default=10)
     p.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds per run before its ranks are killed"
+        "--timeout",
+        type=positive_float,
+        default=600.0,
+        help="seconds per run before its ranks are killed",
     )
     p.add_argument("--out", type=Path, default=Path("runs/comm_bench"))
 
@@ -70,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> None:
     import torch
 
+    from cs336_common.checks import check_output
+    from cs336_common.errors import UserError
+
+    check_output(args.out, directory=True)
     if "nccl" in args.backend:
         gpus = torch.cuda.device_count()
         if gpus == 0 or max(args.world_size) > gpus:
-            raise SystemExit(f"comm-bench: nccl needs one GPU per rank; this machine has {gpus}")
-    if min(args.world_size) < 1 or args.iters < 1 or args.warmup < 0 or min(args.sizes_mib) <= 0:
-        raise SystemExit(
-            "comm-bench: --world-size, --iters, --sizes-mib must be positive, --warmup >= 0"
-        )
+            raise UserError(f"--backend nccl needs one GPU per rank; this machine has {gpus}")
 
 
 def _measure(args: argparse.Namespace) -> list[dict]:

@@ -38,6 +38,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cs336_common.cli import non_negative_int, positive_float, positive_int
+
 VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp", "torch-fsdp")
 NCCL_ONLY = ("torch-fsdp",)  # FSDP2 hung on gloo (CPU) in our tries
 REFERENCE = {"fsdp": "torch-fsdp"}  # a variant's reference in vs_ref; default "torch"
@@ -48,8 +50,8 @@ TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_hea
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", default=["all"], choices=["all", *VARIANTS])
     p.add_argument("--model", default="xl", help="small|medium|large|xl|2.7b or any preset; tiny")
-    p.add_argument("--context-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=4, help="sequences per rank")
+    p.add_argument("--context-length", type=positive_int, default=512)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="sequences per rank")
     p.add_argument(
         "--dtype",
         default="bf16",
@@ -57,35 +59,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="bf16: fp32 weights, bf16 autocast; fp32: TF32 matmuls on GPU",
     )
     p.add_argument(
-        "--bucket-mb", type=float, default=25.0, help="MiB per bucket (bucketed, torch, sharded)"
+        "--bucket-mb",
+        type=positive_float,
+        default=25.0,
+        help="MiB per bucket (bucketed, torch, sharded)",
     )
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every variant")
-    p.add_argument("--world-size", type=int, default=2, help="ranks to start without torchrun")
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--steps", type=positive_int, default=5)
+    p.add_argument(
+        "--world-size", type=positive_int, default=2, help="ranks to start without torchrun"
+    )
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="interleaved rounds of every variant"
+    )
     p.add_argument(
         "--backend",
         choices=["gloo", "nccl"],
         default=None,
         help="default: nccl if CUDA is available, else gloo",
     )
-    p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--timeout", type=positive_float, default=1800.0)
     p.add_argument("--out", type=Path, default=Path("runs/ddp_bench"))
 
 
 def run(args: argparse.Namespace) -> int:
+    from cs336_common.checks import check_output
+    from cs336_common.errors import UsageError
     from cs336_systems.dist_utils import default_backend, run_collective
 
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or args.rounds < 1:
-        raise SystemExit(
-            "ddp-bench: --steps, --rounds and --batch-size must be >= 1, --warmup >= 0"
-        )
+    check_output(args.out, directory=True)
     _model_config(args)  # fail early on a bad --model
     backend = args.backend or default_backend()
     if "all" in args.variant:
         args.variant = [v for v in VARIANTS if backend == "nccl" or v not in NCCL_ONLY]
     elif backend != "nccl" and (bad := set(args.variant) & set(NCCL_ONLY)):
-        raise SystemExit(f"ddp-bench: --variant {' '.join(sorted(bad))} needs --backend nccl")
+        raise UsageError(f"--variant {' '.join(sorted(bad))} needs --backend nccl")
     rows = run_collective(_bench, args, args.world_size, backend, args.timeout)
     if rows is None:  # a torchrun rank other than 0
         return 0
@@ -95,15 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_config(args: argparse.Namespace):
     from cs336_common import MODEL_PRESETS, ModelConfig
+    from cs336_common.errors import InputError
 
     if args.model == "tiny":
         return ModelConfig(
             **{**TINY, "context_length": args.context_length}, attention_backend="torch"
         )
     if args.model not in MODEL_PRESETS:
-        raise SystemExit(
-            f"ddp-bench: unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}"
-        )
+        raise InputError(f"unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}")
     return ModelConfig.from_preset(
         args.model, context_length=args.context_length, attention_backend="torch"
     )
@@ -128,14 +135,14 @@ def _bench(args: argparse.Namespace) -> list[dict]:
 
 def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     import gc
-    import time
+    import itertools
 
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
     from torch.distributed.tensor import DTensor
 
     from cs336_common import TransformerLM
+    from cs336_common.train import LoopConfig, TrainLoop
     from cs336_systems.dist_utils import current_device
 
     device = current_device()
@@ -153,35 +160,18 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     ids = torch.randint(
         0, cfg.vocab_size, (args.batch_size, args.context_length + 1), device=device, generator=g
     )
-    x, y = ids[:, :-1], ids[:, 1:]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-
-    def wait():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
-    for step in range(args.warmup + args.steps):
-        wait()
-        t0 = time.perf_counter()
-        if hasattr(wrapped, "on_train_batch_start"):
-            wrapped.on_train_batch_start()
-        with autocast:
-            logits = wrapped(x)
-        loss = F.cross_entropy(logits.float().reshape(-1, cfg.vocab_size), y.reshape(-1))
-        loss.backward()
-        wait()
-        t1 = time.perf_counter()
-        sync()
-        wait()
-        t2 = time.perf_counter()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        wait()
-        t3 = time.perf_counter()
-        if step >= args.warmup:
-            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-                times[k] += dt / args.steps
+    clock = _PhaseClock(device, args.warmup)
+    loop = TrainLoop(
+        model,
+        opt,
+        itertools.repeat((ids[:, :-1], ids[:, 1:])),
+        LoopConfig(max_steps=args.warmup + args.steps, precision=args.dtype, log_every=10**9),
+        wrap=lambda _: wrapped,
+        sync_gradients=sync,
+        on_phase=clock,
+    )
+    result = loop.run()
+    times = {k: v / args.steps for k, v in clock.totals.items()}
     local = [
         v.to_local() if isinstance(v, DTensor) else v
         for s in opt.state.values()
@@ -193,8 +183,7 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     stats = torch.tensor(stats, dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
     fwd_bwd, sync_s, opt_s, start, peak, state_bytes = stats.tolist()
-    last_loss = loss.item()
-    del wrapped, sync, opt, model, logits, loss
+    del sync, opt, model, loop
     return {
         "variant": variant,
         "step_ms": (fwd_bwd + sync_s + opt_s) * 1e3,
@@ -204,8 +193,31 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         "start_mem_gib": start / 2**30,
         "peak_mem_gib": peak / 2**30,
         "opt_state_gib": state_bytes / 2**30,
-        "loss": last_loss,
+        "loss": result.train_loss,
     }
+
+
+class _PhaseClock:
+    """`TrainLoop`'s ``on_phase`` hook: seconds per phase, summed over the steps after
+    ``warmup`` (the device is synchronised at every phase boundary)."""
+
+    def __init__(self, device, warmup: int):
+        self.device, self.warmup, self.steps = device, warmup, 0
+        self.totals = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
+
+    def __call__(self, phase: str) -> None:
+        import time
+
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if phase != "start" and self.steps >= self.warmup:
+            key = {"forward_backward": "fwd_bwd", "sync": "sync", "optimizer": "opt"}[phase]
+            self.totals[key] += now - self._last
+        self.steps += phase == "optimizer"
+        self._last = now
 
 
 def _wrap(variant: str, model, args: argparse.Namespace):

@@ -1,0 +1,104 @@
+"""Rollout throughput: the common engine on our TransformerLM vs Hugging Face
+``generate`` on the same weights exported as ``LlamaForCausalLM``; same prompts, same
+batch, ``num_samples`` 8, every completion exactly ``--max-new-tokens`` long (no EOS,
+no stop strings), so both produce the same number of tokens. Prints a side-by-side table
+of generated tokens/s (median and spread over ``--repeats`` runs after a warm-up).
+
+  python packages/alignment/benchmarks/rollout_bench.py --device cuda --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--num-samples", type=int, default=8)
+    p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--d-model", type=int, default=768)
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--vocab", type=int, default=50304)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--out")
+    args = p.parse_args()
+
+    from cs336_alignment.hf_export import to_hf_model
+    from cs336_common import TransformerLM
+    from cs336_common.device import synchronize
+    from cs336_common.engine import Engine, SamplingParams
+
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    ours = TransformerLM(
+        args.vocab, args.prompt_tokens + args.max_new_tokens, args.d_model, args.layers,
+        args.heads, attention_backend="torch", device=device, dtype=dtype,
+    ).eval()  # fmt: skip
+    hf = to_hf_model(ours).eval()
+    prompts = torch.randint(0, args.vocab, (args.prompts, args.prompt_tokens)).tolist()
+    n_tokens = args.prompts * args.num_samples * args.max_new_tokens
+
+    engine = Engine(ours, None, device=device)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples)
+
+    def run_engine():
+        outs = engine.generate(prompts, params)
+        assert sum(len(c.ids) for o in outs for c in o) == n_tokens
+
+    ids = torch.tensor(prompts, device=device)
+
+    @torch.inference_mode()
+    def run_hf():
+        out = hf.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+            temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=args.max_new_tokens,
+            min_new_tokens=args.max_new_tokens, num_return_sequences=args.num_samples,
+            eos_token_id=None, pad_token_id=0,
+        )  # fmt: skip
+        assert out[:, args.prompt_tokens :].numel() == n_tokens
+
+    rows = {}
+    for name, fn in (("cs336 engine", run_engine), ("HF generate (Llama)", run_hf)):
+        fn()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        rates = [n_tokens / t for t in times]
+        rows[name] = {
+            "median_tok_s": statistics.median(rates),
+            "min_tok_s": min(rates),
+            "max_tok_s": max(rates),
+            "median_s": statistics.median(times),
+        }
+    speedup = rows["cs336 engine"]["median_tok_s"] / rows["HF generate (Llama)"]["median_tok_s"]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"\n{name}, {args.dtype}, model d={args.d_model} L={args.layers} V={args.vocab}; "
+          f"{args.prompts} prompts x {args.num_samples} samples, {args.prompt_tokens} prompt + "
+          f"{args.max_new_tokens} new tokens, {args.repeats} repeats")  # fmt: skip
+    print(f"{'sampler':<22}{'tokens/s (median)':>20}{'min':>12}{'max':>12}{'s/run':>10}")
+    for k, r in rows.items():
+        print(f"{k:<22}{r['median_tok_s']:>20,.0f}{r['min_tok_s']:>12,.0f}"
+              f"{r['max_tok_s']:>12,.0f}{r['median_s']:>10.2f}")  # fmt: skip
+    print(f"speedup (engine / HF): {speedup:.2f}x")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"device": name, "args": vars(args), "rows": rows, "speedup": speedup},
+                      f, indent=2)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

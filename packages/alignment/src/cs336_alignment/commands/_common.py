@@ -1,0 +1,54 @@
+"""Flags and setup shared by the training commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cs336_alignment.generation import GENERATORS
+from cs336_common.cli import positive_int
+
+
+def add_policy_args(p: argparse.ArgumentParser, data_help: str, eval_data: bool = True) -> None:
+    p.add_argument("--model", required=True, help="starting policy: HF or our model directory")
+    p.add_argument("--out", required=True, help="run folder (metrics, curves, checkpoints)")
+    p.add_argument("--data", help=data_help + " (default: generated arithmetic problems)")
+    p.add_argument("--examples", type=positive_int, default=4096,
+                   help="generated examples when --data is not given")  # fmt: skip
+    if eval_data:
+        p.add_argument("--eval-data", help="held-out questions JSONL (question+answer or "
+                       "prompt+ground_truth); default: generated arithmetic problems")  # fmt: skip
+        p.add_argument("--eval-limit", type=positive_int, default=256, help="held-out examples")
+    p.add_argument("--generator", choices=GENERATORS, default=None,
+                   help="rollout sampler (default: engine for our models, hf for HF ones)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def setup(args: argparse.Namespace, inputs=()):
+    """Check paths first, then load (policy, tokenizer, generator, out)."""
+    from cs336_alignment.generation import is_hf_model, make_generator
+    from cs336_alignment.policy_io import check_model_dir, load_policy
+    from cs336_common.checks import check_output
+    from cs336_common.device import resolve_device
+
+    model_dir = check_model_dir(args.model)
+    for path in inputs:
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(2, "No such file or directory", path)
+    out = check_output(args.out, inputs=[p for p in inputs if p], directory=True)
+    device = resolve_device(args.device)
+    policy, tokenizer = load_policy(model_dir, device)
+    policy.train()
+    kind = args.generator or ("hf" if is_hf_model(policy) else "engine")
+    if kind == "vllm":
+        generator = make_generator(kind, model_dir, tokenizer)
+    else:
+        generator = make_generator(kind, policy, tokenizer, device)
+    return policy, tokenizer, generator, Path(out)
+
+
+def eval_questions(args) -> list[dict]:
+    from cs336_alignment.training_data import questions
+
+    return questions(args.eval_data, None, args.eval_limit, seed=999)[: args.eval_limit]

@@ -1,0 +1,36 @@
+"""Expert iteration: for each of --ei-steps iterations, sample --samples-per-question
+responses to --questions-per-step questions, keep those the r1_zero grader marks correct,
+and fine-tune on them (SFT settings as for `sft`). Iteration k writes --out/ei_k/ (an
+SFT run folder); a stopped run restarts at the first unfinished iteration.
+
+Example:
+  cs336-alignment expert-iteration --model runs/sft/final --out runs/ei --ei-steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cs336_alignment.config_args import add_config_flags, config_from_args
+from cs336_alignment.expert_iteration import EIConfig
+from cs336_alignment.sft import SFTConfig
+
+from ._common import add_policy_args, eval_questions, setup
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_policy_args(p, "JSONL of question+answer or prompt+ground_truth")
+    add_config_flags(p, EIConfig)
+    add_config_flags(p, SFTConfig, prefix="sft-")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cs336_alignment.expert_iteration import expert_iteration
+    from cs336_alignment.training_data import questions
+
+    cfg = config_from_args(args, EIConfig)
+    sft_cfg = config_from_args(args, SFTConfig, prefix="sft_")
+    policy, tok, gen, out = setup(args, [args.data, args.eval_data])
+    train = questions(args.data, None, args.examples, seed=3)
+    expert_iteration(policy, tok, train, eval_questions(args), cfg, sft_cfg, out, generator=gen)
+    return 0

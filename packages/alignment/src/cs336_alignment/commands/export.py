@@ -1,0 +1,49 @@
+"""Convert between our model directory (cs336_model.json, model.safetensors, our
+tokenizer.json) and a Hugging Face LlamaForCausalLM directory, in either direction
+(the direction follows from what SRC holds). The logits are equal either way.
+
+Example:
+  cs336-alignment export runs/grpo/final hf-model
+  python -c "from transformers import pipeline; print(pipeline('text-generation', 'hf-model')('2+2='))"
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="model directory to convert (ours or Hugging Face Llama)")
+    p.add_argument("dst", help="output directory (created; must not exist or be empty)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cs336_alignment.policy_io import check_model_dir, is_our_dir
+    from cs336_common.checks import check_output
+    from cs336_common.errors import InputError
+
+    src = check_model_dir(args.src)
+    dst = check_output(args.dst, inputs=[src], directory=True)
+    if dst.exists() and any(Path(dst).iterdir()):
+        raise InputError(f"{dst}: exists and is not empty; choose a new folder")
+    if is_our_dir(src):
+        from cs336_alignment.hf_export import export_to_hf
+        from cs336_alignment.policy_io import load_policy
+
+        model, tokenizer = load_policy(src)
+        export_to_hf(model, tokenizer, dst)
+    else:
+        from cs336_alignment.hf_export import import_from_hf
+        from cs336_alignment.policy_io import save_policy
+
+        try:
+            model, tokenizer = import_from_hf(src)
+        except ValueError as e:
+            raise InputError(f"{src}: {e}") from None
+        if tokenizer is None:
+            raise InputError(f"{src}: no tokenizer.json to convert")
+        save_policy(model, tokenizer, dst)
+    print(f"wrote {dst}")
+    return 0

@@ -1,0 +1,198 @@
+"""Evaluation tasks: where the examples come from, how a prompt is built and how a
+response is scored. Each example is ``{"prompt", "ground_truth", ...}``; scoring gives
+``{"correct", "format_error", "parsed"}`` (None for the open-ended sets, which are judged
+elsewhere: AlpacaEval by its annotator, SimpleSafetyTests by a safety judge)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cs336_alignment.grader import last_boxed, r1_zero_reward_fn
+from cs336_alignment.parsing import parse_gsm8k_response, parse_mmlu_response
+from cs336_alignment.prompt_templates import load_prompt
+from cs336_common.errors import InputError
+
+MMLU_INSTRUCTION = (
+    "Answer the following multiple choice question about {subject}. Respond with a single "
+    'sentence of the form "The correct answer is _", filling the blank with the letter '
+    "corresponding to the correct answer (i.e., A, B, C or D).\n\n"
+    "Question: {question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
+)
+
+
+def _packaged(name: str) -> bytes:
+    data = (resources.files("cs336_alignment") / "data" / name).read_bytes()
+    return gzip.decompress(data) if name.endswith(".gz") else data
+
+
+def _jsonl(raw: bytes, where: str) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{where}:{n}: not valid JSON ({e.msg})") from None
+    return rows
+
+
+def _read_rows(path: str | Path | None, packaged: str | None, task: str) -> list[dict]:
+    if path is None:
+        if packaged is None:
+            raise InputError(f"task {task!r} ships no data: pass --data PATH")
+        raw, where = _packaged(packaged), f"<packaged {packaged}>"
+    else:
+        path = Path(path)
+        raw, where = path.read_bytes(), str(path)
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    if where.removesuffix(".gz").endswith(".csv"):
+        return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    if where.removesuffix(".gz").endswith(".json"):
+        return json.loads(raw)
+    return _jsonl(raw, where)
+
+
+def _need(rows: list[dict], fields: tuple[str, ...], task: str) -> None:
+    for n, row in enumerate(rows, 1):
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise InputError(f"{task} data: example {n} lacks field(s) {', '.join(missing)}")
+
+
+def _r1_prompt(question: str, prompt: str) -> str:
+    return load_prompt(prompt).format(question=question)
+
+
+def math_score(prompt: str):
+    def score(response: str, ex: dict) -> dict:
+        if prompt == "r1_zero":
+            r = r1_zero_reward_fn(response, ex["ground_truth"])
+            return {"correct": r["answer_reward"] == 1, "format_error": r["format_reward"] == 0}
+        parsed = last_boxed(response) or parse_gsm8k_response(response)
+        ok = (
+            parsed is not None
+            and r1_zero_reward_fn(f"</think> <answer>{parsed}</answer>", ex["ground_truth"])[
+                "reward"
+            ]
+            == 1
+        )
+        return {"correct": ok, "format_error": parsed is None, "parsed": parsed}
+
+    return score
+
+
+def gsm8k(path, prompt: str) -> list[dict]:
+    rows = _read_rows(path, "gsm8k_test.jsonl.gz", "gsm8k")
+    _need(rows, ("question", "answer"), "gsm8k")
+    return [
+        {
+            "prompt": _r1_prompt(r["question"], prompt),
+            "ground_truth": r["answer"].split("####")[-1].strip().replace(",", ""),
+        }
+        for r in rows
+    ]
+
+
+def math(path, prompt: str) -> list[dict]:
+    rows = _read_rows(path, None, "math")
+    out = []
+    for n, r in enumerate(rows, 1):
+        truth = r.get("answer") or last_boxed(r.get("solution", ""))
+        if "problem" not in r or truth is None:
+            raise InputError(
+                f"math data: example {n} needs 'problem' and 'answer' (or a solution with \\boxed{{}})"
+            )
+        out.append({"prompt": _r1_prompt(r["problem"], prompt), "ground_truth": truth})
+    return out
+
+
+def mmlu(path, prompt: str) -> list[dict]:
+    rows = _read_rows(path, "mmlu_test.jsonl.gz", "mmlu")
+    _need(rows, ("subject", "question", "options", "answer"), "mmlu")
+    system = load_prompt("zero_shot_system_prompt")
+    out = []
+    for r in rows:
+        a, b, c, d = r["options"]
+        subject = r["subject"].replace("_", " ")
+        q = MMLU_INSTRUCTION.format(subject=subject, question=r["question"], a=a, b=b, c=c, d=d)
+        out.append(
+            {"prompt": system.format(instruction=q), "ground_truth": r["answer"], "example": r}
+        )
+    return out
+
+
+def _mmlu_score(response: str, ex: dict) -> dict:
+    parsed = parse_mmlu_response(ex["example"], response)
+    return {
+        "correct": parsed == ex["ground_truth"],
+        "format_error": parsed is None,
+        "parsed": parsed,
+    }
+
+
+def alpaca_eval(path, prompt: str) -> list[dict]:
+    rows = _read_rows(path, None, "alpaca_eval")
+    _need(rows, ("instruction",), "alpaca_eval")
+    system = load_prompt("zero_shot_system_prompt")
+    return [
+        {"prompt": system.format(instruction=r["instruction"]), "ground_truth": None, "example": r}
+        for r in rows
+    ]
+
+
+def sst(path, prompt: str) -> list[dict]:
+    rows = _read_rows(path, "simple_safety_tests.csv", "sst")
+    _need(rows, ("prompts_final",), "sst")
+    system = load_prompt("zero_shot_system_prompt")
+    return [
+        {
+            "prompt": system.format(instruction=r["prompts_final"]),
+            "ground_truth": None,
+            "example": r,
+        }
+        for r in rows
+    ]
+
+
+def arithmetic(path, prompt: str) -> list[dict]:
+    from cs336_alignment.arithmetic import make_problems, task_prompt
+
+    if path is not None:
+        rows = _read_rows(path, None, "arithmetic")
+        _need(rows, ("question", "answer"), "arithmetic")
+    else:
+        rows = [p.to_json() for p in make_problems(500, seed=1234)]
+    return [{"prompt": task_prompt(r["question"]), "ground_truth": r["answer"]} for r in rows]
+
+
+def _open_ended(response: str, ex: dict) -> dict:
+    return {"correct": None, "format_error": None}
+
+
+@dataclass(frozen=True)
+class Task:
+    load: Callable[..., list[dict]]
+    score: Callable[[str], Callable[[str, dict], dict]]
+    default_prompt: str
+    stop: tuple[str, ...]
+
+
+TASKS = {
+    "gsm8k": Task(gsm8k, math_score, "r1_zero", ("</answer>",)),
+    "math": Task(math, math_score, "r1_zero", ("</answer>",)),
+    "mmlu": Task(mmlu, lambda p: _mmlu_score, "zero_shot_system_prompt", ("# Query:",)),
+    "alpaca_eval": Task(
+        alpaca_eval, lambda p: _open_ended, "zero_shot_system_prompt", ("# Query:",)
+    ),
+    "sst": Task(sst, lambda p: _open_ended, "zero_shot_system_prompt", ("# Query:",)),
+    "arithmetic": Task(arithmetic, lambda p: math_score("r1_zero"), "r1_zero", ("</answer>",)),
+}

@@ -1,0 +1,48 @@
+"""What the stage commands share: inputs/--out/executor options, one-line errors, report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cs336_data.executor import add_executor_arguments
+
+
+def add_io_arguments(parser, out_help: str = "output directory for the document shards") -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="files, directories or glob patterns (WARC/WET, HTML, JSONL(.gz))",
+    )
+    parser.add_argument("-o", "--out", required=True, type=Path, help=out_help)  # fmt: skip
+    add_executor_arguments(parser)
+
+
+def expected_errors(fn):
+    """Run `fn()`; a mistake in the inputs or options becomes one line and exit status 1."""
+    from cs336_data.executor import ShardFailures
+
+    try:
+        return fn()
+    except (FileNotFoundError, ValueError, ShardFailures, PermissionError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def run_stage(args, stage) -> int:
+    """Check inputs and output first, run `stage(inputs, out, cfg)`, print and save the report."""
+    from cs336_data.executor import executor_config
+    from cs336_data.report import table, write_report
+    from cs336_data.stages import check_output_dir, expand_inputs
+
+    def go():
+        cfg = executor_config(args)
+        inputs = expand_inputs(args.inputs)
+        check_output_dir(args.out, inputs)
+        stats = stage(inputs, args.out, cfg)
+        write_report(args.out, stats)
+        print(table(stats))
+        print(f"report: {args.out / 'report.json'}", file=sys.stderr)
+
+    expected_errors(go)
+    return 0

@@ -1,0 +1,156 @@
+"""Running shard tasks: in this process, on N local worker processes, or on Slurm, through
+submitit. A task whose output is already complete is skipped, so re-running a killed
+command resumes it; outputs are renamed into place whole, so nothing is duplicated."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+EXECUTORS = ("local", "slurm", "inline")
+
+
+@dataclass
+class ExecutorConfig:
+    kind: str = "local"  # local: N worker processes; slurm: a job array; inline: this process
+    workers: int = 2
+    partition: str | None = None
+    time_min: int = 240
+    mem_gb: float = 8.0
+    cpus_per_task: int = 1
+
+    def check(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ValueError(f"executor {self.kind!r}: expected one of {', '.join(EXECUTORS)}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+def add_executor_arguments(parser) -> None:
+    g = parser.add_argument_group("execution")
+    g.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local worker processes (default), a Slurm job array, or inline",
+    )
+    g.add_argument("--workers", type=int, default=2, help="parallel workers / array jobs (2)")
+    g.add_argument("--partition", help="Slurm partition")
+    g.add_argument("--time-min", type=int, default=240, help="Slurm time limit per job (240)")
+    g.add_argument("--mem-gb", type=float, default=8.0, help="Slurm memory per job (8)")
+    g.add_argument("--cpus-per-task", type=int, default=1, help="Slurm CPUs per job (1)")  # fmt: skip
+
+
+def executor_config(args) -> ExecutorConfig:
+    cfg = ExecutorConfig(args.executor, args.workers, args.partition, args.time_min,
+                         args.mem_gb, args.cpus_per_task)  # fmt: skip
+    cfg.check()
+    return cfg
+
+
+class ShardFailures(RuntimeError):
+    pass
+
+
+def _run_chunk(fn: Callable, tasks: Sequence) -> list[str]:
+    """One worker: its tasks in turn. A task that fails is reported and the rest go on."""
+    failures = []
+    for task in tasks:
+        try:
+            fn(task)
+        except Exception as e:  # a bad shard must not stop the others
+            failures.append(f"{task.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    return failures
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Point file descriptor 2 at `path` while submitit starts its local job controllers:
+    they inherit it, and on cancel they print a KeyboardInterrupt traceback there rather
+    than on the user's terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_tasks(
+    fn: Callable,
+    tasks: Sequence,
+    cfg: ExecutorConfig,
+    logs: Path,
+    desc: str,
+    done: Callable[[object], bool],
+) -> int:
+    """Run `fn(task)` for every task not `done`; returns how many were skipped as done.
+    Raises ShardFailures naming the tasks that failed (after all others have run)."""
+    from tqdm import tqdm
+
+    todo = [t for t in tasks if not done(t)]
+    skipped = len(tasks) - len(todo)
+    bar = tqdm(total=len(tasks), initial=skipped, desc=desc, unit="shard", leave=False)
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        if cfg.kind == "inline":
+            failures = []
+            for task in todo:
+                failures += _run_chunk(fn, [task])
+                bar.update()
+        else:
+            failures = _run_submitit(fn, todo, cfg, logs, bar, done)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        bar.close()
+    if failures:
+        raise ShardFailures(f"{len(failures)} shard(s) failed: " + "; ".join(failures[:3]))
+    return skipped
+
+
+def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[str]:
+    import submitit
+
+    if not todo:
+        return []
+    if cfg.kind == "slurm":
+        ex = submitit.AutoExecutor(folder=logs, cluster="slurm")
+        ex.update_parameters(slurm_partition=cfg.partition, timeout_min=cfg.time_min,
+                             mem_gb=cfg.mem_gb, cpus_per_task=cfg.cpus_per_task)  # fmt: skip
+    else:
+        ex = submitit.LocalExecutor(folder=logs)
+        ex.update_parameters(timeout_min=cfg.time_min)
+    chunks = [todo[w :: cfg.workers] for w in range(min(cfg.workers, len(todo)))]
+    with _stderr_to(logs / "controllers.err"):
+        jobs = [ex.submit(_run_chunk, fn, chunk) for chunk in chunks]
+    try:
+        while not all(job.done() for job in jobs):
+            bar.n = bar.initial + sum(map(done, todo))
+            bar.refresh()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.cancel(check=False)
+        raise
+    failures = []
+    for job in jobs:
+        try:
+            failures += job.result()
+        except Exception as e:  # the worker process itself died (killed, out of memory)
+            last = str(e).strip().splitlines()[-1:] or ["?"]
+            failures.append(f"worker {job.job_id}: {last[0][:200]} (logs: {logs})")
+    return failures

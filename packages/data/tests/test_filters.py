@@ -1,0 +1,87 @@
+import random
+
+import pytest
+
+from cs336_data import classify_nsfw, classify_quality, classify_toxic_speech, gopher_quality_filter
+from cs336_data.gopher import gopher_failures
+
+TOXIC = [
+    "You are a fucking idiot, go kill yourself you worthless piece of shit.",
+    "Shut up, you stupid moron. Nobody cares about your crap edits, asshole.",
+]
+CLEAN = [
+    "Thank you for your contribution to the article. I have added a citation to the talk page.",
+    "Hi, I reverted your edit because it removed sourced material; please discuss it first.",
+]
+
+
+@pytest.mark.parametrize("text", TOXIC)
+def test_toxic_and_nsfw_flagged(text):
+    assert classify_toxic_speech(text)[0] == "toxic"
+    assert classify_nsfw(text)[0] == "nsfw"
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_polite_comments_pass(text):
+    label, score = classify_toxic_speech(text)
+    assert label == "non-toxic" and 0.5 <= score <= 1.0
+    assert classify_nsfw(text)[0] == "non-nsfw"
+
+
+def test_quality_on_course_samples(fixtures):
+    assert classify_quality((fixtures / "high_quality_wiki_reference.txt").read_text())[0] == "wiki"
+    label, score = classify_quality((fixtures / "low_quality_cc.txt").read_text())
+    assert label == "cc" and 0.5 <= score <= 1.0
+
+
+def _words(rng, n, length=5):
+    return [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(length)) for _ in range(n)
+    ]
+
+
+def test_gopher_word_count_bounds():
+    rng = random.Random(0)
+    assert not gopher_quality_filter(" ".join(_words(rng, 49)))
+    assert gopher_quality_filter(" ".join(_words(rng, 50)))
+    assert gopher_failures(" ".join(["word"] * 100_001)) == ["word_count"]
+
+
+def test_gopher_mean_word_length():
+    assert gopher_failures(" ".join(["ab"] * 100)) == ["mean_word_length"]
+    assert gopher_quality_filter(" ".join(["abc"] * 100))
+    assert gopher_failures(" ".join(["a" * 11] * 100)) == ["mean_word_length"]
+    assert gopher_quality_filter(" ".join(["a" * 10] * 100))
+
+
+def test_gopher_ellipsis_lines():
+    rng = random.Random(1)
+    lines = [" ".join(_words(rng, 10)) for _ in range(10)]
+    ok = [line + "..." if i < 3 else line for i, line in enumerate(lines)]
+    bad = [line + "..." if i < 4 else line for i, line in enumerate(lines)]
+    assert gopher_quality_filter("\n".join(ok))
+    assert gopher_failures("\n".join(bad)) == ["ellipsis_lines"]
+
+
+def test_gopher_alphabetic_words():
+    rng = random.Random(2)
+    words = _words(rng, 80)
+    assert gopher_quality_filter(" ".join(words + ["1234"] * 20))  # exactly 80% alphabetic
+    assert gopher_failures(" ".join(words + ["1234"] * 21)) == ["alphabetic_words"]
+
+
+def test_offensive_model_matches_alt_profanity_check(fixtures):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        profanity_check = pytest.importorskip("profanity_check")
+    from cs336_data.harmful import offensive_probability
+
+    rng = random.Random(7)
+    wiki = (fixtures / "high_quality_wiki_reference.txt").read_text().split()
+    texts = [*TOXIC, *CLEAN, "", "12345 !!!", "Ünïcödé wörds", "fuck " * 3]
+    texts += [" ".join(rng.choice(wiki + TOXIC[0].split()) for _ in range(40)) for _ in range(30)]
+    want = profanity_check.predict_prob(texts)
+    got = [offensive_probability(t) for t in texts]
+    assert got == pytest.approx(want, abs=1e-6)

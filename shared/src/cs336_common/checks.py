@@ -1,0 +1,76 @@
+"""Checks that run before any long work starts: output paths that can be written and
+never overwrite an input, and JSON files read with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cs336_common.errors import InputError, UserError
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """The parsed contents of ``path``; a missing file is FileNotFoundError and malformed
+    JSON an `InputError`, both naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{path}: malformed JSON ({e.msg}, line {e.lineno} column {e.colno})"
+        ) from None
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    flag: str = "--out",
+    directory: bool = False,
+    suffixes: Iterable[str] | None = None,
+) -> Path:
+    """Refuse, before any work, an output that would replace one of ``inputs``, a file
+    where a folder is due (or the reverse), a location that cannot be created or written,
+    or (with ``suffixes``, e.g. ``(".png", ".pdf")``) a file name of another type."""
+    path = Path(path)
+    if suffixes is not None:
+        suffixes = tuple(suffixes)
+        if path.suffix.lower() not in suffixes:
+            raise UserError(f"{flag} {path}: the file name must end in {', '.join(suffixes)}")
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise UserError(f"{flag} {path} is also an input ({source}); it would be overwritten")
+    if directory and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; it must be a folder (or not exist yet)")
+    if not directory and path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; it must be a file name")
+    _check_writable(path if directory else path.parent, flag, path)
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_writable(folder: Path, flag: str, path: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a folder we may write into."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: no permission to write in {existing}")
