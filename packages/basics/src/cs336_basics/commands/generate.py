@@ -4,6 +4,9 @@ The prompts run as one batch on a KV cache; each stops at the end-of-text token,
 --max-new-tokens tokens, or at the model's context length. --temperature 0 is greedy;
 --top-p < 1 samples from the nucleus.
 
+A run trained with a tokenizer keeps a copy in RUN/tokenizer, which is used unless
+--tokenizer names another.
+
 Examples:
   cs336-basics generate --run runs/quickstart/lm \\
       --prompt "Once upon a time" --prompt "The" --max-new-tokens 64 --top-p 0.9 --seed 0

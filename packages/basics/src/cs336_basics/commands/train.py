@@ -3,7 +3,9 @@ the name of a shipped config. Each run writes config.json, metrics.jsonl and
 checkpoints/ into its out_dir; plot them with `cs336-basics plot`.
 
 Shipped configs: tinystories, tinystories_cpu, owt, ablation_no_rmsnorm,
-ablation_post_norm, ablation_nope, ablation_silu, lr_sweep, batch_size_sweep.
+ablation_post_norm, ablation_nope, ablation_silu, lr_sweep, batch_size_sweep, quickstart.
+A config's `tokenizer` folder is copied into the run, so `generate --run` needs no
+--tokenizer.
 
 Examples:
   cs336-basics train tinystories
@@ -57,7 +59,6 @@ def run(args):
     from cs336_basics.trainer import TrainingDiverged, train
     from cs336_common.cli import one_line
     from cs336_common.errors import UsageError, UserError
-    from cs336_common.lock import DirectoryLocked
 
     if args.allow_schedule_change and not args.resume:
         raise UsageError("--allow-schedule-change goes with --resume RUN_DIR")
@@ -72,13 +73,7 @@ def run(args):
                 progress=not args.no_progress,
                 allow_schedule_change=args.allow_schedule_change,
             )
-        except (
-            TrainingDiverged,
-            UserError,
-            FileExistsError,
-            FileNotFoundError,
-            DirectoryLocked,
-        ) as e:
+        except (TrainingDiverged, UserError, FileExistsError, FileNotFoundError) as e:
             if args.debug:
                 raise
             print(f"{args.prog}: error: {config.out_dir}: {one_line(e)}", file=sys.stderr)
