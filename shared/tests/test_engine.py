@@ -50,6 +50,16 @@ def _byte_tokenizer() -> Tokenizer:
     return Tokenizer({i: bytes([i]) for i in range(256)}, [], special_tokens=["<|endoftext|>"])
 
 
+def _ascii_model(tok: Tokenizer) -> TransformerLM:
+    """A model whose greedy picks are ASCII bytes (valid UTF-8, one character each): the
+    other tokens' logits are 0, below the largest of 128 random ones. The seed gives
+    varied greedy texts."""
+    model = _model(vocab_size=tok.vocab_size, seed=3)
+    with torch.no_grad():
+        model.lm_head.weight[128:] = 0
+    return model
+
+
 def test_greedy_ragged_batch_with_samples_equals_uncached_per_row():
     model = _model()
     prompts = _prompts([5, 1, 12, 37, 7])  # the 37-token prompt hits context 40
@@ -122,7 +132,7 @@ def test_top_k_samples_the_renormalized_k_most_likely_tokens():
 
 def test_stop_strings_end_the_text_before_the_earliest_one():
     tok = _byte_tokenizer()
-    model = _model(vocab_size=tok.vocab_size)
+    model = _ascii_model(tok)
     prompt = tok.encode("Hi")
     free = Engine(model, tok, eos_id=-1).generate([prompt], SamplingParams(20, 0.0))[0][0]
     text = tok.decode(free.ids)
@@ -137,9 +147,35 @@ def test_stop_strings_end_the_text_before_the_earliest_one():
         assert c.logprobs == pytest.approx(free.logprobs[:7])
 
 
+class _TextOnlyTokenizer:
+    """The interface of a Hugging Face tokenizer that the engine uses: no decode_bytes."""
+
+    def __init__(self, tok: Tokenizer):
+        self.tok, self.eos_token_id = tok, tok.token_id("<|endoftext|>")
+
+    def encode(self, text):
+        return self.tok.encode(text)
+
+    def decode(self, ids):
+        return self.tok.decode(ids)
+
+
+def test_a_tokenizer_with_only_encode_and_decode_works_the_same():
+    tok = _byte_tokenizer()
+    model = _ascii_model(tok)
+    free = Engine(model, tok, eos_id=-1).generate(["Hi"], SamplingParams(12, 0.0))[0][0]
+    text = tok.decode(free.ids)
+    params = SamplingParams(12, 0.0, stop=[text[5:8], text[3:5]], num_samples=2)
+    ours = Engine(model, tok).generate(["Hi", "Hi!"], params)
+    other = Engine(model, _TextOnlyTokenizer(tok))
+    assert other.eos_id == tok.token_id("<|endoftext|>")
+    assert other.generate(["Hi", "Hi!"], params) == ours
+    assert ours[0][0].text == text[:3] and ours[0][0].finish_reason == "stop"
+
+
 def test_eos_is_kept_in_ids_and_dropped_from_text():
     tok = _byte_tokenizer()
-    model = _model(vocab_size=tok.vocab_size)
+    model = _ascii_model(tok)
     free = Engine(model, tok, eos_id=-1).generate(["ab"], SamplingParams(9, 0.0))[0][0]
     engine = Engine(model, tok, eos_id=free.ids[5])
     (c,) = engine.generate(["ab"], SamplingParams(9, 0.0))[0]

@@ -140,40 +140,58 @@ class _Row:
         self.logprobs.append(logprob)
         if token == eos_id:
             self.finish_reason = "eos"
-        elif stops and self._hits_stop(tokenizer.decode_bytes([token]), stops):
+        elif stops and self._hits_stop(stops, tokenizer):
             self.finish_reason = "stop"
         elif len(self.ids) >= self.budget:
             self.finish_reason = "length"
         return self.finish_reason is None
 
-    def _hits_stop(self, new: bytes, stops: list[bytes]) -> bool:
-        # only a match that ends in the new bytes is new: start just before them
-        old = len(self.text_bytes)
-        self.text_bytes += new
-        found = [i for s in stops if (i := self.text_bytes.find(s, max(0, old - len(s) + 1))) >= 0]
+    def _hits_stop(self, stops: list[bytes], tokenizer) -> bool:
+        if hasattr(tokenizer, "decode_bytes"):  # ours: bytes per token, append the new ones
+            start = len(self.text_bytes)
+            self.text_bytes += tokenizer.decode_bytes(self.ids[-1:])
+        else:  # other tokenizers (e.g. Hugging Face) decode the text as a whole
+            start = 0
+            self.text_bytes = bytearray(tokenizer.decode(self.ids).encode("utf-8"))
+        # a match that is new ends in the new bytes: search from just before them
+        found = [
+            i for s in stops if (i := self.text_bytes.find(s, max(0, start - len(s) + 1))) >= 0
+        ]
         self.stop_at = min(found, default=None)
         return self.stop_at is not None
 
     def completion(self, tokenizer, eos_id: int | None) -> Completion:
         text = ""
-        if tokenizer is not None:
-            if self.stop_at is not None:
-                raw = bytes(self.text_bytes[: self.stop_at])
-            else:
-                raw = tokenizer.decode_bytes(t for t in self.ids if t != eos_id)
-            text = raw.decode("utf-8", errors="replace")
+        if self.stop_at is not None:
+            text = self.text_bytes[: self.stop_at].decode("utf-8", errors="replace")
+        elif tokenizer is not None:
+            text = tokenizer.decode([t for t in self.ids if t != eos_id])
         reason = self.finish_reason or "length"
         return Completion(self.prompt_index, self.ids, text, self.logprobs, reason)
+
+
+def _default_eos_id(tokenizer) -> int | None:
+    """Ours: its ``<|endoftext|>``; others: their ``eos_id`` / ``eos_token_id``."""
+    if tokenizer is None:
+        return None
+    if EOS_TOKEN in (getattr(tokenizer, "special_tokens", None) or ()):
+        return tokenizer.token_id(EOS_TOKEN)
+    for name in ("eos_id", "eos_token_id"):
+        if isinstance(eos := getattr(tokenizer, name, None), int):
+            return eos
+    return None
 
 
 class Engine:
     """Samples completions of many prompts from a `TransformerLM` with one KV cache.
 
-    ``tokenizer`` (a `cs336_common.Tokenizer`) encodes string prompts, decodes texts and
-    matches stop strings; it may be None for token-id prompts without stop strings.
+    ``tokenizer`` encodes string prompts (``encode``), decodes texts (``decode``) and
+    matches stop strings: a `cs336_common.Tokenizer`, or anything with those two methods
+    (a Hugging Face tokenizer); None for token-id prompts without stop strings.
     ``device``: where to run; the model is moved there (in place). ``eos_id``: the token
-    that ends a completion; default the tokenizer's ``<|endoftext|>`` if it has one, else
-    none (completions then end only at a stop string or a length).
+    that ends a completion; default the tokenizer's ``<|endoftext|>`` (ours) or its
+    ``eos_id``/``eos_token_id`` attribute, else none (completions then end only at a stop
+    string or a length).
 
     >>> engine = Engine(model, tokenizer)
     >>> outs = engine.generate(["Q: 2+2?", "Once"], SamplingParams(64, num_samples=8, seed=0))
@@ -183,9 +201,7 @@ class Engine:
     def __init__(self, model: nn.Module, tokenizer=None, *, device=None, eos_id: int | None = None):
         self.model = model if device is None else model.to(device)
         self.tokenizer = tokenizer
-        if eos_id is None and tokenizer is not None and EOS_TOKEN in tokenizer.special_tokens:
-            eos_id = tokenizer.token_id(EOS_TOKEN)
-        self.eos_id = eos_id
+        self.eos_id = _default_eos_id(tokenizer) if eos_id is None else eos_id
 
     @property
     def device(self) -> torch.device:

@@ -84,11 +84,18 @@ class KVCache:
 
     def select_rows(self, rows: Tensor) -> None:
         """Keep only batch rows ``rows`` (int indices, repeats allowed), in that order:
-        drop finished sequences, or repeat a prefilled prompt for several samples."""
-        self.keys = self.keys[:, rows]
-        self.values = self.values[:, rows]
+        drop finished sequences, or repeat a prefilled prompt for several samples. Only the
+        ``length`` used slots are copied; the rest are written before they are read."""
+        self.keys = self._gather(self.keys, rows)
+        self.values = self._gather(self.values, rows)
         if self.key_mask is not None:
             self.key_mask = self.key_mask[rows]
+
+    def _gather(self, buffer: Tensor, rows: Tensor) -> Tensor:
+        L, _, H, T, D = buffer.shape
+        out = buffer.new_empty((L, len(rows), H, T, D))
+        out[:, :, :, : self.length] = buffer[:, rows, :, : self.length]
+        return out
 
     def reset(self) -> None:
         """Forget every cached position (the buffers are reused)."""

@@ -246,6 +246,23 @@ class TransformerLM(nn.Module):
         token's position is the number of real tokens before it in its row, so a padded
         row gives the logits it gives alone. Without either, nothing changes.
         """
+        return self.lm_head(
+            self.features(
+                in_indices, kv_cache, token_positions=token_positions, attention_mask=attention_mask
+            )
+        )
+
+    def features(
+        self,
+        in_indices: Tensor,
+        kv_cache: KVCache | None = None,
+        *,
+        token_positions: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The LM head's input, (batch, seq, d_model): ``forward`` without the head.
+        Training through ``linear_cross_entropy(model.features(x), model.lm_head.weight,
+        y)`` (`cs336_common.train`) never materialises the logits."""
         self._check_input(in_indices, kv_cache, token_positions)
         seq = in_indices.shape[1]
         key_mask = attention_mask if kv_cache is None else kv_cache.write_mask(attention_mask, seq)
@@ -261,7 +278,7 @@ class TransformerLM(nn.Module):
             x = layer(x, token_positions, kv_cache=kv_cache, layer_idx=i, attn_mask=attn_mask)
         if kv_cache is not None:
             kv_cache.advance(seq)
-        return self.lm_head(self.ln_final(x))
+        return self.ln_final(x)
 
     def _embed(self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None) -> Tensor:
         x = self.token_embeddings(ids)
