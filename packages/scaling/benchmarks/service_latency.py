@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-CONFIG = dict(d_model=64, num_layers=2, num_heads=2, batch_size=128, learning_rate=1e-3, train_flops=1e13)
+CONFIG = dict(
+    d_model=64, num_layers=2, num_heads=2, batch_size=128, learning_rate=1e-3, train_flops=1e13
+)
 
 
 def main():
@@ -27,23 +29,43 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         cli = [sys.executable, "-m", "cs336_scaling.cli"]
-        key = subprocess.run([*cli, "keys", "--state-dir", str(state), "create", "bench"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-        server = subprocess.Popen([*cli, "serve", "--state-dir", str(state), "--port", "0",
-                                   "--trainer", "cs336_scaling.simulate:simulated_loss"],
-                                  stdout=subprocess.PIPE, text=True)
+        key = subprocess.run(
+            [*cli, "keys", "--state-dir", str(state), "create", "bench"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        server = subprocess.Popen(
+            [
+                *cli,
+                "serve",
+                "--state-dir",
+                str(state),
+                "--port",
+                "0",
+                "--trainer",
+                "cs336_scaling.simulate:simulated_loss",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             host_port = server.stdout.readline().split("http://")[1].split("/")[0]
             host, port = host_port.split(":")
             path = "/loss?" + urlencode({**CONFIG, "api_key": key})
             _get(host, int(port), path)  # trains (simulated) once; every later answer is cached
-            rows = [_round(host, int(port), path, args.clients, args.requests) for _ in range(args.repeats)]
+            rows = [
+                _round(host, int(port), path, args.clients, args.requests)
+                for _ in range(args.repeats)
+            ]
         finally:
             server.terminate()
             server.wait()
-    print(f"cached /loss, {args.clients} concurrent clients x {args.requests} requests, {args.repeats} repeats")
+    print(
+        f"cached /loss, {args.clients} concurrent clients x {args.requests} requests, {args.repeats} repeats"
+    )
     print(f"{'metric':<14}{'median':>10}{'min':>10}{'max':>10}")
-    for name, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("max_ms", "ms"), ("req_per_s", "")):
+    for name in ("p50_ms", "p99_ms", "max_ms", "req_per_s"):
         vals = [r[name] for r in rows]
         print(f"{name:<14}{statistics.median(vals):>10.2f}{min(vals):>10.2f}{max(vals):>10.2f}")
 
@@ -84,8 +106,12 @@ def _round(host, port, path, clients, requests):
     wall = time.perf_counter() - start
     latencies.sort()
     ms = [x * 1e3 for x in latencies]
-    return {"p50_ms": ms[len(ms) // 2], "p99_ms": ms[int(len(ms) * 0.99) - 1], "max_ms": ms[-1],
-            "req_per_s": len(ms) / wall}
+    return {
+        "p50_ms": ms[len(ms) // 2],
+        "p99_ms": ms[int(len(ms) * 0.99) - 1],
+        "max_ms": ms[-1],
+        "req_per_s": len(ms) / wall,
+    }
 
 
 if __name__ == "__main__":

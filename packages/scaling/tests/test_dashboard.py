@@ -18,20 +18,33 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_dashboard_renders_runs_budget_curves_and_fit(tmp_path, svc):
     state = tmp_path / "state"
     key = svc.create_key(state, "alice", budget=1e20)
-    server = svc.Server(state, {"trainer": "cs336_scaling.simulate:simulated_loss", "max_parallel": 4})
+    server = svc.Server(
+        state, {"trainer": "cs336_scaling.simulate:simulated_loss", "max_parallel": 4}
+    )
     try:
         client = ScalingClient(server.url, key)
         for flops in (1e16, 1e17, 1e18):
             for d, n in ((128, 4), (256, 4), (384, 6), (512, 8), (768, 12)):
-                client.submit(d_model=d, num_layers=n, num_heads=d // 64, batch_size=128,
-                              learning_rate=1e-3, train_flops=flops)
+                client.submit(
+                    d_model=d,
+                    num_layers=n,
+                    num_heads=d // 64,
+                    batch_size=128,
+                    learning_rate=1e-3,
+                    train_flops=flops,
+                )
         svc.wait_for(lambda: len(client.runs(status="finished")) == 15)
         chrome = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-        dom = subprocess.run([*chrome, "--dump-dom", server.url + "/"], capture_output=True,
-                             text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [*chrome, "--dump-dom", server.url + "/"], capture_output=True, text=True, timeout=120
+        ).stdout
         shot = tmp_path / "dashboard.png"
-        subprocess.run([*chrome, f"--screenshot={shot}", "--window-size=1300,900", server.url + "/"],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [*chrome, f"--screenshot={shot}", "--window-size=1300,900", server.url + "/"],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
     finally:
         server.stop()
     assert "Runs (15)" in dom and "alice" in dom and dom.count('class="finished"') == 15

@@ -58,6 +58,8 @@ def run(args):
     if not args.no_plots:
         check_out_dir(args.out_dir)
     runs = load_runs_or_exit(args.runs)
+    import numpy as np
+
     from cs336_scaling.isoflops import fit_isoflops
 
     try:
@@ -71,7 +73,8 @@ def run(args):
         out = {"a": fit.a, "b": fit.b, "k_N": fit.k_N, "k_D": fit.k_D, "predictions": predictions}
         print(json.dumps(out, indent=2))
     else:
-        print(f"IsoFLOPs fit ({args.method}) over {len(fit.budgets)} budgets, {len(runs)} runs")
+        used = int(np.isin(runs.compute_budget, fit.budgets).sum())
+        print(f"IsoFLOPs fit ({args.method}) over {len(fit.budgets)} budgets, {used} runs")
         print(f"  N_opt = {fit.k_N:.4g} * C^{fit.a:.4f}")
         print(f"  D_opt = {fit.k_D:.4g} * C^{fit.b:.4f}")
         for c, p in predictions.items():
