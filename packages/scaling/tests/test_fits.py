@@ -64,8 +64,17 @@ def test_min_picks_each_budgets_lowest_run():
 def test_isoflops_rejects_bad_input():
     with pytest.raises(ValueError, match="method"):
         fit_isoflops(load_runs(), method="cubic")
-    with pytest.raises(ValueError, match=">= 2 distinct compute budgets"):
+    with pytest.raises(ValueError, match=">= 2 compute budgets"):
         fit_isoflops([{"parameters": 1, "compute_budget": 1, "final_loss": 1}])
+
+
+def test_min_runs_leaves_out_unfinished_profiles():
+    rng = np.random.default_rng(2)
+    records = _parabola_runs(0.45, 0.3, 1e-3, rng)
+    lonely = {"parameters": 1e3, "compute_budget": 1e22, "final_loss": 0.1}
+    full = fit_isoflops(records, "parabola")
+    assert fit_isoflops([*records, lonely], "parabola", min_runs=3) == full
+    assert fit_isoflops([*records, lonely], "parabola").budgets[-1] == 1e22
     with pytest.raises(ValueError, match=r"run 1 field 'final_loss' must be a number > 0, got 'x'"):
         as_runs(
             [

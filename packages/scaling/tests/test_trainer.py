@@ -26,15 +26,18 @@ def settings():
     return ServiceSettings.from_dict(TINY).to_dict()
 
 
-def test_more_compute_gives_lower_loss(settings):
-    short = train_run(CONFIG, settings)
+@pytest.fixture(scope="module")
+def short(settings):
+    return train_run(CONFIG, settings)
+
+
+def test_more_compute_gives_lower_loss(settings, short):
     longer = train_run({**CONFIG, "train_flops": 3e9}, settings)
     assert math.log(2048) * 0.9 < short < math.log(2048) * 1.1  # ~uniform after 7 steps
     assert longer < short - 0.01
 
 
-def test_the_service_answers_what_the_trainer_computes(settings, svc, tmp_path):
-    direct = train_run(CONFIG, settings)
+def test_the_service_answers_what_the_trainer_computes(short, svc, tmp_path):
     state = tmp_path / "state"
     key = svc.create_key(state, "real")
     server = svc.Server(state, TINY)
@@ -42,7 +45,7 @@ def test_the_service_answers_what_the_trainer_computes(settings, svc, tmp_path):
         answer = ScalingClient(server.url, key).loss(**CONFIG)
     finally:
         server.stop()
-    assert answer["loss"] == pytest.approx(direct, rel=1e-5)  # seeded: the same run
+    assert answer["loss"] == pytest.approx(short, rel=1e-5)  # seeded: the same run
     assert answer["total_flops_used"] == 1e9
 
 
