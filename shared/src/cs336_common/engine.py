@@ -275,7 +275,7 @@ class Engine:
         stops = [s.encode("utf-8") for s in params.stop]
         # the last sampled token is never fed back, hence budget - 1 more slots
         cache, logits = self._prefill(ids, max(r.budget for r in rows) - 1)
-        # sample i belongs to prompt i // num_samples; rows with no budget never start
+        # each prompt's cache row is repeated for its samples; rows with no budget never start
         live = [i for i, r in enumerate(rows) if r.budget > 0]
         src = torch.tensor([rows[i].prompt_index for i in live], device=device)
         if len(live) != len(ids) or params.num_samples > 1:
@@ -292,18 +292,18 @@ class Engine:
                 logits, params.temperature, params.top_p, generator, top_k=params.top_k
             )
             logprob = _log_softmax(logits).gather(-1, token[:, None]).squeeze(-1)
-            new = [
+            going = [
                 j
                 for j, (t, lp) in enumerate(zip(token.tolist(), logprob.tolist(), strict=True))
                 if rows[live[j]].add(t, lp, self.eos_id, stops, self.tokenizer)
             ]
-            if not new:
+            if not going:
                 return
-            if len(new) < len(live):  # finished rows leave the batch and the cache
-                keep = torch.tensor(new, device=device)
+            if len(going) < len(live):  # finished rows leave the batch and the cache
+                keep = torch.tensor(going, device=device)
                 cache.select_rows(keep)
                 token, positions = token[keep], positions[keep]
-                live = [live[j] for j in new]
+                live = [live[j] for j in going]
             logits = self.model(token[:, None], cache, token_positions=positions[:, None])[:, -1]
             positions += 1
 
