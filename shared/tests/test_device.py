@@ -1,8 +1,10 @@
 import time
 
+import pytest
 import torch
 
 from cs336_common.device import Timer, resolve_device, synchronize
+from cs336_common.errors import InputError
 
 
 def test_resolve_device_names_and_auto():
@@ -16,3 +18,14 @@ def test_timer_measures_the_block():
     with Timer("cpu") as t:
         time.sleep(0.05)
     assert 0.045 <= t.seconds < 1.0
+
+
+def test_resolve_device_refuses_what_this_machine_lacks():
+    with pytest.raises(InputError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(InputError, match="device 'cuda:9'"):  # no machine here has 10 GPUs
+        resolve_device("cuda:9")
+    if count == 0:
+        with pytest.raises(InputError, match="no CUDA GPU; use auto or cpu"):
+            resolve_device("cuda")

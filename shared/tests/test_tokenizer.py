@@ -171,6 +171,46 @@ def test_encode_iterable_memory_is_flat(gpt2):
     assert peak < 2_000_000, f"peak {peak / 1e6:.1f} MB while streaming {total_chars / 1e6:.1f} MB"
 
 
+# pieces whose letters, digits, punctuation and apostrophes (contractions) meet with no
+# whitespace: a stream of them can only be cut where two character classes meet
+_NO_SPACE = ["ab", "Zq", "12", "7", "-", "x'y", "'s", "'ll", "'", "é", "e\u0301", "日本", "(q)",
+             "...", "٣", "<|", "|>", EOT]  # fmt: skip
+
+
+def test_encode_iterable_cuts_text_without_whitespace_exactly(gpt2, tiktoken_gpt2):
+    rng = random.Random(5)
+    text = "".join(rng.choice(_NO_SPACE) for _ in range(150_000))  # ~300 K characters
+    cuts = sorted(rng.sample(range(len(text)), 40))
+    pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    want = tiktoken_gpt2.encode(text, allowed_special="all")
+    assert gpt2.encode(text) == want
+    assert list(gpt2.encode_iterable(pieces)) == want  # pieces both shorter and longer than 64 K
+    assert list(gpt2.encode_iterable([text])) == want
+
+
+@pytest.mark.parametrize("sep", ["", " "])
+def test_encode_iterable_memory_is_bounded_on_one_long_line(gpt2, sep):
+    """One 2 MB line, with or without spaces: peak allocations stay under 1 MB (they grew
+    by 20 to 100 bytes per input byte when a line was encoded whole). Letters, digits
+    and punctuation alternate, so that the distinct pre-tokens, and with them the
+    tokenizer's bounded cache, stay few."""
+    rng = random.Random(6)
+    groups = (["ab", "Zq", "x'y", "é", "日本"], ["12", "7", "٣"], ["-", "(", "...", "'"])
+    n = 250_000 if sep else 330_000
+    line = sep.join(rng.choice(group) for _ in range(n) for group in groups)
+    assert len(line.encode()) > 2_000_000
+    peaks = []
+    for text in (line[:1000], line):
+        tracemalloc.start()
+        count = sum(1 for _ in gpt2.encode_iterable([text]))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert count > n
+    assert peaks[1] < 2_500_000, (
+        f"peak {peaks[1] / 1e6:.1f} MB on a {len(line) / 1e6:.1f} M-char line"
+    )
+
+
 def test_save_load_round_trip(gpt2, tmp_path):
     path = gpt2.save(tmp_path / "tok")
     assert [p.name for p in path.parent.iterdir()] == ["tokenizer.json"]  # no temp files left

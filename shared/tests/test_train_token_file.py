@@ -1,7 +1,15 @@
+import json
+
 import numpy as np
 import pytest
 
-from cs336_common.train.token_file import open_token_file, save_token_file, token_dtype
+from cs336_common.errors import InputError
+from cs336_common.train.token_file import (
+    check_token_ids,
+    open_token_file,
+    save_token_file,
+    token_dtype,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,3 +42,41 @@ def test_missing_sidecar_and_bad_ids(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
         save_token_file(tmp_path / "x.bin", [1, 7], 5)
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_every_id_is_checked_against_the_vocabulary(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 100, size=10_000)
+    ids[7_777] = 100
+    path = tmp_path / "t.bin"
+    save_token_file(path, ids, 101)
+    for chunk in (1000, 7777, 7778, 1 << 24):  # the bad id in every place relative to a chunk
+        with pytest.raises(InputError, match=r"t\.bin: token id 100 at position 7,777 is >= "):
+            check_token_ids(open_token_file(path), 100, path, chunk=chunk)
+    check_token_ids(open_token_file(path), 101, path, chunk=1000)
+    with pytest.raises(InputError, match=r"vocabulary of 101 tokens, but the model has vocab"):
+        open_token_file(path, vocab_size=100)
+    assert len(open_token_file(path, vocab_size=101)) == 10_000
+
+
+@pytest.mark.parametrize(
+    "meta, match",
+    [
+        ({"dtype": "<f4", "num_tokens": 2}, r"dtype '<f4' is not a little-endian unsigned"),
+        ({"dtype": "<i4", "num_tokens": 2}, r"dtype '<i4' is not"),
+        ({"dtype": ">u4", "num_tokens": 2}, r"dtype '>u4' is not"),
+        ({"dtype": "bogus", "num_tokens": 2}, r"dtype 'bogus' is not"),
+        ({"dtype": "<u4"}, r"missing field 'num_tokens'"),
+        ({"dtype": "<u4", "num_tokens": -2}, r"num_tokens must be a non-negative integer"),
+        ({"dtype": "<u4", "num_tokens": 2, "vocab_size": 2.5}, r"vocab_size must be a non-neg"),
+        (["<u4"], r"expected a JSON object"),
+    ],
+)
+def test_malformed_sidecar_is_an_input_error_naming_it(tmp_path, meta, match):
+    path = tmp_path / "t.bin"
+    path.write_bytes(b"\0" * 8)
+    (tmp_path / "t.bin.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=rf"t\.bin\.json: {match}"):
+        open_token_file(path)
+    (tmp_path / "t.bin.json").write_text('{"dtype": "<u4",')
+    with pytest.raises(InputError, match=r"t\.bin\.json: malformed JSON"):
+        open_token_file(path)

@@ -73,5 +73,11 @@ def make_qwen2():
 
 
 @pytest.fixture(scope="session")
+def make_lm():
+    """``tiny_lm`` itself (a TransformerLM factory taking seed and vocab_size)."""
+    return tiny_lm
+
+
+@pytest.fixture(scope="session")
 def our_lm():
     return tiny_lm()

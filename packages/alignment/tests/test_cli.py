@@ -56,7 +56,7 @@ def _save_tiny(tmp_path):
     from cs336_common import TransformerLM
 
     torch.manual_seed(0)
-    return save_policy(TransformerLM(257, 512, 32, 1, 2, 64), byte_tokenizer(), tmp_path / "m")
+    return save_policy(TransformerLM(257, 1024, 32, 1, 2, 64), byte_tokenizer(), tmp_path / "m")
 
 
 def test_eval_writes_metrics_and_categories(tmp_path, capsys):
@@ -94,3 +94,24 @@ def test_export_command_round_trip(tmp_path):
     for k, v in a.state_dict().items():
         assert torch.equal(b.state_dict()[k], v), k
     assert main(["export", str(src), str(tmp_path / "hf")]) == 1  # not empty
+
+
+def test_sft_then_grpo_commands(tmp_path, capsys):
+    pytest.importorskip("cs336_common.train.loop")
+    model_dir = _save_tiny(tmp_path)
+    common = ["--eval-limit", "2", "--examples", "8", "--device", "cpu"]
+    sft = ["sft", "--model", str(model_dir), "--out", str(tmp_path / "sft"), "--steps", "2",
+           "--batch-size", "4", "--gradient-accumulation-steps", "1", "--eval-max-tokens", "4",
+           "--checkpoint-every", "0", *common]  # fmt: skip
+    assert main(sft) == 0
+    grpo = ["grpo", "--model", str(tmp_path / "sft" / "final"), "--out", str(tmp_path / "g"),
+            "--n-grpo-steps", "1", "--rollout-batch-size", "4", "--group-size", "2",
+            "--train-batch-size", "4", "--gradient-accumulation-steps", "2",
+            "--sampling-max-tokens", "4", "--loss-type", "grpo_clip", *common]  # fmt: skip
+    assert main(grpo) == 0
+    rows = [json.loads(x) for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 1 and "time_rollout_s" in rows[-1]
+    capsys.readouterr()
+    assert main(grpo) == 1  # the folder holds a run: --resume or another folder
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert main([*grpo, "--resume"]) == 0  # finished: nothing left to do

@@ -6,8 +6,6 @@ import torch
 
 from cs336_alignment.generation import HFGenerator, make_generator, response_text
 
-from .conftest import tiny_lm
-
 engine = pytest.importorskip("cs336_common.engine")
 
 
@@ -27,8 +25,8 @@ def test_hf_generator_logprobs_match_a_forward_pass(qwen, hf_tokenizer):
             assert c.logprobs == pytest.approx(want, abs=1e-3)
 
 
-def test_greedy_engine_and_hf_agree_on_exported_weights(our_tokenizer):
-    model = tiny_lm(5, vocab_size=our_tokenizer.vocab_size)
+def test_greedy_engine_and_hf_agree_on_exported_weights(our_tokenizer, make_lm):
+    model = make_lm(5, vocab_size=our_tokenizer.vocab_size)
     params = engine.SamplingParams(max_new_tokens=8, temperature=0.0)
     prompts = ["Once upon a time", "1 + 1 ="]
     a = make_generator("engine", model, our_tokenizer).generate(prompts, params)
@@ -39,8 +37,8 @@ def test_greedy_engine_and_hf_agree_on_exported_weights(our_tokenizer):
         assert x[0].logprobs == pytest.approx(y[0].logprobs, abs=1e-3)
 
 
-def test_hf_generator_stop_strings_and_weight_sync(our_tokenizer):
-    model = tiny_lm(6, vocab_size=our_tokenizer.vocab_size)
+def test_hf_generator_stop_strings_and_weight_sync(our_tokenizer, make_lm):
+    model = make_lm(6, vocab_size=our_tokenizer.vocab_size)
     gen = HFGenerator(model, our_tokenizer)
     greedy = engine.SamplingParams(max_new_tokens=12, temperature=0.0)
     text = gen.generate(["abc"], greedy)[0][0].text
@@ -54,3 +52,15 @@ def test_hf_generator_stop_strings_and_weight_sync(our_tokenizer):
         model.lm_head.weight.mul_(-1)
     gen.load_weights(model)
     assert gen.generate(["abc"], greedy)[0][0].text != text
+
+
+def test_vllm_without_vllm_is_a_one_line_error(tmp_path):
+    from cs336_common.errors import UserError
+
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match="pip install vllm"):
+            make_generator("vllm", tmp_path, None)
+    else:
+        pytest.skip("vLLM is installed")

@@ -34,6 +34,9 @@ EQUAL = [
     ("\\infty", "\\infty"),
     ("\\text{Monday}", "Monday"),
     ("−7", "-7"),
+    ("2\\frac{1}{2}", "2.5"),  # a mixed number, as MATH writes them
+    ("-1\\frac{1}{3}", "-4/3"),
+    ("\\frac{1}{2}x", "\\frac{x}{2}"),
 ]
 UNEQUAL = [
     ("1/2", "0.49"),
@@ -49,6 +52,8 @@ UNEQUAL = [
     ("", "0"),
     ("10", "100"),
     ("\\frac{1}{0}", "1"),
+    ("2\\frac{1}{2}", "1"),
+    ("0.333", "\\frac{1}{3}"),
 ]
 
 

@@ -5,8 +5,6 @@ import torch
 
 from cs336_alignment.hf_export import export_to_hf, import_from_hf, to_hf_model
 
-from .conftest import tiny_lm
-
 TEXTS = ["Hello, world! 123 + 456 = 579", "  spaces\tand\nnewlines<|endoftext|>ünïcödé 🙂"]
 
 
@@ -22,10 +20,10 @@ def test_llama_export_gives_equal_logits(tie):
         torch.testing.assert_close(hf(ids).logits, ours(ids), atol=2e-5, rtol=1e-4)
 
 
-def test_export_round_trip_through_a_directory(tmp_path, our_tokenizer):
+def test_export_round_trip_through_a_directory(tmp_path, our_tokenizer, make_lm):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ours = tiny_lm(3, vocab_size=our_tokenizer.vocab_size)
+    ours = make_lm(3, vocab_size=our_tokenizer.vocab_size)
     export_to_hf(ours, our_tokenizer, tmp_path / "hf")
     hf_tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()

@@ -68,3 +68,19 @@ def test_log_probs_carry_gradients(our_lm, hf_tokenizer):
     lp.sum().backward()
     assert our_lm.lm_head.weight.grad is not None
     our_lm.zero_grad(set_to_none=True)
+
+
+def test_a_bos_adding_tokenizer_puts_bos_before_the_prompt_only():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({"<s>": 0, "</s>": 1, "a": 2, "b": 3}, unk_token="a"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 0)]
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>")
+    out = tokenize_prompt_and_output(["a b", "b"], ["b a", "a"], tok)
+    assert out["input_ids"].tolist() == [[0, 2, 3, 3], [0, 3, 2, 1]]
+    assert out["labels"].tolist() == [[2, 3, 3, 2], [3, 2, 1, 1]]
+    assert out["response_mask"].int().tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]

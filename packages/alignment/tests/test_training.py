@@ -116,3 +116,55 @@ def test_offline_demo_runs_end_to_end(tmp_path):
         assert 0.0 <= summary["results"][stage]["accuracy"] <= 1.0
     assert (tmp_path / "pipeline.png").is_file()
     assert (tmp_path / "grpo" / "final" / "cs336_model.json").is_file()
+
+
+def test_grpo_drives_a_hugging_face_model(tmp_path, make_qwen2, hf_tokenizer):
+    from cs336_alignment.generation import HFGenerator
+
+    model = make_qwen2(4).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qs = [{"prompt": f"What is {i} + 1?", "ground_truth": str(i + 1)} for i in range(8)]
+    rows = train_grpo(
+        model, hf_tokenizer, qs, qs[:2],
+        GRPOConfig(n_grpo_steps=1, **{**GRPO, "checkpoint_every": 0, "loss_type": "no_baseline"}),
+        tmp_path, generator=HFGenerator(model, hf_tokenizer),
+        reward_fn=lambda r, t: {"reward": float(len(r) % 2)},
+    )  # fmt: skip
+    assert rows[-1]["step"] == 2 and "eval_accuracy" in rows[-1]
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert (tmp_path / "final" / "config.json").is_file()
+
+
+def test_rollout_batches_hold_what_was_sampled():
+    """Each epoch holds every sampled response once; old log-probs (a full forward pass)
+    equal the engine's sampling log-probs; advantages are the group-normalised rewards."""
+    from cs336_alignment.generation import make_generator
+    from cs336_alignment.grpo import RolloutBatches
+
+    model, tok = _model(5), byte_tokenizer()
+    cfg = GRPOConfig(rollout_batch_size=8, group_size=4, sampling_max_tokens=6,
+                     train_batch_size=4, gradient_accumulation_steps=1,
+                     epochs_per_rollout_batch=2, loss_type="grpo_clip")  # fmt: skip
+    gen = make_generator("engine", model, tok)
+    sampled = []
+    generate = gen.generate
+    gen.generate = lambda p, params: sampled.append(generate(p, params)) or sampled[-1]
+    reward = lambda r, t: {"reward": float(len(r) % 3 == 0)}  # noqa: E731
+    batches = RolloutBatches(model, gen, tok, _questions(16, 6), reward, cfg)
+    micro = [next(batches) for _ in range(4)]
+    assert not batches.buffer and len(sampled) == 1
+    completions = [c for per_prompt in sampled[0] for c in per_prompt]
+    rewards = torch.tensor([float(len(c.text) % 3 == 0) for c in completions]).view(2, 4)
+    want_adv = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)
+    for epoch in (micro[:2], micro[2:]):  # 8 responses / 4 per micro-batch
+        used = []
+        for x, y, mask, adv, raw, old in epoch:
+            for i in range(len(x)):
+                ids = y[i][mask[i]].tolist()
+                j = next(k for k, c in enumerate(completions) if c.ids == ids and k not in used)
+                used.append(j)
+                got = old[i][mask[i]].tolist()
+                assert got == pytest.approx(completions[j].logprobs, abs=1e-4)
+                assert adv[i, 0].item() == pytest.approx(want_adv.flatten()[j].item(), abs=1e-5)
+                assert raw[i, 0].item() == rewards.flatten()[j].item()
+        assert sorted(used) == list(range(8))

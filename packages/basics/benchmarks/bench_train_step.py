@@ -7,6 +7,9 @@ on synthetic token ids, for these implementations measured in one process:
   b  ours, tuned: bf16 autocast, TF32, torch.compile of model + loss,
      attention_backend="torch" (PyTorch's fused SDPA), AdamW(compile=True)
   d  b with mode="max-autotune-no-cudagraphs" (autotuned GEMMs; slow to compile)
+  e  b with the LM head and the loss fused: compiled ``model.features`` then
+     `linear_cross_entropy` (chunks of tokens; the (tokens, vocab) logits never exist)
+  f  b with mode="reduce-overhead" (CUDA graphs for forward and backward)
   c  plain PyTorch, written below as a user would: nn.Embedding/nn.Linear/nn.RMSNorm,
      F.scaled_dot_product_attention, SwiGLU, RoPE, F.cross_entropy,
      torch.optim.AdamW(fused=True), bf16 autocast, TF32, torch.compile
@@ -36,11 +39,11 @@ from torch import nn
 
 from cs336_basics import AdamW, cross_entropy
 from cs336_common.device import peak_flops, synchronize
-from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
+from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token, load_model_config
+from cs336_common.train import linear_cross_entropy
 
 H100_BF16_PEAK = 989e12  # FLOP/s, dense; the reference for devices peak_flops doesn't know
 BUDGET_TOKENS = 327_680_000  # the course's TinyStories run
-TINY = ModelConfig(vocab_size=256, context_length=32, d_model=64, num_layers=2, num_heads=4)
 
 
 # ---- (c) the plain PyTorch model -----------------------------------------------------
@@ -124,6 +127,18 @@ def _ours_tuned(cfg: ModelConfig, device, mode: str = "default") -> Callable:
     return _autocast_step(loss_fn, opt, device)
 
 
+def _ours_fused_loss(cfg: ModelConfig, device) -> Callable:
+    torch.set_float32_matmul_precision("high")
+    model = TransformerLM.from_config(replace(cfg, attention_backend="torch"), device=device)
+    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
+    features = torch.compile(model.features, fullgraph=True)
+
+    def loss_fn(x, y):
+        return linear_cross_entropy(features(x), model.lm_head.weight, y, compile=True)
+
+    return _autocast_step(loss_fn, opt, device)
+
+
 def _plain_pytorch(cfg: ModelConfig, device) -> Callable:
     torch.set_float32_matmul_precision("high")
     model = _PlainLM(cfg).to(device)
@@ -152,6 +167,8 @@ VARIANTS = {
         "(b') ours, tuned + max-autotune GEMMs",
         partial(_ours_tuned, mode="max-autotune-no-cudagraphs"),
     ),
+    "e": ("(e) ours, tuned + fused LM head and loss", _ours_fused_loss),
+    "f": ("(f) ours, tuned + CUDA graphs", partial(_ours_tuned, mode="reduce-overhead")),
 }
 
 
@@ -204,12 +221,14 @@ def measure(name: str, cfg: ModelConfig, device, batch_size: int, warmup: int, s
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| variant | tokens/s | MFU | minutes for 327.68M tokens | ms/step | peak memory | warm-up + compile |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | tokens/s | vs (c) | MFU | minutes for 327.68M tokens | ms/step | peak memory | warm-up + compile |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    plain = next((r["tokens_per_s"] for r in rows if r["variant"].startswith("(c)")), math.nan)
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | "
+            f"| {r['variant']} | {r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / plain:.3f} | "
+            f"{r['mfu']:.1%} | "
             f"{r['budget_min']:.1f} | {r['ms_per_step']:.1f} | {r['peak_gib']:.1f} GiB | "
             f"{r['warmup_s']:.0f} s |"
         )
@@ -227,10 +246,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps (the first compiles)")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
-    p.add_argument("--variants", default="abc", help="which of a, b, c, d to run, in order")
+    p.add_argument("--variants", default="abc", help="which of a-f to run, in order")
     args = p.parse_args()
     device = torch.device(args.device)
-    cfg = TINY if args.tiny else ModelConfig.from_preset("tinystories")
+    cfg = load_model_config("tiny" if args.tiny else "tinystories")
     batch_size = 4 if args.tiny else args.batch_size
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{hardware}, torch {torch.__version__}, {cfg}, batch {batch_size}")

@@ -1,9 +1,41 @@
-from cs336_basics.cli import main
+"""What `cs336-basics --help` and each command's --help print."""
+
+import re
+
+import pytest
+
+from cs336_basics.cli import COMMANDS, main
 
 
-def test_quickstart_help_runs(capsys):
-    try:
-        main(["quickstart", "--help"])
-    except SystemExit as e:
-        assert e.code == 0
-    assert "quickstart" in capsys.readouterr().out
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_command_with_what_it_does(capsys):
+    out = _help([], capsys)
+    for name, (_, text) in COMMANDS.items():
+        assert re.search(rf"^\s+{name}\s+{re.escape(text[:30])}", out, re.M), name
+    assert "--debug" in out
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["quickstart"], ["fortune database", "--steps", "--out", "--threads", "--debug"]),
+        (["train"], ["--set KEY=VALUE", "--sweep", "--resume RUN_DIR", "tinystories_cpu"]),
+        (["generate"], ["--top-p", "--temperature", "0: greedy", "--max-new-tokens", "--seed"]),
+        (["plot"], ["RUN_DIR", "--out", ".pdf", "--x-axis {step,tokens}", "--log-y"]),
+        (["tokenizer"], ["train", "encode"]),
+        (["tokenizer", "train"], ["--vocab-size", "--special-token TOKEN", "--workers"]),
+        (["tokenizer", "encode"], ["--tokenizer", "--input", "--out"]),
+        (["model-info"], ["GPT-2", "--seq-len", "--json"]),
+        (["data", "download"], ["{tinystories,owt}", "--out"]),
+    ],
+)
+def test_command_help_answers_its_questions(capsys, argv, expected):
+    out = _help(argv, capsys)
+    for text in expected:
+        assert text in out, (argv, text)

@@ -20,9 +20,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file's size and time, but a run's lock file (taken, then released)."""
     return {
         str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(root.rglob("*"))
+        if p.name != ".lock"
     }
 
 
@@ -157,6 +159,12 @@ def _generate(work, *extra):
 def test_generate_works_on_the_fixture(work, capsys):
     assert main([str(a) for a in _generate(work, "--seed", "0")]) == 0
     assert capsys.readouterr().out.startswith("ab")
+    argv = _generate(work, "--seed", "0")
+    del argv[3:5]  # no --tokenizer: the run's own copy, if it keeps one
+    fails(argv, capsys, work, r"--run .*lm keeps no tokenizer .*pass --tokenizer DIR", code=2)
+    shutil.copytree(work / "tok", work / "lm" / "tokenizer")
+    assert main([str(a) for a in argv]) == 0
+    assert capsys.readouterr().out.startswith("ab")
 
 
 @pytest.mark.parametrize(
@@ -231,7 +239,12 @@ def test_train_config_mistakes(work, capsys):
 def test_train_yaml_error_names_the_file(work, capsys):
     pytest.importorskip("yaml")
     (work / "bad.yaml").write_text("lr: [1, 2\n")
-    fails(["train", work / "bad.yaml"], capsys, work, r"config .*bad\.yaml: while parsing")
+    fails(
+        ["train", work / "bad.yaml"],
+        capsys,
+        work,
+        r"config .*bad\.yaml: expected ',' or '\]', but got '<stream end>' at line 2, column 1$",
+    )
 
 
 def test_train_data_checks(work, capsys):
@@ -279,6 +292,16 @@ def test_train_output_and_device_checks(work, capsys):
           r"token file not found: nope\.bin")  # fmt: skip
 
 
+def test_train_resume_with_weights_that_do_not_fit_the_config(work, capsys):
+    run = work / "lm"
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["d_model"] = 32
+    (run / "config.json").write_text(json.dumps(config))
+    fails(["train", "--resume", run, "--no-progress"], capsys, work,
+          r"^cs336-basics: error: .*lm: its checkpoint does not fit the model of its "
+          r"config\.json \(size mismatch for \S+: .*\); was it edited\?$")  # fmt: skip
+
+
 # ---- plot, quickstart, model-info, data ---------------------------------------------------
 
 
@@ -310,7 +333,12 @@ def test_quickstart_checks_everything_before_the_first_stage(tmp_path, capsys):
           r"--steps: expected an integer >= 1, got '0'", code=2)  # fmt: skip
     (tmp_path / "file").write_text("x")
     fails(["quickstart", "--out", tmp_path / "file"], capsys, tmp_path, r"--out .*file is a file")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.txt").write_text("my corpus")
+    fails(["quickstart", "--out", tmp_path / "data"], capsys, tmp_path,
+          r"--out .*data holds other files, .* pick a new or empty folder")  # fmt: skip
     (tmp_path / "qs" / "lm").mkdir(parents=True)
+    (tmp_path / "qs" / "quickstart.json").write_text("{}")  # a quickstart's folder, but
     fails(["quickstart", "--out", tmp_path / "qs"], capsys, tmp_path,
           r"qs/lm exists and is not a training run")  # fmt: skip
     assert "[1/5]" not in capsys.readouterr().out

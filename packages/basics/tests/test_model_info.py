@@ -33,7 +33,7 @@ def test_model_info_rejects_unknown_config(capsys):
                         capsys.readouterr().err)  # fmt: skip
     bad = '{"vocab_size": 10, "context_length": 8, "d_model": 30, "num_layers": 1, "num_heads": 4}'
     assert main(["model-info", "--config", bad]) == 1
-    assert re.search(r"error: --config '\{.*\}': .*num_heads", capsys.readouterr().err)
+    assert re.search(r"error: --config model '\{.*\}': .*num_heads", capsys.readouterr().err)
 
 
 def test_model_info_reads_train_configs(tmp_path, capsys):

@@ -5,21 +5,17 @@ import pytest
 
 from cs336_basics.cli import main
 from cs336_basics.quickstart import QuickstartConfig, run_quickstart, unigram_entropy
+from cs336_common.errors import UserError
 
 
 def _tiny(out_dir, **kw) -> QuickstartConfig:
+    train = ["model.vocab_size=320", "model.context_length=32", "model.d_model=32"]
+    train += ["model.num_layers=1", "model.num_heads=2", "batch_size=16", "max_steps=60"]
+    train += ["lr=1e-2", "eval_every=30", "warmup_steps=3"]
     return QuickstartConfig(
         out_dir=str(out_dir),
         corpus_chars=60_000,
-        vocab_size=320,
-        context_length=32,
-        d_model=32,
-        num_layers=1,
-        num_heads=2,
-        batch_size=16,
-        max_steps=60,
-        lr=1e-2,
-        eval_every=30,
+        train=train,
         device="cpu",
         prompts=["", "Love is"],
         max_new_tokens=8,
@@ -54,10 +50,14 @@ def test_validation_is_held_out_whole_documents(quickstart_run):
     assert len(train) + len(val) <= 60_000
 
 
-def test_quickstart_never_deletes_a_foreign_lm_directory(tmp_path):
+def test_quickstart_never_deletes_foreign_files(tmp_path):
     (tmp_path / "lm").mkdir()
+    with pytest.raises(UserError, match="holds other files"):
+        run_quickstart(_tiny(tmp_path), progress=False)
+    (tmp_path / "quickstart.json").write_text("{}")  # an earlier quickstart's folder
     with pytest.raises(FileExistsError, match="not a training run"):
         run_quickstart(_tiny(tmp_path), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lm", "quickstart.json"]
 
 
 def test_unigram_entropy_against_float64_formula():
@@ -70,10 +70,24 @@ def test_unigram_entropy_against_float64_formula():
 
 def test_generate_cli_samples_from_the_quickstart_run(quickstart_run, capsys):
     out, _ = quickstart_run
-    args = ["generate", "--run", str(out / "lm"), "--tokenizer", str(out / "tokenizer")]
+    args = ["generate", "--run", str(out / "lm")]  # the run knows its tokenizer
     args += ["--prompt", "Love is", "--prompt", "Q:", "--max-new-tokens", "5", "--seed", "0"]
     assert main([*args, "--temperature", "0"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("Love is") == 1 and printed.count("Q:") == 1
     assert main([*args, "--temperature", "0"]) == 0
     assert capsys.readouterr().out == printed  # greedy is deterministic
+
+
+def test_generate_needs_a_tokenizer_when_the_run_has_none(quickstart_run, tmp_path, capsys):
+    import shutil
+
+    out, _ = quickstart_run
+    bare = tmp_path / "lm"
+    shutil.copytree(out / "lm", bare, ignore=shutil.ignore_patterns("tokenizer"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--run", str(bare), "--prompt", "Q:"])
+    assert exit_info.value.code == 2
+    assert "records no tokenizer" in capsys.readouterr().err
+    args = ["generate", "--run", str(bare), "--tokenizer", str(out / "tokenizer")]
+    assert main([*args, "--prompt", "Q:", "--max-new-tokens", "2"]) == 0

@@ -30,7 +30,7 @@ def base(tmp_path):
 def test_every_shipped_config_loads():
     expected = {
         "tinystories", "tinystories_cpu", "owt", "ablation_no_rmsnorm", "ablation_post_norm",
-        "ablation_nope", "ablation_silu", "lr_sweep", "batch_size_sweep",
+        "ablation_nope", "ablation_silu", "lr_sweep", "batch_size_sweep", "quickstart",
     }  # fmt: skip
     assert set(shipped_configs()) == expected
     runs = {name: load_sweep(name) for name in expected}
@@ -46,6 +46,9 @@ def test_every_shipped_config_loads():
     assert runs["ablation_post_norm"][0].model.norm_position == "post"
     assert not runs["ablation_nope"][0].model.use_rope
     assert runs["ablation_silu"][0].model.ffn == "silu"
+    qs = runs["quickstart"][0]
+    assert (qs.max_steps, qs.model.vocab_size, qs.model.d_model) == (400, 2048, 192)
+    assert qs.tokenizer == "runs/quickstart/tokenizer" and ts.tokenizer.endswith("tokenizer")
     lrs = [c.lr for c in runs["lr_sweep"]]
     assert len(lrs) > 3 and len(set(lrs)) == len(lrs)
     assert len({c.out_dir for c in runs["batch_size_sweep"]}) == len(runs["batch_size_sweep"])

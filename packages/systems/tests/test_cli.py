@@ -56,7 +56,12 @@ def test_bench_errors(tmp_path, capsys):
     out = ["--out", tmp_path / "out"]
     smoke = ["bench", "model", "--smoke"]
     fails([*smoke, "--out", tmp_path / "file"], capsys, tmp_path, r"--out .*file is a file")
-    fails(["bench", "model", "--sizes", "huge", *out], capsys, tmp_path, r"unknown size 'huge'")
+    fails(
+        ["bench", "model", "--sizes", "huge", *out],
+        capsys,
+        tmp_path,
+        r"model 'huge' is neither a preset \(.*tiny",
+    )
     fails(["bench", "model", "--steps", "0", *out], capsys, tmp_path, r"--steps: expected an integer >= 1", 2)  # fmt: skip
     fails(["bench", "model", "--context-lengths", "1,x", *out], capsys, tmp_path,
           r"--context-lengths: expected integers >= 1 like 128,256, got '1,x'", 2)  # fmt: skip
@@ -75,9 +80,9 @@ def test_distributed_command_errors(tmp_path, capsys):
     fails(["ddp-bench", "--out", tmp_path / "file"], capsys, tmp_path, r"--out .*file is a file")
     fails(["ddp-bench", "--steps", "0"], capsys, tmp_path, r"--steps: expected an integer >= 1", 2)
     fails(["ddp-bench", "--model", "huge", "--out", tmp_path / "o"], capsys, tmp_path,
-          r"unknown --model 'huge'; known: tiny")  # fmt: skip
+          r"model 'huge' is neither a preset \(.*tiny")  # fmt: skip
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    with pytest.raises(ValueError, match="unknown size 'huge'"):
+    with pytest.raises(FileNotFoundError, match="model 'huge' is neither a preset"):
         main(["--debug", "bench", "model", "--sizes", "huge", "--out", str(tmp_path / "o")])

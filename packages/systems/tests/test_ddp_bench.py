@@ -36,7 +36,9 @@ def test_ddp_bench_runs_every_variant(tmp_path, capsys):
 
 def test_ddp_bench_rejects_unknown_model(tmp_path, capsys):
     assert main(["ddp-bench", "--model", "huge", "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.startswith("cs336-systems: error: unknown --model 'huge'")
+    assert capsys.readouterr().err.startswith(
+        "cs336-systems: error: model 'huge' is neither a preset"
+    )
 
 
 def test_ddp_bench_fsdp2_needs_nccl(tmp_path, capsys):

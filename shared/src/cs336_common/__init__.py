@@ -23,6 +23,7 @@ _NN_EXPORTS = (
     "count_parameters",
     "default_d_ff",
     "flops_per_token",
+    "load_model_config",
     "resolve_attention_backend",
     "scaled_dot_product_attention",
     "silu",

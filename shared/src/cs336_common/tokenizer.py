@@ -32,7 +32,7 @@ _CACHE_SIZE = 1 << 18
 # quadratic one is faster below about this length on English words, slower above).
 _SHORT_PIECE = 32
 # encode_iterable encodes its input this many characters at a time (a long line in slices).
-_STREAM_BLOCK = 1 << 16
+_STREAM_BLOCK = 1 << 14
 # The rightmost place no GPT-2 pre-token crosses (see `_safe_cut`): after a non-space
 # followed by a space, or between two non-spaces of different classes (letter, number,
 # other), except after an apostrophe, which may begin a contraction ("'s").
@@ -217,7 +217,7 @@ class Tokenizer:
         """Encode a stream of strings (e.g. a file's lines) lazily, with exactly the ids
         `encode` gives on their concatenation.
 
-        Memory is bounded by a 64 K-character block whatever the lines look like (a
+        Memory is bounded by a 16 K-character block whatever the lines look like (a
         50 MB line, no whitespace), except that one pre-token, an unbroken run of letters,
         digits or punctuation, is always encoded whole."""
         parts: list[str] = []

@@ -41,12 +41,13 @@ class DemoConfig:
 
 PRESETS = {
     "test": DemoConfig(
-        sft=SFTConfig(steps=4, learning_rate=1e-3, batch_size=8, gradient_accumulation_steps=2,
-                      eval_every=0, eval_max_tokens=40, checkpoint_every=0),
-        grpo=GRPOConfig(n_grpo_steps=2, learning_rate=1e-4, rollout_batch_size=16, group_size=4,
-                        sampling_max_tokens=40, train_batch_size=16,
+        d_model=32, num_layers=1, num_heads=2, pretrain_steps=6, pretrain_batch=4,
+        pretrain_problems=100, eval_examples=8, sft_examples=8,
+        sft=SFTConfig(steps=2, learning_rate=1e-3, batch_size=4, gradient_accumulation_steps=2,
+                      eval_every=0, eval_max_tokens=16, checkpoint_every=0),
+        grpo=GRPOConfig(n_grpo_steps=1, learning_rate=1e-4, rollout_batch_size=8, group_size=4,
+                        sampling_max_tokens=16, train_batch_size=8,
                         gradient_accumulation_steps=2, eval_every=0, checkpoint_every=0),
-        pretrain_steps=20, pretrain_problems=300, eval_examples=16,
     ),
     "cpu": DemoConfig(
         d_model=128, num_layers=4, pretrain_steps=600, pretrain_batch=32, pretrain_problems=20000,
@@ -59,16 +60,15 @@ PRESETS = {
         eval_examples=256,
     ),
     "gpu": DemoConfig(
-        d_model=256, num_layers=6, num_heads=8, pretrain_steps=1500, pretrain_batch=128,
-        pretrain_problems=200000, pretrain_lr=2e-3,
+        d_model=256, num_layers=6, num_heads=8, pretrain_steps=800, pretrain_batch=128,
+        pretrain_problems=100000, pretrain_lr=2e-3, eval_examples=512,
         sft=SFTConfig(steps=40, learning_rate=3e-4, batch_size=64, gradient_accumulation_steps=1,
                       eval_every=10, eval_max_tokens=48, checkpoint_every=0, precision="bf16"),
-        grpo=GRPOConfig(n_grpo_steps=40, learning_rate=3e-5, rollout_batch_size=512,
-                        group_size=8, sampling_max_tokens=48, train_batch_size=256,
+        grpo=GRPOConfig(n_grpo_steps=60, learning_rate=5e-5, rollout_batch_size=256,
+                        group_size=8, sampling_max_tokens=48, train_batch_size=128,
                         gradient_accumulation_steps=1, epochs_per_rollout_batch=1,
-                        loss_type="grpo_clip", eval_every=10, checkpoint_every=40,
+                        loss_type="grpo_clip", eval_every=10, checkpoint_every=60,
                         precision="bf16"),
-        eval_examples=1000,
     ),
 }  # fmt: skip
 

@@ -47,6 +47,7 @@ def expert_iteration(
     from cs336_alignment.rl_common import sampling_params
 
     reward_fn = reward_fn or r1_zero_reward_fn
+    out.mkdir(parents=True, exist_ok=True)
     generator = generator or make_generator("engine", policy, tokenizer)
     rows = []
     for k in range(cfg.ei_steps):
@@ -80,6 +81,7 @@ def expert_iteration(
             history = train_sft(
                 policy, tokenizer, kept, eval_examples, replace(sft_cfg, steps=steps),
                 step_dir, generator=generator, title=f"expert iteration {k}",
+                resume=(step_dir / "checkpoints").is_dir(),  # an interrupted iteration
             )  # fmt: skip
             row.update({k2: v for k2, v in history[-1].items() if k2.startswith("eval_")})
         rows.append(row)

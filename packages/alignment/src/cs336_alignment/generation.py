@@ -7,7 +7,8 @@ with `SamplingParams` / `Completion` from `cs336_common.engine`:
 - ``engine``: `cs336_common.engine.Engine` on our `TransformerLM` (default; CPU and GPU);
 - ``hf``: Hugging Face ``generate`` (`HFGenerator`), for HF models, or for our model after
   export to ``LlamaForCausalLM``;
-- ``vllm``: vLLM's offline ``LLM`` (`VLLMGenerator`) when the optional extra is installed.
+- ``vllm``: vLLM's offline ``LLM`` (`VLLMGenerator`) when vLLM is installed (not a declared
+  extra: it would pin the workspace's torch; see the README).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def make_generator(kind: str, model: nn.Module, tokenizer: Any, device=None) -> 
     """A generator of ``kind`` sampling from ``model`` (shared, not copied, where it can)."""
     if kind == "engine":
         if is_hf_model(model):
-            raise ValueError("the engine runs our TransformerLM; use --generator hf for HF models")
+            from cs336_common.errors import InputError
+
+            raise InputError("the engine runs our TransformerLM; use --generator hf for HF models")
         from cs336_common.engine import Engine
 
         return Engine(model, tokenizer, device=device)
@@ -135,7 +138,7 @@ def _before_stop(text: str, stop) -> str:
 
 
 class VLLMGenerator:
-    """vLLM's offline engine (``pip install 'cs336-alignment[vllm]'``; GPU only).
+    """vLLM's offline engine (``pip install vllm`` yourself; GPU only).
     ``model``: a HF model directory. New policy weights are pushed into the running
     vLLM model with its ``load_weights``, as TRL and the course's recipe do."""
 
@@ -143,8 +146,10 @@ class VLLMGenerator:
         try:
             import vllm
         except ImportError:
-            raise ImportError(
-                "the vllm generator needs vLLM: pip install 'cs336-alignment[vllm]'"
+            from cs336_common.errors import UserError
+
+            raise UserError(
+                "the vllm generator needs vLLM, which is not installed: pip install vllm"
             ) from None
         self._vllm = vllm
         self.llm = vllm.LLM(

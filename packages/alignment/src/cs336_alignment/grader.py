@@ -166,12 +166,18 @@ def _split_items(s: str) -> list[str]:
 
 
 def to_number(s: str) -> float | None:
-    """``12``, ``-3.5``, ``1e-3``, ``3/4``, ``\\frac{3}{4}``, ``-\\frac{3}{4}`` -> float."""
+    """``12``, ``-3.5``, ``1e-3``, ``3/4``, ``\\frac{3}{4}``, ``-\\frac{3}{4}`` and mixed
+    numbers (``2\\frac{1}{2}``, as MATH writes them) -> float."""
     s = s.strip()
     try:
         return float(s)
     except ValueError:
         pass
+    mixed = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", s)  # 2\frac{1}{2} = 2.5
+    if mixed and int(mixed.group(4)):
+        sign, whole, num, den = mixed.groups()
+        value = int(whole) + int(num) / int(den)
+        return -value if sign else value
     m = re.fullmatch(r"(-?)(?:\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}|(-?[\d.]+)/(-?[\d.]+))", s)
     if not m:
         return None

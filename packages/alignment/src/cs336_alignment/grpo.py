@@ -309,7 +309,7 @@ def train_grpo(
     log = RunLog(out, start_step)
     _write_config(out, cfg)
     evaluator = PeriodicEval(
-        generator, eval_examples, math_score("r1_zero"),
+        generator, tokenizer, eval_examples, math_score("r1_zero"),
         eval_max_tokens or cfg.sampling_max_tokens, cfg.eval_every, log,
     )  # fmt: skip
     if start_step == 0:

@@ -31,13 +31,15 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0)
 
 
 class PeriodicEval:
-    """Greedy accuracy on held-out examples every ``every`` steps (and when asked), with
-    a sample of the generations (correct and incorrect) written to the run log."""
+    """Greedy accuracy on held-out examples every ``every`` steps (and when asked). A
+    sample of the generations, correct and incorrect, goes to the run log with reward,
+    length and mean token entropy; the metrics split response length the same way."""
 
-    def __init__(self, generator, examples, score, max_new_tokens, every, log, batch_size=256):
-        self.generator, self.examples, self.score = generator, examples, score
+    def __init__(self, generator, tokenizer, examples, score, max_new_tokens, every, log):
+        self.generator, self.tokenizer = generator, tokenizer
+        self.examples, self.score = examples, score
         self.params = sampling_params(max_new_tokens, 0.0)
-        self.every, self.log, self.batch_size = every, log, batch_size
+        self.every, self.log = every, log
 
     def __call__(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         if not self.examples:
@@ -47,20 +49,49 @@ class PeriodicEval:
         start = time.perf_counter()
         try:
             metrics, records = generate_and_score(
-                self.generator, self.examples, self.score, self.params, self.batch_size
+                self.generator, self.examples, self.score, self.params, batch_size=256
             )
+            right = [r for r in records if r["correct"]]
+            wrong = [r for r in records if not r["correct"]]
+            picked = right[:8] + wrong[:8]
+            for r, h in zip(picked, self._entropies(model, picked), strict=True):
+                r["reward"], r["mean_token_entropy"] = float(bool(r["correct"])), h
         finally:
             model.train(was_training)
-        self.log.samples(step, records)
+        self.log.samples(step, picked)
         return {
             "eval_accuracy": metrics["accuracy"],
             "eval_format_error_rate": metrics["format_error_rate"],
             "eval_response_tokens": metrics["mean_response_tokens"],
+            "eval_response_tokens_correct": _mean(r["response_tokens"] for r in right),
+            "eval_response_tokens_incorrect": _mean(r["response_tokens"] for r in wrong),
             "eval_time_s": time.perf_counter() - start,
         }
 
+    @torch.no_grad()
+    def _entropies(self, model, records: list[dict]) -> list[float]:
+        """Mean entropy of the model's next-token distribution over each response."""
+        if not records:
+            return []
+        from cs336_alignment.logprobs import get_response_log_probs, tokenize_prompt_and_output
+
+        batch = tokenize_prompt_and_output(
+            [r["prompt"] for r in records], [r["response"] for r in records], self.tokenizer
+        )
+        device = next(model.parameters()).device
+        ent = get_response_log_probs(
+            model, batch["input_ids"].to(device), batch["labels"].to(device), True
+        )["token_entropy"].cpu()
+        mask = batch["response_mask"].float()
+        return ((ent * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+
     def due(self, step: int, last: bool) -> bool:
         return last or (self.every > 0 and step % self.every == 0)
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
 
 
 def save_final(model, tokenizer, out: Path) -> Path:

@@ -143,7 +143,7 @@ def train_sft(
     if eval_examples:
         generator = generator or make_generator("engine", policy, tokenizer)
         evaluator = PeriodicEval(
-            generator, eval_examples, math_score("r1_zero"), cfg.eval_max_tokens,
+            generator, tokenizer, eval_examples, math_score("r1_zero"), cfg.eval_max_tokens,
             cfg.eval_every, log,
         )  # fmt: skip
         if start_step == 0:

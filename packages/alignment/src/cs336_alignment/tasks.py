@@ -48,16 +48,20 @@ def _read_rows(path: str | Path | None, packaged: str | None, task: str) -> list
     if path is None:
         if packaged is None:
             raise InputError(f"task {task!r} ships no data: pass --data PATH")
-        raw, where = _packaged(packaged), f"<packaged {packaged}>"
+        name, raw, where = packaged, _packaged(packaged), f"<packaged {packaged}>"
     else:
         path = Path(path)
-        raw, where = path.read_bytes(), str(path)
-        if path.suffix == ".gz":
+        name, raw, where = path.name, path.read_bytes(), str(path)
+        if name.endswith(".gz"):
             raw = gzip.decompress(raw)
-    if where.removesuffix(".gz").endswith(".csv"):
+    name = name.removesuffix(".gz")
+    if name.endswith(".csv"):
         return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    if where.removesuffix(".gz").endswith(".json"):
-        return json.loads(raw)
+    if name.endswith(".json"):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: not valid JSON ({e.msg})") from None
     return _jsonl(raw, where)
 
 

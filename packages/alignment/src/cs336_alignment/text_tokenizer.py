@@ -39,8 +39,7 @@ def as_text_tokenizer(tokenizer: Any) -> TextTokenizer:
     if hasattr(tokenizer, "eos_token_id") and hasattr(tokenizer, "convert_tokens_to_ids"):
         eos = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-        bos = tokenizer.build_inputs_with_special_tokens([]) if _adds_bos(tokenizer) else []
-        return TextTokenizer(tokenizer, eos, 0 if pad is None else pad, list(bos), True)
+        return TextTokenizer(tokenizer, eos, 0 if pad is None else pad, _bos_ids(tokenizer), True)
     eos = None
     specials = getattr(tokenizer, "special_tokens", []) or []
     for candidate in EOS_CANDIDATES:
@@ -50,5 +49,12 @@ def as_text_tokenizer(tokenizer: Any) -> TextTokenizer:
     return TextTokenizer(tokenizer, eos, 0 if eos is None else eos, [], False)
 
 
-def _adds_bos(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "add_bos_token", False)) and tokenizer.bos_token_id is not None
+def _bos_ids(tokenizer: Any) -> list[int]:
+    """What the tokenizer puts before a text by default (Llama's BOS; none for GPT-2 or
+    Qwen), found by encoding with and without special tokens."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    n = len(full) - len(plain)
+    if n > 0 and full[n : n + len(plain)] == plain:
+        return list(full[:n])
+    return []

@@ -11,11 +11,12 @@ context; a validation loss well below it shows the LM learned to use its context
 
 from __future__ import annotations
 
+import json
 import lzma
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -25,16 +26,19 @@ from cs336_basics.bpe import train_bpe
 from cs336_basics.corpus_encoding import encode_file
 from cs336_basics.generation import generate
 from cs336_basics.plot import plot_runs
-from cs336_basics.train_config import TrainConfig
+from cs336_basics.train_config import TrainConfig, load_train_config
 from cs336_basics.trainer import load_trained_model, train
 from cs336_common.checks import check_output
 from cs336_common.device import resolve_device
-from cs336_common.errors import InputError
-from cs336_common.nn import ModelConfig
+from cs336_common.errors import InputError, UserError
+from cs336_common.io import write_text_atomic
 from cs336_common.tokenizer import Tokenizer
 from cs336_common.train.token_file import open_token_file
 
 EOS = "<|endoftext|>"
+# written first into --out: a folder holding it is a quickstart's, whose outputs a new run
+# may replace; any other non-empty folder is refused
+_MARKER = "quickstart.json"
 
 
 @dataclass
@@ -42,15 +46,9 @@ class QuickstartConfig:
     out_dir: str = "runs/quickstart"
     corpus_chars: int | None = None  # use only the first N characters (whole documents)
     val_fraction: float = 0.1  # the last documents, for validation
-    vocab_size: int = 2048
-    context_length: int = 128
-    d_model: int = 192
-    num_layers: int = 4
-    num_heads: int = 6
-    batch_size: int = 32
-    max_steps: int = 400
-    lr: float = 5e-3
-    eval_every: int = 80
+    # ``key=value`` overrides of the shipped training config ``quickstart``
+    # (configs/quickstart.toml), e.g. "max_steps=100"; its model.vocab_size is the BPE's
+    train: list[str] = field(default_factory=list)
     device: str = "auto"
     seed: int = 0
     prompts: list[str] = field(default_factory=lambda: ["", "Love is", "The computer", "Q:"])
@@ -71,13 +69,15 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     start = time.perf_counter()
     out = _check(config)
     out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / _MARKER, json.dumps(asdict(config), indent=2) + "\n")
     say = print if progress else (lambda *a, **k: None)
 
     say(f"[1/5] corpus: the fortune database, shipped ({_stage(start)})")
     train_txt, val_txt = _split_corpus(out, config.corpus_chars, config.val_fraction)
 
-    say(f"[2/5] BPE tokenizer, vocab {config.vocab_size}, trained on {train_txt} ({_stage(start)})")
-    vocab, merges = train_bpe(train_txt, config.vocab_size, [EOS], progress=progress)
+    vocab_size = _train_config(config, out).model.vocab_size
+    say(f"[2/5] BPE tokenizer, vocab {vocab_size}, trained on {train_txt} ({_stage(start)})")
+    vocab, merges = train_bpe(train_txt, vocab_size, [EOS], progress=progress)
     tokenizer = Tokenizer(vocab, merges, special_tokens=[EOS])
     tokenizer.save(out / "tokenizer")
 
@@ -89,7 +89,7 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     say(f"      {sizes['train']:,} train and {sizes['val']:,} validation tokens")
 
     say(f"[4/5] training the LM on {resolve_device(config.device)} ({_stage(start)})")
-    train_config = _train_config(config, out, tokenizer.vocab_size)
+    train_config = _train_config(config, out)
     _remove_previous_run(Path(train_config.out_dir))
     result = train(train_config, progress=progress)
     plot = plot_runs([result.run_dir], out / "loss.png", title="quickstart: fortune database")
@@ -136,10 +136,15 @@ def _check(config: QuickstartConfig) -> Path:
     """Every setting and the output folder, before the first stage: a mistake is a
     `UserError` now, not after minutes of tokenizing."""
     out = check_output(config.out_dir, directory=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).is_file():
+        raise UserError(
+            f"--out {out} holds other files, and the quickstart writes train.txt, val.txt, "
+            "tokenizer/, *.bin, lm/ there: pick a new or empty folder"
+        )
     if not 0 < config.val_fraction < 1:
         raise InputError(f"val_fraction must lie in (0, 1), got {config.val_fraction}")
     try:
-        train_config = _train_config(config, out, config.vocab_size)
+        train_config = _train_config(config, out)
     except ValueError as e:
         raise InputError(f"quickstart: {e}") from None
     _remove_previous_run(Path(train_config.out_dir), dry_run=True)
@@ -157,31 +162,18 @@ def _remove_previous_run(run_dir: Path, dry_run: bool = False) -> None:
         shutil.rmtree(run_dir)
 
 
-def _train_config(config: QuickstartConfig, out: Path, vocab_size: int) -> TrainConfig:
-    run_dir = out / "lm"
-    model = ModelConfig(
-        vocab_size=vocab_size,
-        context_length=config.context_length,
-        d_model=config.d_model,
-        num_layers=config.num_layers,
-        num_heads=config.num_heads,
-        attention_backend="torch",
+def _train_config(config: QuickstartConfig, out: Path) -> TrainConfig:
+    """The shipped ``quickstart`` config, read as `cs336-basics train` reads it, with
+    this quickstart's paths, device and seed, then ``config.train``."""
+    paths = dict(
+        train_data=out / "train.bin",
+        val_data=out / "val.bin",
+        tokenizer=out / "tokenizer",
+        out_dir=out / "lm",
     )
-    return TrainConfig(
-        model=model,
-        train_data=str(out / "train.bin"),
-        val_data=str(out / "val.bin"),
-        out_dir=str(run_dir),
-        batch_size=config.batch_size,
-        max_steps=config.max_steps,
-        lr=config.lr,
-        warmup_steps=max(1, config.max_steps // 20),
-        eval_every=config.eval_every,
-        eval_batches=10,
-        checkpoint_every=config.max_steps,
-        device=config.device,
-        seed=config.seed,
-    )
+    overrides = [f"{k}={json.dumps(str(v))}" for k, v in paths.items()]
+    overrides += [f"device={json.dumps(config.device)}", f"seed={config.seed}", *config.train]
+    return load_train_config("quickstart", overrides)
 
 
 def _stage(start: float) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_common.errors import InputError
-from cs336_common.nn import ModelConfig
+from cs336_common.nn import ModelConfig, load_model_config
 
 _PRECISIONS = ("auto", "bf16", "fp32")
 _DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -298,7 +298,9 @@ def _yaml_loads(text: str, path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ValueError(f"config {path}: {' '.join(str(e).split())}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"config {path}: {getattr(e, 'problem', None) or e}{where}") from None
 
 
 # the two ways to set the run length: setting one (by --set, a sweep axis or a file over
@@ -379,8 +381,7 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
 def _model_from_dict(d: dict) -> ModelConfig:
     d = dict(d)
     _check_known(d, {f.name for f in dataclasses.fields(ModelConfig)} | {"preset"}, "model.")
-    preset = d.pop("preset", None)
-    return ModelConfig.from_preset(preset, **d) if preset else ModelConfig.from_dict(d)
+    return load_model_config(d)
 
 
 def _check_known(d: dict, known: set[str], prefix: str) -> None:

@@ -23,7 +23,7 @@ from cs336_common.device import peak_flops, resolve_device
 from cs336_common.errors import InputError
 from cs336_common.io import write_text_atomic
 from cs336_common.lock import locked_dir
-from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token
+from cs336_common.nn import ModelConfig, TransformerLM, flops_per_token, load_model_config
 from cs336_common.tokenizer import Tokenizer
 from cs336_common.train.batches import RandomBatches
 from cs336_common.train.checkpoint import load_checkpoint
@@ -165,8 +165,7 @@ def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") 
     checkpoint = run.latest_checkpoint()
     if checkpoint is None:
         raise FileNotFoundError(f"{run.checkpoints} holds no checkpoint yet")
-    model_cfg = ModelConfig.from_dict(json.loads(run.config.read_text(encoding="utf-8"))["model"])
-    model = TransformerLM.from_config(model_cfg, device=device)
+    model = TransformerLM.from_config(load_model_config(run.path), device=device)
     load_checkpoint(checkpoint, model)
     return model.eval()
 

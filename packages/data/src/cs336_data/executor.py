@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cs336_common.errors import UserError
+
 EXECUTORS = ("local", "slurm", "inline")
 
 
@@ -54,8 +56,8 @@ def executor_config(args) -> ExecutorConfig:
     return cfg
 
 
-class ShardFailures(RuntimeError):
-    pass
+class ShardFailures(UserError):
+    """Shards whose processing raised; the message names them and the first errors."""
 
 
 def _run_chunk(fn: Callable, tasks: Sequence) -> list[str]:

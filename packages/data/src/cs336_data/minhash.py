@@ -9,12 +9,10 @@ pairs, and the first document of each cluster (in input order) is kept."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import string
 import unicodedata
 from collections.abc import Sequence
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +37,32 @@ def normalize(text: str) -> str:
     return " ".join(_PUNCT_AND_MARKS.sub("", unicodedata.normalize("NFD", text)).split())
 
 
-class _WordHashes(dict):
-    """word -> stable 64-bit hash (blake2b), memoized; Python's hash() differs per process."""
-
-    def __missing__(self, word: str) -> int:
-        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-        if len(self) < 1 << 20:
-            self[word] = h
-        return h
+_P = 0x100000001B3  # an odd multiplier (FNV's prime): invertible mod 2^64
+_P_INV = pow(_P, -1, 1 << 64)
+_BATCH_BYTES = 1 << 22  # normalized text hashed per vectorized step (memory ~40 bytes/byte)
 
 
-_WORDS = _WordHashes()
+def _powers(base: int, n: int) -> np.ndarray:
+    out = np.full(n, base, dtype=np.uint64)
+    out[0] = 1
+    return np.cumprod(out, dtype=np.uint64)  # wraps mod 2^64, as intended
+
+
+def _word_hashes(data: bytes) -> np.ndarray:
+    """A 64-bit hash of every space-separated word of `data`, all at once: the polynomial
+    sum (b_k + 1) P^k over the word's bytes, from prefix sums over the whole buffer (a
+    word's sum times P^-start does not depend on where the word is), then mixed."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    spaces = np.flatnonzero(b == 32)
+    starts = np.concatenate([[0], spaces + 1])
+    ends = np.concatenate([spaces, [len(b)]])
+    prefix = np.zeros(len(b) + 1, dtype=np.uint64)
+    np.cumsum((b + np.uint64(1)) * _powers(_P, len(b)), out=prefix[1:])
+    h = (prefix[ends] - prefix[starts]) * _powers(_P_INV, len(b) + 1)[starts]
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_MIX)
+    h ^= h >> np.uint64(29)
+    return h
 
 
 def _combine(w: np.ndarray, n: int, m: int) -> np.ndarray:
@@ -66,16 +79,28 @@ def _combine(w: np.ndarray, n: int, m: int) -> np.ndarray:
 
 def ngram_hash_lists(texts: Sequence[str], ngrams: int) -> list[np.ndarray]:
     """For each text, the 64-bit hashes of the word n-grams of normalize(text), repeats
-    included, computed for all texts in one vectorized pass. A text shorter than n words
+    included, computed for many texts per vectorized step. A text shorter than n words
     is one n-gram (itself), so short documents still compare."""
-    words = [normalize(t).split() for t in texts]
-    lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    w = np.fromiter(
-        map(_WORDS.__getitem__, chain.from_iterable(words)), dtype=np.uint64, count=int(lens.sum())
-    )
+    norm = [normalize(t) for t in texts]
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(norm):  # texts in groups of about _BATCH_BYTES
+        j, size = i, 0
+        while j < len(norm) and (j == i or size + len(norm[j]) <= _BATCH_BYTES):
+            size += len(norm[j]) + 1
+            j += 1
+        out += _ngram_batch(norm[i:j], ngrams)
+        i = j
+    return out
+
+
+def _ngram_batch(norm: list[str], ngrams: int) -> list[np.ndarray]:
+    lens = [s.count(" ") + 1 if s else 0 for s in norm]
+    joined = " ".join(s for s in norm if s).encode("utf-8", "surrogatepass")
+    w = _word_hashes(joined) if joined else np.zeros(0, dtype=np.uint64)
     full = _combine(w, ngrams, max(len(w) - ngrams + 1, 0))
     out, start = [], 0
-    for length in lens.tolist():
+    for length in lens:
         if length >= ngrams:
             out.append(full[start : start + length - ngrams + 1])
         else:
@@ -149,8 +174,7 @@ def lsh_candidates(signatures: np.ndarray, num_bands: int) -> set[tuple[int, int
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Jaccard similarity of the sets of two hash arrays."""
-    a, b = np.unique(a), np.unique(b)
+    """Jaccard similarity of two sorted distinct hash arrays (sets, as np.unique gives)."""
     if not len(a) and not len(b):
         return 1.0
     inter = len(np.intersect1d(a, b, assume_unique=True))
@@ -184,8 +208,14 @@ def duplicate_clusters(
     """For each document, the index of the document kept for its cluster (itself if kept)."""
     sig = MinHasher(num_hashes, ngrams, seed).signatures(shingles)
     uf = UnionFind(len(shingles))
+    sets: dict[int, np.ndarray] = {}  # n-gram sets of the candidates, made once each
     for i, j in sorted(lsh_candidates(sig, num_bands)):
-        if uf.find(i) != uf.find(j) and jaccard(shingles[i], shingles[j]) >= jaccard_threshold:
+        if uf.find(i) == uf.find(j):
+            continue
+        for d in (i, j):
+            if d not in sets:
+                sets[d] = np.unique(shingles[d])
+        if jaccard(sets[i], sets[j]) >= jaccard_threshold:
             uf.union(i, j)
     return [uf.find(i) for i in range(len(shingles))]
 

@@ -20,6 +20,14 @@ COMMANDS = {
         "cs336_scaling.commands.serve",
         "run the training service (course /loss API, async runs, budgets, dashboard)",
     ),
+    "sweep": (
+        "cs336_scaling.commands.sweep",
+        "plan IsoFLOPs profiles under a total budget and query a service for them (resumable)",
+    ),
+    "predict": (
+        "cs336_scaling.commands.predict",
+        "fit a sweep and predict the optimal model, a concrete config and its loss at a budget",
+    ),
     "keys": ("cs336_scaling.commands.keys", "create and list the service's API keys"),
     "about": ("cs336_common.about", "version, summary and status of this package"),
 }

@@ -72,6 +72,13 @@ class ChinchillaFit:
     def compute_optimal(self, compute):
         return _optimum(self.params, np.asarray(compute, float))
 
+    def loss_interval(self, n: float, d: float) -> tuple[float, float] | None:
+        """Bootstrap interval of the law's loss at one (N, D)."""
+        if not len(self.samples):
+            return None
+        boot = dict(zip(PARAMS, self.samples.T, strict=True))
+        return self._percentiles(_law(boot, np.float64(n), np.float64(d)))
+
     def interval(self, name: str) -> tuple[float, float] | None:
         """Percentile interval of a parameter (or ``"a"``) over the bootstrap refits."""
         if not len(self.samples):

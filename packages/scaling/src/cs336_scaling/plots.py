@@ -91,3 +91,31 @@ def plot_law(fit, which: str, path: Path, targets=(1e23, 1e24)) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
+
+
+def plot_loss_prediction(runs, law, target, loss, interval, path: Path) -> Path:
+    """Best loss per budget, the law's compute-optimal loss curve, and the prediction."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    budgets = np.unique(runs.compute_budget)
+    best = [runs.final_loss[runs.compute_budget == c].min() for c in budgets]
+    ax.plot(budgets, best, "o", label="best run per budget")
+    grid = np.geomspace(budgets.min(), max(target, budgets.max()), 100)
+    n, d = law.compute_optimal(grid)
+    ax.plot(grid, law.loss(n, d), "-", color="C1", label="L(N_opt, D_opt) of the fitted law")
+    yerr = None if interval is None else [[loss - interval[0]], [interval[1] - loss]]
+    ax.errorbar(
+        [target],
+        [loss],
+        yerr=yerr,
+        fmt="s",
+        color="C3",
+        capsize=4,
+        label=f"prediction @ {target:.0e}",
+    )
+    ax.set(
+        xscale="log", xlabel="compute C (FLOPs)", ylabel="final loss", title="Loss against compute"
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)

@@ -11,6 +11,7 @@ so a thread per connection is plenty, and the service has no web framework to in
     GET  /runs?api_key=..[&status=..]         -> {"runs": [...]}
     GET  /runs/<id>?api_key=..                -> run: id, config, status, loss, error, times
     GET  /budget?api_key=..                   -> {"budget", "used", "remaining"}
+    GET  /settings                            -> the accepted ranges, FLOPs grid, budget
     GET  /                                    -> dashboard (HTML); /dashboard/isoflops.png
 
 Errors are ``{"message": ...}`` with 422 (bad query), 401 (unknown key), 403 (budget),
@@ -85,6 +86,22 @@ class ScalingService:
             raise ServiceError(422, f"status must be one of {list(STATUSES)}, got {status}")
         return {"runs": [_public(r) for r in self.store.runs(self._key(params), status)]}
 
+    def public_settings(self, params: dict) -> dict:
+        """What a client may ask for (the sweep planner reads it); no key needed."""
+        del params
+        s = self.settings
+        names = (
+            "d_model",
+            "num_layers",
+            "num_heads",
+            "learning_rate",
+            "batch_size",
+            "train_flops",
+            "budget",
+            "context_length",
+        )
+        return {name: getattr(s, name) for name in names}
+
     def budget(self, params: dict) -> dict:
         return self.store.budget(self._key(params), self.settings.budget)
 
@@ -148,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/previous_runs": svc.previous_runs,
             "/runs": svc.runs,
             "/budget": svc.budget,
+            "/settings": svc.public_settings,
         }
         if path in routes:
             return self._answer(lambda: routes[path](params))

@@ -7,7 +7,7 @@ One concept per file: ``layers`` (Linear, Embedding, RMSNorm, feed-forwards),
 
 from cs336_common.nn.accounting import count_parameters, flops_per_token
 from cs336_common.nn.attention import MultiHeadSelfAttention, resolve_attention_backend
-from cs336_common.nn.config import MODEL_PRESETS, ModelConfig
+from cs336_common.nn.config import MODEL_PRESETS, ModelConfig, load_model_config
 from cs336_common.nn.functional import causal_mask, scaled_dot_product_attention, silu, softmax
 from cs336_common.nn.kv_cache import KVCache
 from cs336_common.nn.layers import (
@@ -38,6 +38,7 @@ __all__ = [
     "count_parameters",
     "default_d_ff",
     "flops_per_token",
+    "load_model_config",
     "resolve_attention_backend",
     "scaled_dot_product_attention",
     "silu",

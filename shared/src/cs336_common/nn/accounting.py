@@ -24,13 +24,16 @@ def count_parameters(model_or_config: nn.Module | ModelConfig) -> dict[str, int]
         counts = _count_config(model_or_config)
     else:
         counts = dict.fromkeys(_COMPONENTS, 0)
-        counts["other"] = 0
+        counts["other"] = counts["position_embeddings"] = 0
         for name, p in model_or_config.named_parameters():
             counts[_component(name)] += p.numel()
-        if not counts["other"]:
-            del counts["other"]
+        for extra in ("other", "position_embeddings"):
+            if not counts[extra]:
+                del counts[extra]
     counts["total"] = sum(counts.values())
-    counts["non_embedding"] = counts["total"] - counts["token_embeddings"]
+    counts["non_embedding"] = (
+        counts["total"] - counts["token_embeddings"] - counts.get("position_embeddings", 0)
+    )
     return counts
 
 
@@ -39,6 +42,8 @@ def _component(name: str) -> str:
         return "token_embeddings"
     if name.startswith("lm_head."):
         return "lm_head"
+    if name.startswith("position_embeddings."):
+        return "position_embeddings"
     if ".attn." in name:
         return "attention"
     if ".ffn." in name:
@@ -52,9 +57,12 @@ def _count_config(cfg: ModelConfig) -> dict[str, int]:
     d, L, V = cfg.d_model, cfg.num_layers, cfg.vocab_size
     ffn_mats = 3 if cfg.ffn == "swiglu" else 2
     norms = 0
-    if cfg.use_rmsnorm:
-        norms = (2 * L + (cfg.norm_position == "pre")) * d
+    if cfg.use_rmsnorm:  # a LayerNorm has a bias as well as a gain
+        per_norm = 2 * d if cfg.norm_type == "layernorm" else d
+        norms = (2 * L + (cfg.norm_position == "pre")) * per_norm
+    positions = {"position_embeddings": cfg.context_length * d} if cfg.absolute_positions else {}
     return {
+        **positions,
         "token_embeddings": V * d,
         "attention": L * 4 * d * d,
         "ffn": L * ffn_mats * d * cfg.d_ff_effective,

@@ -92,6 +92,32 @@ class RMSNorm(nn.Module):
         return f"{self.d_model}, eps={self.eps}"
 
 
+class LayerNorm(nn.Module):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last dim, in at least
+    float32 and cast back (as `RMSNorm`). x: (..., d_model) -> same. weight starts at 1, bias at 0.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.d_model, self.eps = d_model, eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        in_dtype = x.dtype
+        x = x.to(torch.promote_types(in_dtype, torch.float32))
+        x = x - x.mean(dim=-1, keepdim=True)
+        x = x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + self.eps)
+        return (x * self.weight + self.bias).to(in_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.d_model}, eps={self.eps}"
+
+
 def default_d_ff(d_model: int) -> int:
     """SwiGLU's usual hidden size: 8/3·d_model rounded up to a multiple of 64."""
     return 64 * math.ceil(8 * d_model / 3 / 64)
@@ -130,3 +156,19 @@ class SiLUFeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(silu(self.w1(x)))
+
+
+class GeLUFeedForward(nn.Module):
+    """GPT-2's feed-forward ``w2(gelu(w1 x))`` with the exact (erf) GeLU.
+
+    w1: (d_ff, d_model), w2: (d_model, d_ff). x: (..., d_model) -> (..., d_model).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.w1(x)
+        return self.w2(0.5 * h * (1.0 + torch.erf(h * 0.7071067811865476)))

@@ -14,7 +14,15 @@ from torch import Tensor, nn
 from cs336_common.nn.attention import AttentionFn, MultiHeadSelfAttention
 from cs336_common.nn.config import ModelConfig
 from cs336_common.nn.kv_cache import KVCache
-from cs336_common.nn.layers import Embedding, Linear, RMSNorm, SiLUFeedForward, SwiGLU
+from cs336_common.nn.layers import (
+    Embedding,
+    GeLUFeedForward,
+    LayerNorm,
+    Linear,
+    RMSNorm,
+    SiLUFeedForward,
+    SwiGLU,
+)
 from cs336_common.nn.rope import RotaryPositionalEmbedding
 
 
@@ -24,7 +32,9 @@ class TransformerBlock(nn.Module):
     x: (..., seq, d_model) -> same. ``norm_position="post"`` gives ``ln1(x + attn(x))``,
     ``ln2(x + ffn(x))``; ``use_rmsnorm=False`` drops both norms; ``use_rope=False`` is
     NoPE; ``ffn="silu"`` uses an ungated SiLU feed-forward of width ``3·d_ff/2`` (same
-    parameter count). ``rope`` shares one precomputed RoPE table between blocks.
+    parameter count), ``ffn="gelu"`` GPT-2's GeLU MLP of width ``d_ff``;
+    ``norm_type="layernorm"`` uses LayerNorm; ``dropout`` applies to each residual
+    branch. ``rope`` shares one precomputed RoPE table between blocks.
     """
 
     def __init__(
@@ -41,14 +51,16 @@ class TransformerBlock(nn.Module):
         ffn: str = "swiglu",
         attention_backend: str | AttentionFn = "naive",
         rope: RotaryPositionalEmbedding | None = None,
+        norm_type: str = "rmsnorm",
+        dropout: float = 0.0,
         device=None,
         dtype=None,
     ):
         super().__init__()
         if norm_position not in ("pre", "post"):
             raise ValueError(f"norm_position must be 'pre' or 'post', got {norm_position!r}")
-        if ffn not in ("swiglu", "silu"):
-            raise ValueError(f"ffn must be 'swiglu' or 'silu', got {ffn!r}")
+        if ffn not in ("swiglu", "silu", "gelu"):
+            raise ValueError(f"ffn must be 'swiglu', 'silu' or 'gelu', got {ffn!r}")
         if use_rope and rope is None:
             rope = RotaryPositionalEmbedding(
                 rope_theta, d_model // num_heads, max_seq_len, device=device
@@ -62,15 +74,16 @@ class TransformerBlock(nn.Module):
             device=device,
             dtype=dtype,
         )
-        norm = (
-            (lambda: RMSNorm(d_model, device=device, dtype=dtype)) if use_rmsnorm else nn.Identity
-        )
-        self.ln1 = norm()
+        self.ln1 = _norm(use_rmsnorm, norm_type, d_model, device, dtype)
         if ffn == "swiglu":
             self.ffn = SwiGLU(d_model, d_ff, device=device, dtype=dtype)
+        elif ffn == "gelu":
+            self.ffn = GeLUFeedForward(d_model, d_ff, device=device, dtype=dtype)
         else:
             self.ffn = SiLUFeedForward(d_model, 3 * d_ff // 2, device=device, dtype=dtype)
-        self.ln2 = norm()
+        self.ln2 = _norm(use_rmsnorm, norm_type, d_model, device, dtype)
+        # no module at all without dropout: existing models keep their exact graph
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(
         self,
@@ -87,10 +100,19 @@ class TransformerBlock(nn.Module):
             )
 
         if self.post_norm:
-            x = self.ln1(x + attn(x))
-            return self.ln2(x + self.ffn(x))
-        x = x + attn(self.ln1(x))
-        return x + self.ffn(self.ln2(x))
+            x = self.ln1(x + self.drop(attn(x)))
+            return self.ln2(x + self.drop(self.ffn(x)))
+        x = x + self.drop(attn(self.ln1(x)))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+def _norm(enabled: bool, norm_type: str, d_model: int, device, dtype) -> nn.Module:
+    if not enabled:
+        return nn.Identity()
+    if norm_type not in ("rmsnorm", "layernorm"):
+        raise ValueError(f"norm_type must be 'rmsnorm' or 'layernorm', got {norm_type!r}")
+    cls = LayerNorm if norm_type == "layernorm" else RMSNorm
+    return cls(d_model, device=device, dtype=dtype)
 
 
 class TransformerLM(nn.Module):
@@ -117,6 +139,9 @@ class TransformerLM(nn.Module):
         ffn: str = "swiglu",
         tie_embeddings: bool = False,
         attention_backend: str | AttentionFn = "naive",
+        norm_type: str = "rmsnorm",
+        absolute_positions: bool = False,
+        dropout: float = 0.0,
         device=None,
         dtype=None,
     ):
@@ -135,10 +160,16 @@ class TransformerLM(nn.Module):
             ffn=ffn,
             tie_embeddings=tie_embeddings,
             attention_backend=attention_backend,
+            norm_type=norm_type,
+            absolute_positions=absolute_positions,
+            dropout=dropout,
         )
         self.config = cfg
         kw = dict(device=device, dtype=dtype)
         self.token_embeddings = Embedding(vocab_size, d_model, **kw)
+        if absolute_positions:
+            self.position_embeddings = Embedding(context_length, d_model, **kw)
+        self.embed_drop = nn.Dropout(dropout) if dropout else nn.Identity()
         rope = (
             RotaryPositionalEmbedding(rope_theta, cfg.d_head, context_length, device=device)
             if use_rope
@@ -157,13 +188,15 @@ class TransformerLM(nn.Module):
                 ffn=ffn,
                 attention_backend=attention_backend,
                 rope=rope,
+                norm_type=norm_type,
+                dropout=dropout,
                 **kw,
             )
             for _ in range(num_layers)
         )
         # post-norm blocks already end in a norm, so only pre-norm needs a final one
         final_norm = use_rmsnorm and norm_position == "pre"
-        self.ln_final = RMSNorm(d_model, **kw) if final_norm else nn.Identity()
+        self.ln_final = _norm(final_norm, norm_type, d_model, device, dtype)
         self.lm_head = Linear(d_model, vocab_size, **kw)
         if tie_embeddings:
             # one tensor for both; it keeps the LM head's small init, since N(0, 1)
@@ -209,10 +242,27 @@ class TransformerLM(nn.Module):
         padding, which goes before each row's tokens (left padding). No position attends
         to padding (a padded position sees only itself; its logits are meaningless). A
         cache remembers the mask, so later calls need none for their (real) tokens.
-        ``token_positions``, int (batch, seq), are the RoPE positions; by default each
+        ``token_positions``, int (batch, seq), are the RoPE (or absolute) positions; by default each
         token's position is the number of real tokens before it in its row, so a padded
         row gives the logits it gives alone. Without either, nothing changes.
         """
+        return self.lm_head(
+            self.features(
+                in_indices, kv_cache, token_positions=token_positions, attention_mask=attention_mask
+            )
+        )
+
+    def features(
+        self,
+        in_indices: Tensor,
+        kv_cache: KVCache | None = None,
+        *,
+        token_positions: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The LM head's input, (batch, seq, d_model): ``forward`` without the head.
+        Training through ``linear_cross_entropy(model.features(x), model.lm_head.weight,
+        y)`` (`cs336_common.train`) never materialises the logits."""
         self._check_input(in_indices, kv_cache, token_positions)
         seq = in_indices.shape[1]
         key_mask = attention_mask if kv_cache is None else kv_cache.write_mask(attention_mask, seq)
@@ -223,12 +273,22 @@ class TransformerLM(nn.Module):
                 new = key_mask[:, key_mask.shape[1] - seq :]
                 token_positions = (before + new.cumsum(-1) - 1).clamp(min=0)
             attn_mask = _padded_causal_mask(key_mask, seq)
-        x = self.token_embeddings(in_indices)
+        x = self.embed_drop(self._embed(in_indices, kv_cache, token_positions))
         for i, layer in enumerate(self.layers):
             x = layer(x, token_positions, kv_cache=kv_cache, layer_idx=i, attn_mask=attn_mask)
         if kv_cache is not None:
             kv_cache.advance(seq)
-        return self.lm_head(self.ln_final(x))
+        return self.ln_final(x)
+
+    def _embed(self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None) -> Tensor:
+        x = self.token_embeddings(ids)
+        if self.config.absolute_positions:
+            if positions is None:
+                start = 0 if kv_cache is None else kv_cache.length
+                x = x + self.position_embeddings.weight[start : start + ids.shape[1]]
+            else:
+                x = x + self.position_embeddings(positions)
+        return x
 
     def _check_input(self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None) -> None:
         cfg = self.config

@@ -11,6 +11,7 @@ import importlib
 # name -> module that defines it
 _EXPORTS = {
     "cross_entropy": "cs336_common.train.loss",
+    "linear_cross_entropy": "cs336_common.train.linear_loss",
     "AdamW": "cs336_common.train.optim",
     "get_lr_cosine_schedule": "cs336_common.train.schedule",
     "gradient_clipping": "cs336_common.train.clipping",
@@ -31,7 +32,6 @@ _EXPORTS = {
     "TrainingDiverged": "cs336_common.train.loop",
     "lm_loss": "cs336_common.train.loop",
     "MetricsLog": "cs336_common.train.metrics",
-    "Throughput": "cs336_common.train.metrics",
     "model_flops_utilization": "cs336_common.train.metrics",
 }
 

@@ -146,7 +146,8 @@ class TrainLoop:
         self.train_model: nn.Module | None = None  # the wrapped model, after `start`
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_checkpoint: Path | None = None
-        self._wall_before = 0.0
+        self._wall_before = 0.0  # seconds of training in earlier sessions of the run
+        self._session_start: float | None = None  # perf_counter() when `run` began
 
     # ---- the step ----------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class TrainLoop:
 
     def wall_time(self) -> float:
         """Seconds of training across every session of the run."""
-        start = getattr(self, "_session_start", None)
+        start = self._session_start
         return self._wall_before + (0.0 if start is None else time.perf_counter() - start)
 
     # ---- helpers -----------------------------------------------------------------------

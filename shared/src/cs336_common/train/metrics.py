@@ -4,7 +4,6 @@ Weights & Biases logging (used only when installed and enabled)."""
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,39 +17,6 @@ def model_flops_utilization(
     if peak is None:
         return None
     return 3 * forward_flops_per_token * tokens_per_s / peak
-
-
-class Throughput:
-    """Tokens/s and MFU of the training steps since the last `restart` (so evaluation and
-    checkpointing don't count), and wall-clock time across the sessions of a run."""
-
-    def __init__(
-        self,
-        tokens_per_step: int,
-        forward_flops_per_token: float,
-        peak: float | None,
-        wall_before: float = 0.0,
-    ):
-        self._tokens_per_step = tokens_per_step
-        self._flops = forward_flops_per_token
-        self._peak = peak
-        self._session_start = time.perf_counter() - wall_before
-        self.restart()
-
-    def restart(self) -> None:
-        self._start, self._steps = time.perf_counter(), 0
-
-    def step(self) -> None:
-        self._steps += 1
-
-    def measure(self) -> dict[str, float | None]:
-        now = time.perf_counter()
-        tokens_per_s = self._steps * self._tokens_per_step / max(now - self._start, 1e-9)
-        return dict(
-            tokens_per_s=tokens_per_s,
-            mfu=model_flops_utilization(tokens_per_s, self._flops, self._peak),
-            wall_time_s=now - self._session_start,
-        )
 
 
 class MetricsLog:

@@ -83,15 +83,19 @@ def open_token_file(path: str | os.PathLike, vocab_size: int | None = None) -> n
 
 
 def check_token_ids(
-    ids: np.ndarray, vocab_size: int, where: str | os.PathLike = "token ids"
+    ids: np.ndarray,
+    vocab_size: int,
+    where: str | os.PathLike = "token ids",
+    *,
+    chunk: int = _CHECK_CHUNK,
 ) -> None:
-    """Raise `InputError` unless every id lies in ``[0, vocab_size)``: one vectorised
-    max over the whole array (a memmap is read in chunks, so memory stays flat)."""
-    for start in range(0, len(ids), _CHECK_CHUNK):
-        chunk = ids[start : start + _CHECK_CHUNK]
-        top = int(chunk.max())
+    """Raise `InputError` unless every (unsigned) id is below ``vocab_size``: a vectorised
+    max over the whole array, ``chunk`` ids at a time (a memmap's memory stays flat)."""
+    for start in range(0, len(ids), chunk):
+        chunk_ids = ids[start : start + chunk]
+        top = int(chunk_ids.max())
         if top >= vocab_size:
-            at = start + int(np.argmax(chunk >= vocab_size))
+            at = start + int(np.argmax(chunk_ids >= vocab_size))
             raise InputError(
                 f"{where}: token id {int(ids[at])} at position {at:,} is >= vocab_size="
                 f"{vocab_size}; was it encoded with another tokenizer?"

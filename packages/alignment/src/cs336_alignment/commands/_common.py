@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from cs336_alignment.generation import GENERATORS
@@ -52,3 +54,18 @@ def eval_questions(args) -> list[dict]:
     from cs336_alignment.training_data import questions
 
     return questions(args.eval_data, None, args.eval_limit, seed=999)[: args.eval_limit]
+
+
+@contextlib.contextmanager
+def training_run(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock while training (a second process on it stops at once) and
+    report divergence as one line."""
+    from cs336_common.errors import UserError
+    from cs336_common.lock import locked_dir
+    from cs336_common.train.loop import TrainingDiverged
+
+    with locked_dir(out):
+        try:
+            yield
+        except TrainingDiverged as e:
+            raise UserError(str(e)) from None

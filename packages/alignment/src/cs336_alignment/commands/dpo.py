@@ -15,7 +15,7 @@ from cs336_alignment.config_args import add_config_flags, config_from_args
 from cs336_alignment.dpo_train import DPOConfig
 from cs336_common.cli import positive_int
 
-from ._common import add_policy_args, setup
+from ._common import add_policy_args, setup, training_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     policy, tok, _, out = setup(args, [args.data, args.eval_data])
     pairs = preference_pairs(args.data)
     held = preference_pairs(args.eval_data)[: args.eval_limit] if args.eval_data else []
-    train_dpo(policy, tok, pairs, held, cfg, out, resume=args.resume)
+    with training_run(out):
+        train_dpo(policy, tok, pairs, held, cfg, out, resume=args.resume)
     return 0

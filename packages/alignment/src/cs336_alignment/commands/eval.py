@@ -77,6 +77,7 @@ def _evaluate(args, model_dir, examples, task, prompt):
     device = resolve_device(args.device)
     model, tokenizer = load_policy(model_dir, device)
     kind = args.generator or ("hf" if is_hf_model(model) else "engine")
+    _check_context(model, tokenizer, examples, args.max_new_tokens)
     generator = (
         make_generator(kind, model_dir, tokenizer)
         if kind == "vllm"
@@ -92,6 +93,23 @@ def _evaluate(args, model_dir, examples, task, prompt):
     return generate_and_score(
         generator, examples, task.score(prompt), params, args.batch_size, progress=True
     )
+
+
+def _check_context(model, tokenizer, examples, max_new_tokens: int) -> None:
+    """Our models have a fixed context: refuse prompts that cannot fit before sampling."""
+    from cs336_alignment.generation import is_hf_model
+    from cs336_alignment.text_tokenizer import as_text_tokenizer
+    from cs336_common.errors import InputError
+
+    if is_hf_model(model):
+        return
+    tok, ctx = as_text_tokenizer(tokenizer), model.config.context_length
+    longest = max((len(tok.encode(ex["prompt"])), i) for i, ex in enumerate(examples))
+    if longest[0] >= ctx:
+        raise InputError(
+            f"example {longest[1] + 1}'s prompt has {longest[0]} tokens; the model's "
+            f"context_length is {ctx} (use --limit or a model with a longer context)"
+        )
 
 
 def _write(out: Path, args, metrics, records, examples) -> None:

@@ -15,7 +15,7 @@ from cs336_alignment.config_args import add_config_flags, config_from_args
 from cs336_alignment.expert_iteration import EIConfig
 from cs336_alignment.sft import SFTConfig
 
-from ._common import add_policy_args, eval_questions, setup
+from ._common import add_policy_args, eval_questions, setup, training_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     sft_cfg = config_from_args(args, SFTConfig, prefix="sft_")
     policy, tok, gen, out = setup(args, [args.data, args.eval_data])
     train = questions(args.data, None, args.examples, seed=3)
-    expert_iteration(policy, tok, train, eval_questions(args), cfg, sft_cfg, out, generator=gen)
+    with training_run(out):
+        expert_iteration(policy, tok, train, eval_questions(args), cfg, sft_cfg, out, generator=gen)
     return 0

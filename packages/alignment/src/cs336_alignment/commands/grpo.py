@@ -22,7 +22,7 @@ import argparse
 from cs336_alignment.config_args import add_config_flags, config_from_args
 from cs336_alignment.grpo import GRPOConfig
 
-from ._common import add_policy_args, eval_questions, setup
+from ._common import add_policy_args, eval_questions, setup, training_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, GRPOConfig)
     policy, tok, gen, out = setup(args, [args.data, args.eval_data])
     train = questions(args.data, None, args.examples, seed=3)
-    rows = train_grpo(
-        policy, tok, train, eval_questions(args), cfg, out, generator=gen, resume=args.resume
-    )
+    with training_run(out):
+        rows = train_grpo(
+            policy, tok, train, eval_questions(args), cfg, out, generator=gen,
+            resume=args.resume,
+        )  # fmt: skip
     print(f"done: {out}/final ({len(rows)} rows in {out}/metrics.jsonl)")
     return 0

@@ -17,7 +17,7 @@ import argparse
 from cs336_alignment.config_args import add_config_flags, config_from_args
 from cs336_alignment.sft import SFTConfig
 
-from ._common import add_policy_args, eval_questions, setup
+from ._common import add_policy_args, eval_questions, setup, training_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,9 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, SFTConfig)
     policy, tok, gen, out = setup(args, [args.data, getattr(args, "eval_data", None)])
-    rows = train_sft(
-        policy, tok, sft_examples(args.data, args.examples, seed=2), eval_questions(args), cfg,
-        out, generator=gen, resume=args.resume,
-    )  # fmt: skip
+    with training_run(out):
+        rows = train_sft(
+            policy, tok, sft_examples(args.data, args.examples, seed=2), eval_questions(args),
+            cfg, out, generator=gen, resume=args.resume,
+        )  # fmt: skip
     print(f"done: {out}/final ({len(rows)} rows in {out}/metrics.jsonl)")
     return 0

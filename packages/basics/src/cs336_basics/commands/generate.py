@@ -4,19 +4,30 @@ The prompts run as one batch on a KV cache; each stops at the end-of-text token,
 --max-new-tokens tokens, or at the model's context length. --temperature 0 is greedy;
 --top-p < 1 samples from the nucleus.
 
+A run trained with a tokenizer keeps a copy in RUN/tokenizer, which is used unless
+--tokenizer names another.
+
 Examples:
-  cs336-basics generate --run runs/quickstart/lm --tokenizer runs/quickstart/tokenizer \\
+  cs336-basics generate --run runs/quickstart/lm \\
       --prompt "Once upon a time" --prompt "The" --max-new-tokens 64 --top-p 0.9 --seed 0
+
+The run's own copy of its tokenizer is used unless --tokenizer names another.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from cs336_common.cli import non_negative_float, non_negative_int, probability
 
 
 def add_arguments(parser):
     parser.add_argument("--run", required=True, help="training run directory")
-    parser.add_argument("--tokenizer", required=True, help="tokenizer directory (Tokenizer.save)")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer directory (Tokenizer.save); default: the copy in the run directory",
+    )
     parser.add_argument(
         "--prompt",
         action="append",
@@ -40,7 +51,9 @@ def run(args):
     from cs336_common.device import resolve_device
     from cs336_common.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer.load(args.tokenizer)
+    if not Path(args.run).is_dir():
+        raise FileNotFoundError(f"--run {args.run}: no such training run directory")
+    tokenizer = Tokenizer.load(_tokenizer_path(args))
     model = _load_model(args.run, resolve_device(args.device))
     eos = args.eos_token if args.eos_token in tokenizer.special_tokens else None
     _check_fits(args, tokenizer, model, eos)
@@ -58,6 +71,21 @@ def run(args):
         print(f"{prompt}{text}\n{'-' * 40}")
 
 
+def _tokenizer_path(args) -> str:
+    """--tokenizer, else the copy a run keeps when its config names a tokenizer."""
+    from cs336_basics.run_dir import RunDir
+    from cs336_common.errors import UsageError
+    from cs336_common.tokenizer import FILE_NAME
+
+    if args.tokenizer is None:
+        args.tokenizer = str(RunDir(args.run).tokenizer)
+        if not (RunDir(args.run).tokenizer / FILE_NAME).is_file():
+            raise UsageError(
+                f"--run {args.run} keeps no tokenizer (its config names none); pass --tokenizer DIR"
+            )
+    return args.tokenizer
+
+
 def _load_model(run_dir: str, device):
     """The run's model; a run without config or checkpoint, or one that does not load,
     is a `UserError` naming the file."""
@@ -70,8 +98,6 @@ def _load_model(run_dir: str, device):
     from cs336_common.errors import UserError
 
     run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise FileNotFoundError(f"--run {run_dir}: no such training run directory")
     try:
         return load_trained_model(run.path, device=device)
     except (UserError, FileNotFoundError):

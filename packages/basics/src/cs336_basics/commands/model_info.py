@@ -65,29 +65,24 @@ def run(args):
 
 
 def _load(spec: str, presets):
-    """A preset name, inline JSON, or a config file / shipped config name read like
-    `cs336-basics train` reads it (TOML, YAML, JSON, ``base`` chains): its ``model``
-    section, or the whole file when it has none."""
-    from cs336_basics.train_config import _load_file, _model_from_dict
-    from cs336_common.nn import ModelConfig
+    """(column name, ModelConfig) of a preset, inline JSON, config file, shipped config
+    name or run directory, read by `cs336_common.load_model_config`."""
+    from cs336_basics.train_config import shipped_configs
+    from cs336_common.nn import load_model_config
 
-    if spec in presets:
-        return spec, ModelConfig.from_preset(spec)
+    folders = {p.parent for p in shipped_configs().values()}
     try:
-        if spec.lstrip().startswith("{"):
-            name, d = "json", json.loads(spec)
-        else:
-            name, d = Path(spec).stem, _load_file(spec)
-        if not isinstance(d, dict):
-            raise ValueError(f"expected a JSON object, got {d!r}")
-        return name, _model_from_dict(d.get("model", d))
+        cfg = load_model_config(spec, config_dirs=folders)
     except FileNotFoundError:
         raise InputError(
             f"--config {spec!r} is neither a preset ({', '.join(presets)}), a config file, "
-            "a shipped config nor inline JSON"
+            "a run directory, a shipped config nor inline JSON"
         ) from None
     except (ValueError, TypeError) as e:
-        raise InputError(f"--config {spec!r}: {e}") from None
+        raise InputError(f"--config {e}") from None
+    if spec in presets:
+        return spec, cfg
+    return ("json" if spec.lstrip().startswith("{") else Path(spec).stem), cfg
 
 
 def _si(x: float, unit: str = "") -> str:

@@ -2,11 +2,12 @@
 with the package (the BSD fortune database), then print the validation loss against the
 unigram entropy of the validation tokens, and a few sampled continuations.
 
-Runs offline, on the GPU when one is present, in a few minutes on 2 CPU cores. Writes
-into --out: train/val text, tokenizer/, train.bin/val.bin, lm/ (the training run:
+The model and its training settings are the shipped config `quickstart`
+(configs/quickstart.toml, read like `cs336-basics train` reads any config). Runs
+offline, on the GPU when one is present, in a few minutes on 2 CPU cores. Writes into
+--out: train/val text, tokenizer/, train.bin/val.bin, lm/ (the training run:
 config, metrics, checkpoint) and loss.png. Afterwards, sample more with
-  cs336-basics generate --run runs/quickstart/lm --tokenizer runs/quickstart/tokenizer \\
-      --prompt "Love is" --top-p 0.9
+  cs336-basics generate --run runs/quickstart/lm --prompt "Love is" --top-p 0.9
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def run(args):
 
     config = QuickstartConfig(out_dir=args.out, device=args.device, seed=args.seed)
     if args.steps is not None:
-        config.max_steps = args.steps
-        config.eval_every = max(1, args.steps // 5)
+        n = args.steps
+        config.train = [f"max_steps={n}", f"eval_every={max(1, n // 5)}"]
+        config.train += [f"warmup_steps={max(1, n // 20)}", f"checkpoint_every={n}"]
     result = run_quickstart(config)
     if not result.val_loss < result.unigram_entropy:
         print("warning: the validation loss is not below the unigram entropy; train longer")

@@ -3,7 +3,9 @@ the name of a shipped config. Each run writes config.json, metrics.jsonl and
 checkpoints/ into its out_dir; plot them with `cs336-basics plot`.
 
 Shipped configs: tinystories, tinystories_cpu, owt, ablation_no_rmsnorm,
-ablation_post_norm, ablation_nope, ablation_silu, lr_sweep, batch_size_sweep.
+ablation_post_norm, ablation_nope, ablation_silu, lr_sweep, batch_size_sweep, quickstart.
+A config's `tokenizer` folder is copied into the run, so `generate --run` needs no
+--tokenizer.
 
 Examples:
   cs336-basics train tinystories
@@ -57,7 +59,6 @@ def run(args):
     from cs336_basics.trainer import TrainingDiverged, train
     from cs336_common.cli import one_line
     from cs336_common.errors import UsageError, UserError
-    from cs336_common.lock import DirectoryLocked
 
     if args.allow_schedule_change and not args.resume:
         raise UsageError("--allow-schedule-change goes with --resume RUN_DIR")
@@ -72,22 +73,17 @@ def run(args):
                 progress=not args.no_progress,
                 allow_schedule_change=args.allow_schedule_change,
             )
-        except (
-            TrainingDiverged,
-            UserError,
-            FileExistsError,
-            FileNotFoundError,
-            DirectoryLocked,
-        ) as e:
+        except (TrainingDiverged, UserError, FileExistsError, FileNotFoundError) as e:
             if args.debug:
                 raise
             print(f"{args.prog}: error: {config.out_dir}: {one_line(e)}", file=sys.stderr)
             failed += 1
             continue
-        except torch.cuda.OutOfMemoryError:
-            if args.debug:
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+            message = _runtime_message(e)
+            if args.debug or message is None:
                 raise
-            print(f"{args.prog}: error: {config.out_dir}: {_OOM_HINT}", file=sys.stderr)
+            print(f"{args.prog}: error: {config.out_dir}: {message}", file=sys.stderr)
             failed += 1
             continue
         if result.already_finished:
@@ -106,10 +102,22 @@ def run(args):
     return 1 if failed else 0
 
 
-_OOM_HINT = (
-    "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens per "
-    "step) or context_length"
-)
+def _runtime_message(error: RuntimeError) -> str | None:
+    """One line for the runtime errors a user causes: out of GPU memory, and a checkpoint
+    whose weights do not fit the model of the run's config.json (torch's load_state_dict
+    error, whose first detail names the tensor); None for any other, a bug."""
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return (
+            "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens "
+            "per step) or context_length"
+        )
+    lines = str(error).splitlines()
+    if not lines or not lines[0].startswith("Error(s) in loading state_dict"):
+        return None
+    detail = lines[1].strip() if len(lines) > 1 else ""
+    return f"its checkpoint does not fit the model of its config.json ({detail}); was it edited?"
 
 
 def _load_configs(args):

@@ -20,13 +20,17 @@ def add_io_arguments(parser, out_help: str = "output directory for the document 
 
 
 def expected_errors(fn):
-    """Run `fn()`; a mistake in the inputs or options becomes one line and exit status 1."""
-    from cs336_data.executor import ShardFailures
+    """Run `fn()`; a ValueError from checking inputs or options is the user's to fix:
+    cs336_common.cli prints it as one line (exit 1; --debug shows the traceback)."""
+    from cs336_common.cli import one_line
+    from cs336_common.errors import InputError, UserError
 
     try:
         return fn()
-    except (FileNotFoundError, ValueError, ShardFailures, PermissionError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except ValueError as e:
+        if isinstance(e, UserError):
+            raise
+        raise InputError(one_line(e)) from e
 
 
 def run_stage(args, stage) -> int:

@@ -23,7 +23,9 @@ def run(args) -> int:
         print(EXAMPLE)
         return 0
     if not args.config:
-        raise SystemExit("error: --config FILE is required (see --example-config)")
+        from cs336_common.errors import UsageError
+
+        raise UsageError("--config FILE is required (see --example-config)")
 
     def go():
         from cs336_data.pipeline import run_pipeline

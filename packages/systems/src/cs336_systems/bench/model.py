@@ -1,7 +1,8 @@
 """End-to-end LM benchmark: forward, forward + backward, and a full AdamW training step.
 
-The course's size table (vocab 10,000, batch 4) comes from ``MODEL_PRESETS``; ``tiny`` is
-an extra size for CPU smoke runs. Each measurement is ``warmup`` untimed steps, then
+Sizes are anything `cs336_common.load_model_config` reads: the course's size table
+(vocab 10,000, batch 4) is its presets ``small`` ... ``2.7b``, ``tiny`` is for CPU smoke
+runs, and a config file or run directory benchmarks that model. Each measurement is ``warmup`` untimed steps, then
 ``steps`` timed ones with a device synchronisation after each (``harness.time_fn``).
 With ``nvtx=True`` every phase is an NVTX range (``forward``, ``backward``,
 ``optimizer_step``, and ``attention`` with ``scores`` / ``softmax`` / ``weighted_sum``
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from cs336_common.device import resolve_device
 from cs336_common.errors import InputError
-from cs336_common.nn import MODEL_PRESETS, ModelConfig, TransformerLM, causal_mask, softmax
+from cs336_common.nn import TransformerLM, causal_mask, load_model_config, softmax
 from cs336_systems.bench.harness import (
     OOM,
     free_memory,
@@ -30,13 +31,6 @@ from cs336_systems.bench.harness import (
     time_fn,
 )
 
-SIZES = {
-    "tiny": dict(d_model=64, d_ff=128, num_layers=2, num_heads=4),
-    **{
-        name: {k: MODEL_PRESETS[name][k] for k in ("d_model", "d_ff", "num_layers", "num_heads")}
-        for name in ("small", "medium", "large", "xl", "2.7b")
-    },
-}
 ATTENTIONS = ("naive", "torch", "flash")
 DTYPES = ("fp32", "bf16")
 
@@ -57,8 +51,7 @@ class ModelBenchConfig:
 
     def __post_init__(self):
         for size in self.sizes:
-            if size not in SIZES:
-                raise InputError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+            load_model_config(size)  # a bad name fails here, not after the first sizes ran
         if self.attention not in ATTENTIONS:
             raise InputError(f"attention must be one of {ATTENTIONS}; got {self.attention!r}")
         if self.dtype not in DTYPES:
@@ -99,11 +92,11 @@ def attention_backend(name: str, nvtx: bool):
 
 
 def build_model(cfg: ModelBenchConfig, size: str, context_length: int, device) -> torch.nn.Module:
-    model_cfg = ModelConfig(
+    model_cfg = load_model_config(
+        size,
         vocab_size=cfg.vocab_size,
         context_length=context_length,
         attention_backend=attention_backend(cfg.attention, cfg.nvtx),
-        **SIZES[size],
     )
     model = TransformerLM.from_config(model_cfg, device=device)
     if cfg.compile:

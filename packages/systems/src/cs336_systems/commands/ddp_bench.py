@@ -43,13 +43,15 @@ from cs336_common.cli import non_negative_int, positive_float, positive_int
 VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp", "torch-fsdp")
 NCCL_ONLY = ("torch-fsdp",)  # FSDP2 hung on gloo (CPU) in our tries
 REFERENCE = {"fsdp": "torch-fsdp"}  # a variant's reference in vs_ref; default "torch"
-# a model small enough for CPU smoke tests; the others are cs336_common's presets
-TINY = dict(vocab_size=256, context_length=32, d_model=32, num_layers=2, num_heads=2, d_ff=64)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", nargs="+", default=["all"], choices=["all", *VARIANTS])
-    p.add_argument("--model", default="xl", help="small|medium|large|xl|2.7b or any preset; tiny")
+    p.add_argument(
+        "--model",
+        default="xl",
+        help="a preset (tiny, small, ..., 2.7b), a model config file or a run directory",
+    )
     p.add_argument("--context-length", type=positive_int, default=512)
     p.add_argument("--batch-size", type=positive_int, default=4, help="sequences per rank")
     p.add_argument(
@@ -102,16 +104,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace):
-    from cs336_common import MODEL_PRESETS, ModelConfig
-    from cs336_common.errors import InputError
+    from cs336_common import load_model_config
 
-    if args.model == "tiny":
-        return ModelConfig(
-            **{**TINY, "context_length": args.context_length}, attention_backend="torch"
-        )
-    if args.model not in MODEL_PRESETS:
-        raise InputError(f"unknown --model {args.model!r}; known: tiny, {', '.join(MODEL_PRESETS)}")
-    return ModelConfig.from_preset(
+    # a bad name is an InputError or FileNotFoundError: one line from the CLI runner
+    return load_model_config(
         args.model, context_length=args.context_length, attention_backend="torch"
     )
 

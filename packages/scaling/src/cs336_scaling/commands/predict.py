@@ -1,0 +1,115 @@
+"""Fit the runs of a sweep and predict the compute-optimal model at a target budget: its
+size (IsoFLOPs fit, parabola per budget), a concrete configuration (d_model, num_layers,
+num_heads, batch size, learning rate) and its loss with a bootstrap interval (the
+parametric fit L(N, D) at that size and D = C / 6N). Writes PNG plots.
+
+Example:
+  cs336-scaling predict sweep.json --target-flops 1e19 --out-dir predict_plots
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cs336_scaling.commands._common import add_runs_argument, check_out_dir, load_runs_or_exit
+
+
+def add_arguments(parser):
+    add_runs_argument(parser)
+    parser.add_argument("--target-flops", type=float, default=1e19, help="(default: 1e19)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=100, help="resamples for the interval (default: 100)"
+    )
+    parser.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("predict_plots"),
+        help="folder for the PNG plots (default: ./predict_plots)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the prediction as JSON")
+
+
+def run(args):
+    if not args.target_flops > 0 or args.bootstrap < 0 or not 0 < args.level < 1:
+        raise SystemExit("--target-flops must be > 0, --bootstrap >= 0, --level in (0, 1)")
+    check_out_dir(args.out_dir)
+    runs = load_runs_or_exit(args.runs)
+    records = json.loads(args.runs.read_text()) if args.runs else []
+    from cs336_scaling.isoflops import fit_isoflops
+    from cs336_scaling.parametric import fit_chinchilla
+    from cs336_scaling.planner import closest_shape, shapes
+
+    try:
+        iso = fit_isoflops(runs, "parabola")
+        law = fit_chinchilla(runs, bootstrap=args.bootstrap, level=args.level)
+    except ValueError as e:
+        raise SystemExit(f"{args.runs or 'runs'}: {e}") from None
+    c = args.target_flops
+    n_opt, d_opt = iso.predict(c)
+    # Shapes beyond the service's ranges: the target is an extrapolation by design.
+    d, layers, heads = closest_shape(n_opt, shapes((64, 16384), (2, 128), (1, 128)))
+    batch, lr = _best_training_settings(records)
+    out = {
+        "target_flops": c,
+        "a": iso.a,
+        "N_opt": n_opt,
+        "D_opt": d_opt,
+        "config": {
+            "d_model": d,
+            "num_layers": layers,
+            "num_heads": heads,
+            "batch_size": batch,
+            "learning_rate": lr,
+            "parameters": 12 * layers * d * d,
+            "tokens": int(c / (72 * layers * d * d)),
+        },
+        "loss": float(law.loss(n_opt, d_opt)),
+        "loss_interval": law.loss_interval(n_opt, d_opt),
+        "level": args.level,
+        "parametric": {**law.params, "a": law.a},
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print(out, len(runs))
+    from cs336_scaling.plots import plot_law, plot_loss_prediction, plot_profiles
+
+    paths = [
+        plot_profiles(runs, iso, args.out_dir / "isoflops_profiles.png", parametric=law),
+        plot_law(iso, "N", args.out_dir / "n_opt.png", [c]),
+        plot_loss_prediction(
+            runs, law, c, out["loss"], out["loss_interval"], args.out_dir / "loss.png"
+        ),
+    ]
+    if not args.json:
+        print("plots: " + ", ".join(map(str, paths)))
+
+
+def _best_training_settings(records) -> tuple[int, float]:
+    """Batch size and learning rate of the best run at the largest budget (default 128, 1e-3)."""
+    rows = [r for r in records if isinstance(r, dict) and {"batch_size", "learning_rate"} <= set(r)]
+    if not rows:
+        return 128, 1e-3
+    top = max(r["compute_budget"] for r in rows)
+    best = min((r for r in rows if r["compute_budget"] == top), key=lambda r: r["final_loss"])
+    return int(best["batch_size"]), float(best["learning_rate"])
+
+
+def _print(out: dict, n_runs: int) -> None:
+    cfg, ci = out["config"], out["loss_interval"]
+    level = f"{100 * out['level']:.0f}%"
+    print(
+        f"prediction at C = {out['target_flops']:.3g} FLOPs from {n_runs} runs (N_opt ∝ C^{out['a']:.3f})"
+    )
+    print(
+        f"  N_opt = {out['N_opt']:.4g} parameters (non-embedding), D_opt = {out['D_opt']:.4g} tokens"
+    )
+    print(
+        f"  config: d_model={cfg['d_model']} num_layers={cfg['num_layers']} num_heads={cfg['num_heads']} "
+        f"batch_size={cfg['batch_size']} learning_rate={cfg['learning_rate']:g} "
+        f"(N = {cfg['parameters']:.4g}, {cfg['tokens']:.4g} tokens)"
+    )
+    interval = f" [{ci[0]:.4f}, {ci[1]:.4f}] ({level})" if ci else ""
+    print(f"  predicted loss: {out['loss']:.4f}{interval}")

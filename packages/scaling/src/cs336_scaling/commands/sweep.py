@@ -1,0 +1,191 @@
+"""Plan IsoFLOPs profiles under a total FLOPs budget and query a training service for
+them (the local `cs336-scaling serve` or the course's server). Several model shapes per
+compute budget, log-spaced around the Chinchilla guess D = 20 N, with num_layers and
+num_heads chosen for each d_model. Answers go to --out as they arrive (a runs JSON that
+`isoflops`, `fit` and `predict` read); a re-run asks only what is not there yet.
+
+Example:
+  cs336-scaling sweep --url http://127.0.0.1:8000 --api-key $KEY \\
+      --budgets 1e14 3e14 1e15 3e15 1e16 --total-budget 2e17 --out sweep.json
+  cs336-scaling sweep ... --dry-run          # print the plan and its cost only
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from cs336_scaling.commands._common import check_out_dir
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CS336_SCALING_API_KEY"),
+        help="API key (default: $CS336_SCALING_API_KEY)",
+    )
+    parser.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        required=True,
+        metavar="FLOPS",
+        help="compute budgets of the profiles (values of the service's FLOPs grid)",
+    )
+    parser.add_argument(
+        "--total-budget",
+        type=float,
+        required=True,
+        metavar="FLOPS",
+        help="the most FLOPs the sweep may spend; the largest budgets are dropped first",
+    )
+    parser.add_argument("--points", type=int, default=6, help="model sizes per budget (default: 6)")
+    parser.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="(default: 1e-3)")
+    parser.add_argument("--parallel", type=int, default=4, help="queries in flight (default: 4)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("sweep.json"), help="results JSON (default: sweep.json)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+
+
+def run(args):
+    from cs336_scaling.client import ScalingClient, ScalingServiceError
+
+    if args.points < 1 or args.parallel < 1:
+        raise SystemExit("--points and --parallel must be >= 1")
+    if not args.dry_run and not args.api_key:
+        raise SystemExit("--api-key is required (or set CS336_SCALING_API_KEY)")
+    check_out_dir(args.out.parent)
+    done = _load(args.out)
+    client = ScalingClient(args.url, args.api_key or "")
+    settings = _service_settings(client)
+    plan, dropped = plan_sweep(args, settings, done)
+    todo = [c for c in plan if _key(c) not in done]
+    cost = sum(c["train_flops"] for c in todo)
+    for c in plan:
+        mark = "done" if _key(c) in done else "todo"
+        print(
+            f"  {mark}  C={c['train_flops']:.0e}  d_model={c['d_model']:<5} layers={c['num_layers']:<3} "
+            f"heads={c['num_heads']:<3} N={12 * c['num_layers'] * c['d_model'] ** 2:.3g}"
+        )
+    print(
+        f"{len(plan)} runs planned, {len(todo)} to ask for, {cost:.3g} FLOPs"
+        + (
+            f"; dropped budgets over --total-budget: {', '.join(f'{b:.0e}' for b in dropped)}"
+            if dropped
+            else ""
+        )
+    )
+    if args.dry_run or not todo:
+        return 0
+    from tqdm import tqdm
+
+    from cs336_common.io import write_text_atomic
+
+    lock, stop, failures = threading.Lock(), threading.Event(), []
+
+    def ask(config):
+        if stop.is_set():
+            return
+        try:
+            loss = client.loss(**config)["loss"]
+        except ScalingServiceError as e:
+            failures.append(f"{config}: {e.message}")
+            if e.status in (401, 403, None):  # bad key, budget or no service: stop asking
+                stop.set()
+            return
+        with lock:
+            done[_key(config)] = {
+                "parameters": 12 * config["num_layers"] * config["d_model"] ** 2,
+                "compute_budget": config["train_flops"],
+                "final_loss": loss,
+                **config,
+            }
+            write_text_atomic(args.out, json.dumps(list(done.values()), indent=1))
+
+    pool = ThreadPoolExecutor(args.parallel)
+    try:
+        futures = [pool.submit(ask, c) for c in todo]
+        for f in tqdm(as_completed(futures), total=len(futures), desc="sweep"):
+            f.result()
+    except KeyboardInterrupt:
+        stop.set()
+        print(f"interrupted: {len(done)} answers saved in {args.out}; re-run to continue")
+        pool.shutdown(wait=False, cancel_futures=True)
+        return 130
+    pool.shutdown()
+    print(f"{len(done)} answers in {args.out}")
+    if failures:
+        print(f"{len(failures)} queries failed; first: {failures[0]}")
+        return 1
+    return 0
+
+
+def plan_sweep(args, settings: dict, done: dict):
+    from cs336_scaling.planner import plan_profile, shapes
+
+    for b in args.budgets:
+        if b not in settings["train_flops"]:
+            raise SystemExit(
+                f"--budgets: {b:g} is not on the service's FLOPs grid {settings['train_flops']}"
+            )
+    if args.batch_size not in settings["batch_size"]:
+        raise SystemExit(
+            f"--batch-size must be one of {settings['batch_size']}, got {args.batch_size}"
+        )
+    candidates = shapes(settings["d_model"], settings["num_layers"], settings["num_heads"])
+    plan, spent, dropped = [], 0.0, []
+    for budget in sorted(set(args.budgets)):
+        profile = plan_profile(
+            budget,
+            candidates,
+            args.points,
+            args.batch_size,
+            args.learning_rate,
+            settings["context_length"],
+        )
+        cost = sum(c["train_flops"] for c in profile if _key(c) not in done)
+        if spent + cost > args.total_budget:
+            dropped.append(budget)
+            continue
+        plan += profile
+        spent += cost
+    return plan, dropped
+
+
+def _service_settings(client) -> dict:
+    """The service's ranges (`GET /settings`), or the course's when it has no such page."""
+    import urllib.request
+
+    from cs336_scaling.settings import ServiceSettings
+
+    try:
+        with urllib.request.urlopen(f"{client.base_url}/settings", timeout=10) as resp:
+            return json.loads(resp.read())
+    except Exception:
+        return ServiceSettings().to_dict()
+
+
+def _key(config: dict) -> str:
+    from cs336_scaling.store import canonical
+
+    return canonical(config)
+
+
+def _load(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        return {_key(r): r for r in records}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise SystemExit(
+            f"--out {path}: not a sweep results file ({e}); move it away or pick another"
+        ) from None

@@ -1,0 +1,74 @@
+"""Model shapes for IsoFLOPs profiles: several sizes per compute budget, each a concrete
+(d_model, num_layers, num_heads) inside the service's ranges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cs336_scaling.settings import non_embedding_params, tokens_for
+
+ASPECT = 64.0  # d_model / num_layers of the usual GPT shapes (GPT-2 small: 768 / 12)
+HEAD_DIM = 64
+
+
+def shapes(d_range, layer_range, head_range) -> list[tuple[int, int, int]]:
+    """Every (d_model, num_layers, num_heads) of the ranges: d_model in steps of 64 (16 for
+    tiny ranges), heads of width ~64 that divide d_model."""
+    step = 64 if d_range[0] >= 64 else 16
+    out = []
+    for d in range(math.ceil(d_range[0] / step) * step, int(d_range[1]) + 1, step):
+        heads = _heads(d, head_range)
+        if heads is None:
+            continue
+        out += [(d, n, heads) for n in range(int(layer_range[0]), int(layer_range[1]) + 1)]
+    return out
+
+
+def _heads(d: int, head_range) -> int | None:
+    fits = [h for h in range(int(head_range[0]), int(head_range[1]) + 1) if d % h == 0]
+    return min(fits, key=lambda h: abs(math.log(d / h / HEAD_DIM)), default=None)
+
+
+def closest_shape(target_params: float, candidates) -> tuple[int, int, int]:
+    """The shape whose 12·L·d² is nearest ``target_params`` (in log), preferring the usual
+    aspect ratio when two are about as near."""
+
+    def cost(shape):
+        d, n, _ = shape
+        size = abs(math.log(12 * n * d * d / target_params))
+        return size + 0.15 * abs(math.log(d / n / ASPECT))
+
+    return min(candidates, key=cost)
+
+
+def plan_profile(
+    budget: float,
+    candidates,
+    points: int,
+    batch_size: int,
+    learning_rate: float,
+    context_length: int,
+    span: float = 4.0,
+) -> list[dict]:
+    """Up to ``points`` configurations at one budget, log-spaced around the Chinchilla
+    guess ``D = 20 N`` (``N = sqrt(C / 120)``) over a factor ``span`` either side; only
+    shapes that train for at least ten steps."""
+    center = math.sqrt(budget / 120)
+    configs, seen = [], set()
+    for target in np.geomspace(center / span, center * span, points):
+        d, n, h = closest_shape(float(target), candidates)
+        config = dict(
+            d_model=d,
+            num_layers=n,
+            num_heads=h,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            train_flops=budget,
+        )
+        if (d, n) in seen or tokens_for(config) < 10 * batch_size * context_length:
+            continue
+        seen.add((d, n))
+        configs.append(config)
+    return sorted(configs, key=non_embedding_params)

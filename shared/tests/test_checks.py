@@ -1,0 +1,55 @@
+import os
+
+import pytest
+
+from cs336_common.checks import check_output, read_json
+from cs336_common.errors import InputError, UserError
+
+
+def test_output_may_not_replace_an_input(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("corpus")
+    os.symlink(src, tmp_path / "link.txt")
+    for out in (src, tmp_path / "link.txt", tmp_path / "sub" / ".." / "in.txt"):
+        with pytest.raises(UserError, match=r"--out .* is also an input .*in\.txt"):
+            check_output(out, inputs=[src])
+    assert check_output(tmp_path / "new.bin", inputs=[src]) == tmp_path / "new.bin"
+    assert src.read_text() == "corpus"
+
+
+def test_output_kind_suffix_and_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserError, match=r"d is a folder; it must be a file name"):
+        check_output(tmp_path / "d")
+    with pytest.raises(UserError, match=r"f is a file; it must be a folder"):
+        check_output(tmp_path / "f", directory=True)
+    with pytest.raises(UserError, match=r"f is a file, not a folder"):
+        check_output(tmp_path / "f" / "a" / "b.png")
+    with pytest.raises(UserError, match=r"--plot .*x\.PDFf: the file name must end in \.png"):
+        check_output(tmp_path / "x.PDFf", suffixes=(".png",), flag="--plot")
+    assert check_output(tmp_path / "x.PNG", suffixes=(".png",)).name == "x.PNG"
+    assert check_output(tmp_path / "new" / "deep", directory=True) == tmp_path / "new" / "deep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]  # nothing created
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_output_in_a_read_only_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(UserError, match="no permission to write in"):
+        check_output(ro / "x.bin")
+
+
+def test_read_json_names_the_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"a": 1,}')
+    with pytest.raises(InputError, match=r"c\.json: malformed JSON .*line 1 column 9"):
+        read_json(path)
+    path.write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(InputError, match=r"c\.json: not UTF-8 text"):
+        read_json(path)
+    with pytest.raises(FileNotFoundError, match=r"sidecar not found: .*nope\.json"):
+        read_json(tmp_path / "nope.json", "sidecar")
+    path.write_text('{"a": [1, 2]}')
+    assert read_json(path) == {"a": [1, 2]}
