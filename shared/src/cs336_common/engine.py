@@ -221,7 +221,8 @@ class Engine:
         self, prompts: Sequence[str] | Sequence[Sequence[int]], params: SamplingParams
     ) -> list[list[Completion]]:
         """Sample ``params.num_samples`` completions of each prompt (a string, encoded with
-        the tokenizer, or a list of token ids). Returns one list per prompt, in order."""
+        the tokenizer, or a list of token ids). Returns one list per prompt, in order. The
+        model runs in eval mode (no dropout) and is put back in its mode afterwards."""
         ids = self._encode(prompts)
         if params.stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer to decode the completions")
@@ -232,7 +233,12 @@ class Engine:
             for _ in range(params.num_samples)
         ]
         if rows and max(r.budget for r in rows) > 0:
-            self._decode(ids, rows, params)
+            training = self.model.training
+            self.model.eval()  # no dropout: sample from, and score under, the model itself
+            try:
+                self._decode(ids, rows, params)
+            finally:
+                self.model.train(training)
         out: list[list[Completion]] = [[] for _ in ids]
         for r in rows:
             out[r.prompt_index].append(r.completion(self.tokenizer, self.eos_id))
