@@ -290,6 +290,10 @@ def test_train_output_and_device_checks(work, capsys):
               r"device 'cuda': this machine has no CUDA GPU")  # fmt: skip
     fails(["train", cfg, "--set", "train_data='nope.bin'"], capsys, work,
           r"token file not found: nope\.bin")  # fmt: skip
+    fails(["train", cfg, "--set", "tokenizer='nope'"], capsys, work, r"no tokenizer at nope")
+    Tokenizer({i: bytes([i]) for i in range(256)}, [], []).save(work / "tok256")
+    fails(["train", cfg, "--set", f"tokenizer={str(work / 'tok256')!r}", "--sweep", "lr=1e-3,2e-3"],
+          capsys, work, r"tok256 has 256 tokens, but model\.vocab_size is 257$")  # fmt: skip
 
 
 def test_train_resume_with_weights_that_do_not_fit_the_config(work, capsys):

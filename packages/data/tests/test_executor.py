@@ -1,0 +1,76 @@
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from cs336_data.executor import ExecutorConfig, ShardFailures, run_tasks
+
+
+@dataclass
+class Task:
+    name: str
+    out: list
+
+
+def work(task: Task) -> None:
+    if task.name == "bad":
+        raise ValueError("broken shard\nsecond line")
+    task.out.append(task.name)
+
+
+class FakeJob:
+    job_id = "1"
+
+    def __init__(self, fn, args):
+        self.value = fn(*args)
+
+    def done(self):
+        return True
+
+    def result(self):
+        return self.value
+
+
+class FakeSlurm:
+    """Stands in for submitit.AutoExecutor: records what a Slurm submission would get."""
+
+    seen: ClassVar[dict] = {}
+
+    def __init__(self, folder, cluster):
+        FakeSlurm.seen = {"folder": folder, "cluster": cluster, "jobs": 0}
+
+    def update_parameters(self, **params):
+        FakeSlurm.seen.update(params)
+
+    def submit(self, fn, *args):
+        FakeSlurm.seen["jobs"] += 1
+        return FakeJob(fn, args)
+
+
+def test_slurm_options_reach_submitit_and_tasks_are_spread(tmp_path, monkeypatch):
+    import submitit
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeSlurm)
+    out: list = []
+    tasks = [Task(f"s{i}", out) for i in range(5)]
+    cfg = ExecutorConfig("slurm", workers=2, partition="cpu", time_min=30, mem_gb=3.5)
+    assert run_tasks(work, tasks, cfg, tmp_path / "logs", "t", lambda t: False) == 0
+    assert sorted(out) == [t.name for t in tasks]
+    seen = FakeSlurm.seen
+    assert seen["cluster"] == "slurm" and seen["jobs"] == 2
+    assert (seen["slurm_partition"], seen["timeout_min"], seen["mem_gb"]) == ("cpu", 30, 3.5)
+
+
+def test_done_tasks_are_skipped_and_failures_named_in_one_line(tmp_path):
+    out: list = []
+    tasks = [Task("a", out), Task("bad", out), Task("c", out)]
+    cfg = ExecutorConfig("inline")
+    with pytest.raises(ShardFailures, match=r"1 shard\(s\) failed: bad: ValueError: broken shard$"):
+        run_tasks(work, tasks, cfg, tmp_path, "t", lambda t: t.name == "a")
+    assert out == ["c"]
+
+
+@pytest.mark.parametrize(("kind", "workers"), [("cluster", 2), ("local", 0)])
+def test_bad_executor_settings(kind, workers):
+    with pytest.raises(ValueError, match=r"executor 'cluster'|workers must be >= 1"):
+        ExecutorConfig(kind, workers).check()
