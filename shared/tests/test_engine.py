@@ -11,7 +11,10 @@ from cs336_common.engine import sample_next
 VOCAB = 50
 
 
-def _model(vocab_size=VOCAB, context_length=40, seed=0) -> TransformerLM:
+GPT2_STYLE = dict(absolute_positions=True, norm_type="layernorm", ffn="gelu", use_rope=False)
+
+
+def _model(vocab_size=VOCAB, context_length=40, seed=0, **variant) -> TransformerLM:
     torch.manual_seed(seed)
     cfg = ModelConfig(
         vocab_size=vocab_size,
@@ -20,6 +23,7 @@ def _model(vocab_size=VOCAB, context_length=40, seed=0) -> TransformerLM:
         num_layers=2,
         num_heads=4,
         d_ff=64,
+        **variant,
     )
     # float64 so that cached and uncached logits cannot differ enough to flip an argmax
     model = TransformerLM.from_config(cfg, dtype=torch.float64)
@@ -60,8 +64,9 @@ def _ascii_model(tok: Tokenizer) -> TransformerLM:
     return model
 
 
-def test_greedy_ragged_batch_with_samples_equals_uncached_per_row():
-    model = _model()
+@pytest.mark.parametrize("variant", [{}, GPT2_STYLE], ids=["rope", "gpt2-style"])
+def test_greedy_ragged_batch_with_samples_equals_uncached_per_row(variant):
+    model = _model(**variant)
     prompts = _prompts([5, 1, 12, 37, 7])  # the 37-token prompt hits context 40
     eos = _greedy_uncached(model, prompts[0], 12)[4]  # row 0 stops at its 5th token
     want = [_greedy_uncached(model, p, 12, eos) for p in prompts]
@@ -194,6 +199,15 @@ def test_finished_rows_leave_the_batch():
     # prefill of 3 prompts; 6 rows until the 6-token prompt's 2 rows stop after 5 tokens,
     # then 4 until the 3-token prompt's rows stop after 8, then 2
     assert batch_sizes == [3] + [6] * 4 + [4] * 3 + [2]
+
+
+def test_a_model_in_training_mode_samples_without_dropout_and_stays_in_training():
+    model = _model(**GPT2_STYLE, dropout=0.5)
+    prompts = _prompts([5, 2])
+    params = SamplingParams(6, 0.0, num_samples=2)
+    want = Engine(model.eval()).generate(prompts, params)
+    model.train()
+    assert Engine(model).generate(prompts, params) == want and model.training
 
 
 def test_load_weights_takes_a_model_or_a_wrapped_state_dict():

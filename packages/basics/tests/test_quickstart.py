@@ -88,6 +88,6 @@ def test_generate_needs_a_tokenizer_when_the_run_has_none(quickstart_run, tmp_pa
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--run", str(bare), "--prompt", "Q:"])
     assert exit_info.value.code == 2
-    assert "records no tokenizer" in capsys.readouterr().err
+    assert "keeps no tokenizer" in capsys.readouterr().err
     args = ["generate", "--run", str(bare), "--tokenizer", str(out / "tokenizer")]
     assert main([*args, "--prompt", "Q:", "--max-new-tokens", "2"]) == 0

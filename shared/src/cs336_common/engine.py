@@ -221,7 +221,8 @@ class Engine:
         self, prompts: Sequence[str] | Sequence[Sequence[int]], params: SamplingParams
     ) -> list[list[Completion]]:
         """Sample ``params.num_samples`` completions of each prompt (a string, encoded with
-        the tokenizer, or a list of token ids). Returns one list per prompt, in order."""
+        the tokenizer, or a list of token ids). Returns one list per prompt, in order. The
+        model runs in eval mode (no dropout) and is put back in its mode afterwards."""
         ids = self._encode(prompts)
         if params.stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer to decode the completions")
@@ -232,7 +233,12 @@ class Engine:
             for _ in range(params.num_samples)
         ]
         if rows and max(r.budget for r in rows) > 0:
-            self._decode(ids, rows, params)
+            training = self.model.training
+            self.model.eval()  # no dropout: sample from, and score under, the model itself
+            try:
+                self._decode(ids, rows, params)
+            finally:
+                self.model.train(training)
         out: list[list[Completion]] = [[] for _ in ids]
         for r in rows:
             out[r.prompt_index].append(r.completion(self.tokenizer, self.eos_id))
@@ -275,7 +281,7 @@ class Engine:
         stops = [s.encode("utf-8") for s in params.stop]
         # the last sampled token is never fed back, hence budget - 1 more slots
         cache, logits = self._prefill(ids, max(r.budget for r in rows) - 1)
-        # sample i belongs to prompt i // num_samples; rows with no budget never start
+        # each prompt's cache row is repeated for its samples; rows with no budget never start
         live = [i for i, r in enumerate(rows) if r.budget > 0]
         src = torch.tensor([rows[i].prompt_index for i in live], device=device)
         if len(live) != len(ids) or params.num_samples > 1:
@@ -292,18 +298,18 @@ class Engine:
                 logits, params.temperature, params.top_p, generator, top_k=params.top_k
             )
             logprob = _log_softmax(logits).gather(-1, token[:, None]).squeeze(-1)
-            new = [
+            going = [
                 j
                 for j, (t, lp) in enumerate(zip(token.tolist(), logprob.tolist(), strict=True))
                 if rows[live[j]].add(t, lp, self.eos_id, stops, self.tokenizer)
             ]
-            if not new:
+            if not going:
                 return
-            if len(new) < len(live):  # finished rows leave the batch and the cache
-                keep = torch.tensor(new, device=device)
+            if len(going) < len(live):  # finished rows leave the batch and the cache
+                keep = torch.tensor(going, device=device)
                 cache.select_rows(keep)
                 token, positions = token[keep], positions[keep]
-                live = [live[j] for j in new]
+                live = [live[j] for j in going]
             logits = self.model(token[:, None], cache, token_positions=positions[:, None])[:, -1]
             positions += 1
 
