@@ -143,8 +143,8 @@ class SwiGLU(nn.Module):
         return self.w2(silu(gate) * up)
 
 
-class SiLUFeedForward(nn.Module):
-    """Ungated feed-forward ``w2(silu(w1 x))`` (the ablation of the gate).
+class _UngatedFeedForward(nn.Module):
+    """Ungated feed-forward ``w2(act(w1 x))``, ``act`` given by the subclass.
 
     w1: (d_ff, d_model), w2: (d_model, d_ff). x: (..., d_model) -> (..., d_model).
     """
@@ -154,21 +154,25 @@ class SiLUFeedForward(nn.Module):
         self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
         self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.w2(silu(self.w1(x)))
-
-
-class GeLUFeedForward(nn.Module):
-    """GPT-2's feed-forward ``w2(gelu(w1 x))`` with the exact (erf) GeLU.
-
-    w1: (d_ff, d_model), w2: (d_model, d_ff). x: (..., d_model) -> (..., d_model).
-    """
-
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
-        super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+    @staticmethod
+    def activation(h: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.w1(x)
-        return self.w2(0.5 * h * (1.0 + torch.erf(h * 0.7071067811865476)))
+        return self.w2(self.activation(self.w1(x)))
+
+
+class SiLUFeedForward(_UngatedFeedForward):
+    """``w2(silu(w1 x))``: the ablation of SwiGLU's gate."""
+
+    @staticmethod
+    def activation(h: Tensor) -> Tensor:
+        return silu(h)
+
+
+class GeLUFeedForward(_UngatedFeedForward):
+    """GPT-2's feed-forward ``w2(gelu(w1 x))`` with the exact (erf) GeLU."""
+
+    @staticmethod
+    def activation(h: Tensor) -> Tensor:
+        return 0.5 * h * (1.0 + torch.erf(h * 0.7071067811865476))  # x·Φ(x), 1/√2 inside erf
