@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from cs336_systems.cli import main
-from cs336_systems.commands.ddp_bench import NCCL_ONLY, VARIANTS
+from cs336_systems.bench.ddp import NCCL_ONLY, VARIANTS
 
 
 @pytest.mark.distributed
