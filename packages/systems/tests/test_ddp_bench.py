@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from cs336_systems.cli import main
 from cs336_systems.bench.ddp import NCCL_ONLY, VARIANTS
+from cs336_systems.cli import main
 
 
 @pytest.mark.distributed
