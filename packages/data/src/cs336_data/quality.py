@@ -61,24 +61,12 @@ def train_quality_model(
     with tempfile.TemporaryDirectory() as tmp:
         train = Path(tmp) / "train.txt"
         train.write_text("\n".join(examples) + "\n", encoding="utf-8")
-        model = _train_supervised(
-            fasttext, str(train), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim,
-            seed=seed, thread=1, verbose=0, minCount=2, bucket=200_000,
+        model = fasttext.train_supervised(
+            str(train), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, seed=seed,
+            thread=1, verbose=0, minCount=2, bucket=200_000,
         )  # fmt: skip
         if quantize:
             model.quantize(input=str(train), qnorm=True, retrain=False, cutoff=50_000)
         with atomic_path(out) as dst:
             model.save_model(str(dst))
     return len(examples)
-
-
-def _train_supervised(fasttext, path: str, *, lr: float, **kwargs):
-    """fastText's SGD can diverge ("Encountered NaN") at a high learning rate on small or
-    repetitive data; halve the rate and train again (at most three times)."""
-    for attempt in range(4):
-        try:
-            return fasttext.train_supervised(path, lr=lr, **kwargs)
-        except RuntimeError as e:
-            if "NaN" not in str(e) or attempt == 3:
-                raise
-            lr /= 2
