@@ -21,6 +21,7 @@ def measure_all_reduce(args: argparse.Namespace) -> list[dict]:
     import torch.distributed as dist
     from tqdm import tqdm
 
+    from cs336_common.device import synchronize
     from cs336_systems.dist_utils import current_device
 
     device = current_device()
@@ -33,11 +34,11 @@ def measure_all_reduce(args: argparse.Namespace) -> list[dict]:
         x = torch.randn(int(size_mib * _MIB) // 4, device=device)
         times = []
         for i in range(args.warmup + args.iters):
-            _wait(device)
+            synchronize(device)
             dist.barrier()
             t0 = time.perf_counter()
             dist.all_reduce(x)
-            _wait(device)
+            synchronize(device)
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
         latency = torch.tensor(sum(times) / len(times), dtype=torch.float64, device=device)
@@ -56,13 +57,6 @@ def measure_all_reduce(args: argparse.Namespace) -> list[dict]:
         )
         del x
     return rows
-
-
-def _wait(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def write_comm_report(rows: list[dict], out: Path) -> None:

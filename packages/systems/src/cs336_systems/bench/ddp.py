@@ -141,10 +141,9 @@ class _PhaseClock:
     def __call__(self, phase: str) -> None:
         import time
 
-        import torch
+        from cs336_common.device import synchronize
 
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
         now = time.perf_counter()
         if phase != "start" and self.steps >= self.warmup:
             key = {"forward_backward": "fwd_bwd", "sync": "sync", "optimizer": "opt"}[phase]

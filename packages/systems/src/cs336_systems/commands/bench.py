@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leaderboard: (16, 16384, 64) bf16 causal, with max abs errors vs float64; "
         "sweep: the course's grid, ours vs the default SDPA (default: both)",
     )
-    p.add_argument("--rounds", type=int, default=5, help="interleaved leaderboard rounds")
+    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved leaderboard rounds")
     p.add_argument("--seq-lens", type=_ints, default=tuple(2**i for i in range(7, 17)))
     p.add_argument("--head-dims", type=_ints, default=(16, 32, 64, 128))
     p.add_argument("--dtypes", type=_names, default=("bf16", "fp32"))
