@@ -50,6 +50,7 @@ def _offensive_model() -> OffensiveModel:
     return OffensiveModel(files("cs336_data") / "models" / "offensive.npz")
 
 
+@functools.lru_cache(maxsize=1)  # offline, NSFW and toxic both ask it about the same text
 def offensive_probability(text: str) -> float:
     """alt-profanity-check's probability that `text` is offensive."""
     return _offensive_model().probability(text)

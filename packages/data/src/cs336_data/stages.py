@@ -6,6 +6,7 @@ intermediate files live in `<out_dir>/_work` and submitit's logs in `<out_dir>/_
 from __future__ import annotations
 
 import glob
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,8 +37,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         if not found:
             raise FileNotFoundError(f"input {pattern}: no such file (or no match)")
         paths += found
-    names = [shard_name(p) for p in paths]
-    dup = {n for n in names if names.count(n) > 1}
+    dup = [n for n, k in Counter(shard_name(p) for p in paths).items() if k > 1]
     if dup:
         raise ValueError(
             f"inputs with the same shard name {sorted(dup)[0]!r}: rename or split them"
