@@ -67,7 +67,7 @@ class QuickstartResult:
 def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> QuickstartResult:
     """Run every stage into ``config.out_dir`` (its earlier quickstart outputs are replaced)."""
     start = time.perf_counter()
-    out = _check(config)
+    out, train_config = _check(config)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / _MARKER, json.dumps(asdict(config), indent=2) + "\n")
     say = print if progress else (lambda *a, **k: None)
@@ -75,7 +75,7 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     say(f"[1/5] corpus: the fortune database, shipped ({_stage(start)})")
     train_txt, val_txt = _split_corpus(out, config.corpus_chars, config.val_fraction)
 
-    vocab_size = _train_config(config, out).model.vocab_size
+    vocab_size = train_config.model.vocab_size
     say(f"[2/5] BPE tokenizer, vocab {vocab_size}, trained on {train_txt} ({_stage(start)})")
     vocab, merges = train_bpe(train_txt, vocab_size, [EOS], progress=progress)
     tokenizer = Tokenizer(vocab, merges, special_tokens=[EOS])
@@ -89,7 +89,6 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     say(f"      {sizes['train']:,} train and {sizes['val']:,} validation tokens")
 
     say(f"[4/5] training the LM on {resolve_device(config.device)} ({_stage(start)})")
-    train_config = _train_config(config, out)
     _remove_previous_run(Path(train_config.out_dir))
     result = train(train_config, progress=progress)
     plot = plot_runs([result.run_dir], out / "loss.png", title="quickstart: fortune database")
@@ -132,9 +131,10 @@ def _split_corpus(out: Path, corpus_chars: int | None, val_fraction: float) -> t
     return paths
 
 
-def _check(config: QuickstartConfig) -> Path:
+def _check(config: QuickstartConfig) -> tuple[Path, TrainConfig]:
     """Every setting and the output folder, before the first stage: a mistake is a
-    `UserError` now, not after minutes of tokenizing."""
+    `UserError` now, not after minutes of tokenizing. Returns the output folder and the
+    training config."""
     out = check_output(config.out_dir, directory=True)
     if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).is_file():
         raise UserError(
@@ -149,7 +149,7 @@ def _check(config: QuickstartConfig) -> Path:
         raise InputError(f"quickstart: {e}") from None
     _remove_previous_run(Path(train_config.out_dir), dry_run=True)
     resolve_device(config.device)  # a device this machine lacks fails here
-    return out
+    return out, train_config
 
 
 def _remove_previous_run(run_dir: Path, dry_run: bool = False) -> None:

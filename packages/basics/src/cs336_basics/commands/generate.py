@@ -10,8 +10,6 @@ A run trained with a tokenizer keeps a copy in RUN/tokenizer, which is used unle
 Examples:
   cs336-basics generate --run runs/quickstart/lm \\
       --prompt "Once upon a time" --prompt "The" --max-new-tokens 64 --top-p 0.9 --seed 0
-
-The run's own copy of its tokenizer is used unless --tokenizer names another.
 """
 
 from __future__ import annotations
@@ -78,8 +76,9 @@ def _tokenizer_path(args) -> str:
     from cs336_common.tokenizer import FILE_NAME
 
     if args.tokenizer is None:
-        args.tokenizer = str(RunDir(args.run).tokenizer)
-        if not (RunDir(args.run).tokenizer / FILE_NAME).is_file():
+        kept = RunDir(args.run).tokenizer
+        args.tokenizer = str(kept)
+        if not (kept / FILE_NAME).is_file():
             raise UsageError(
                 f"--run {args.run} keeps no tokenizer (its config names none); pass --tokenizer DIR"
             )
