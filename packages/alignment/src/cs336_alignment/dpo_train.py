@@ -31,6 +31,17 @@ class DPOConfig:
     precision: str = "fp32"
     seed: int = 0
 
+    def __post_init__(self):
+        # checked here, not in train_dpo, so the CLI reports it as a usage error
+        if (
+            self.gradient_accumulation_steps < 1
+            or self.batch_size < self.gradient_accumulation_steps
+            or self.batch_size % self.gradient_accumulation_steps
+        ):
+            raise ValueError(
+                "batch_size must be a positive multiple of gradient_accumulation_steps"
+            )
+
 
 def encode_pairs(pairs: list[dict], tokenizer: Any) -> list[tuple[list[int], list[int], list[int]]]:
     """(prompt ids, chosen ids + EOS, rejected ids + EOS), Alpaca-formatted as in
@@ -89,13 +100,12 @@ def train_dpo(
     from cs336_alignment.grpo import _print_row, _write_config
     from cs336_alignment.rl_common import make_optimizer, save_final
     from cs336_alignment.run_log import RunLog
+    from cs336_common.errors import InputError
     from cs336_common.train.loop import LoopConfig, TrainLoop
 
     micro = cfg.batch_size // cfg.gradient_accumulation_steps
-    if micro < 1 or cfg.batch_size % cfg.gradient_accumulation_steps:
-        raise ValueError("batch_size must be a positive multiple of gradient_accumulation_steps")
     if len(pairs) < micro:
-        raise ValueError(f"{len(pairs)} pairs, fewer than one micro-batch ({micro})")
+        raise InputError(f"{len(pairs)} pairs, fewer than one micro-batch ({micro})")
     pad = as_text_tokenizer(tokenizer).pad_id
     enc, eval_enc = encode_pairs(pairs, tokenizer), encode_pairs(eval_pairs, tokenizer)
     ref, eval_ref = _reference(policy, enc, pad, micro), _reference(policy, eval_enc, pad, micro)

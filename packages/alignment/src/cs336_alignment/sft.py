@@ -112,7 +112,9 @@ def train_sft(
     from cs336_common.train.loop import LoopConfig, TrainLoop
 
     if not examples:
-        raise ValueError("no training examples")
+        from cs336_common.errors import InputError
+
+        raise InputError("no training examples")
     batches = SFTBatches(
         examples, tokenizer, cfg.batch_size // cfg.gradient_accumulation_steps, cfg.seed
     )
