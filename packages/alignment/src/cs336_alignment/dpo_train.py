@@ -97,8 +97,7 @@ def train_dpo(
     *, resume: bool = False,
 ) -> list[dict]:  # fmt: skip
     """DPO into ``out``: loss, reward margin and preference accuracy per step."""
-    from cs336_alignment.grpo import _print_row, _write_config
-    from cs336_alignment.rl_common import make_optimizer, save_final
+    from cs336_alignment.rl_common import make_optimizer, print_row, save_final, write_config
     from cs336_alignment.run_log import RunLog
     from cs336_common.errors import InputError
     from cs336_common.train.loop import LoopConfig, TrainLoop
@@ -134,7 +133,7 @@ def train_dpo(
         loss_fn=loss_fn,
     )  # fmt: skip
     log = RunLog(out, loop.start())
-    _write_config(out, cfg)
+    write_config(out, cfg)
 
     @torch.no_grad()
     def evaluate() -> dict:
@@ -154,7 +153,7 @@ def train_dpo(
         if row["step"] == cfg.steps or (cfg.eval_every and row["step"] % cfg.eval_every == 0):
             row.update(evaluate())
         log.row(row)
-        _print_row(row)
+        print_row(row)
 
     loop.on_log = on_log
     loop.run()

@@ -104,8 +104,13 @@ def train_sft(
     """Fine-tune ``policy`` on ``examples`` (``prompt``, ``response``) into ``out``;
     ``eval_examples`` (``prompt``, ``ground_truth``) are scored with the math grader."""
     from cs336_alignment.generation import make_generator
-    from cs336_alignment.grpo import _print_row, _write_config
-    from cs336_alignment.rl_common import PeriodicEval, make_optimizer, save_final
+    from cs336_alignment.rl_common import (
+        PeriodicEval,
+        make_optimizer,
+        print_row,
+        save_final,
+        write_config,
+    )
     from cs336_alignment.run_log import RunLog
     from cs336_alignment.tasks import math_score
     from cs336_common.train import get_lr_cosine_schedule
@@ -140,7 +145,7 @@ def train_sft(
     )
     start_step = loop.start()
     log = RunLog(out, start_step)
-    _write_config(out, cfg)
+    write_config(out, cfg)
     evaluator = None
     if eval_examples:
         generator = generator or make_generator("engine", policy, tokenizer)
@@ -157,7 +162,7 @@ def train_sft(
             row.update(evaluator(policy, row["step"]))
         log.row(row)
         if row["step"] % 10 == 0 or "eval_accuracy" in row:
-            _print_row(row)
+            print_row(row)
 
     loop.on_log = on_log
     loop.run()
