@@ -50,6 +50,15 @@ def test_bad_config_value_is_a_usage_error(tmp_path, capsys):
     assert e.value.code == 2 and "multiple of group_size" in capsys.readouterr().err
 
 
+def test_dpo_bad_batch_split_is_a_usage_error(tmp_path, capsys):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(SystemExit) as e:
+        main(["dpo", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--data", str(data),
+              "--batch-size", "6", "--gradient-accumulation-steps", "4"])  # fmt: skip
+    assert e.value.code == 2 and "multiple of gradient_acc" in capsys.readouterr().err
+
+
 def _save_tiny(tmp_path):
     from cs336_alignment.demo import byte_tokenizer
     from cs336_alignment.policy_io import save_policy

@@ -31,6 +31,17 @@ class DPOConfig:
     precision: str = "fp32"
     seed: int = 0
 
+    def __post_init__(self):
+        # checked here, not in train_dpo, so the CLI reports it as a usage error
+        if (
+            self.gradient_accumulation_steps < 1
+            or self.batch_size < self.gradient_accumulation_steps
+            or self.batch_size % self.gradient_accumulation_steps
+        ):
+            raise ValueError(
+                "batch_size must be a positive multiple of gradient_accumulation_steps"
+            )
+
 
 def encode_pairs(pairs: list[dict], tokenizer: Any) -> list[tuple[list[int], list[int], list[int]]]:
     """(prompt ids, chosen ids + EOS, rejected ids + EOS), Alpaca-formatted as in
@@ -86,16 +97,14 @@ def train_dpo(
     *, resume: bool = False,
 ) -> list[dict]:  # fmt: skip
     """DPO into ``out``: loss, reward margin and preference accuracy per step."""
-    from cs336_alignment.grpo import _print_row, _write_config
-    from cs336_alignment.rl_common import make_optimizer, save_final
+    from cs336_alignment.rl_common import make_optimizer, print_row, save_final, write_config
     from cs336_alignment.run_log import RunLog
+    from cs336_common.errors import InputError
     from cs336_common.train.loop import LoopConfig, TrainLoop
 
     micro = cfg.batch_size // cfg.gradient_accumulation_steps
-    if micro < 1 or cfg.batch_size % cfg.gradient_accumulation_steps:
-        raise ValueError("batch_size must be a positive multiple of gradient_accumulation_steps")
     if len(pairs) < micro:
-        raise ValueError(f"{len(pairs)} pairs, fewer than one micro-batch ({micro})")
+        raise InputError(f"{len(pairs)} pairs, fewer than one micro-batch ({micro})")
     pad = as_text_tokenizer(tokenizer).pad_id
     enc, eval_enc = encode_pairs(pairs, tokenizer), encode_pairs(eval_pairs, tokenizer)
     ref, eval_ref = _reference(policy, enc, pad, micro), _reference(policy, eval_enc, pad, micro)
@@ -124,7 +133,7 @@ def train_dpo(
         loss_fn=loss_fn,
     )  # fmt: skip
     log = RunLog(out, loop.start())
-    _write_config(out, cfg)
+    write_config(out, cfg)
 
     @torch.no_grad()
     def evaluate() -> dict:
@@ -144,7 +153,7 @@ def train_dpo(
         if row["step"] == cfg.steps or (cfg.eval_every and row["step"] % cfg.eval_every == 0):
             row.update(evaluate())
         log.row(row)
-        _print_row(row)
+        print_row(row)
 
     loop.on_log = on_log
     loop.run()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from cs336_alignment.losses import (
     compute_group_normalized_rewards,
     grpo_microbatch_loss,
 )
-from cs336_alignment.rl_common import sampling_params
+from cs336_alignment.rl_common import print_row, sampling_params, write_config
 from cs336_alignment.text_tokenizer import as_text_tokenizer
 
 
@@ -307,7 +307,7 @@ def train_grpo(
     )
     start_step = loop.start()
     log = RunLog(out, start_step)
-    _write_config(out, cfg)
+    write_config(out, cfg)
     evaluator = PeriodicEval(
         generator, tokenizer, eval_examples, math_score("r1_zero"),
         eval_max_tokens or cfg.sampling_max_tokens, cfg.eval_every, log,
@@ -332,7 +332,7 @@ def train_grpo(
         if samples:
             log.samples(row["step"], samples, n=4)
         log.row(row)
-        _print_row(row)
+        print_row(row)
         clock["t"] = time.perf_counter()
 
     loop.on_log = on_log
@@ -344,18 +344,3 @@ def train_grpo(
         "GRPO",
     )  # fmt: skip
     return log.rows()
-
-
-def _write_config(out: Path, cfg) -> None:
-    import json
-
-    from cs336_common.io import write_text_atomic
-
-    write_text_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
-
-
-def _print_row(row: dict) -> None:
-    keys = ("step", "train_loss", "rollout_reward_mean", "eval_accuracy", "time_rollout_s")
-    parts = [f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
-             for k in keys if k in row]  # fmt: skip
-    print(" ".join(parts), flush=True)

@@ -105,3 +105,19 @@ def save_final(model, tokenizer, out: Path) -> Path:
         tokenizer.save_pretrained(final)
         return final
     return save_policy(model, tokenizer, final)
+
+
+def write_config(out: Path, cfg) -> None:
+    import dataclasses
+    import json
+
+    from cs336_common.io import write_text_atomic
+
+    write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+
+def print_row(row: dict) -> None:
+    keys = ("step", "train_loss", "rollout_reward_mean", "eval_accuracy", "time_rollout_s")
+    parts = [f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+             for k in keys if k in row]  # fmt: skip
+    print(" ".join(parts), flush=True)

@@ -104,15 +104,22 @@ def train_sft(
     """Fine-tune ``policy`` on ``examples`` (``prompt``, ``response``) into ``out``;
     ``eval_examples`` (``prompt``, ``ground_truth``) are scored with the math grader."""
     from cs336_alignment.generation import make_generator
-    from cs336_alignment.grpo import _print_row, _write_config
-    from cs336_alignment.rl_common import PeriodicEval, make_optimizer, save_final
+    from cs336_alignment.rl_common import (
+        PeriodicEval,
+        make_optimizer,
+        print_row,
+        save_final,
+        write_config,
+    )
     from cs336_alignment.run_log import RunLog
     from cs336_alignment.tasks import math_score
     from cs336_common.train import get_lr_cosine_schedule
     from cs336_common.train.loop import LoopConfig, TrainLoop
 
     if not examples:
-        raise ValueError("no training examples")
+        from cs336_common.errors import InputError
+
+        raise InputError("no training examples")
     batches = SFTBatches(
         examples, tokenizer, cfg.batch_size // cfg.gradient_accumulation_steps, cfg.seed
     )
@@ -138,7 +145,7 @@ def train_sft(
     )
     start_step = loop.start()
     log = RunLog(out, start_step)
-    _write_config(out, cfg)
+    write_config(out, cfg)
     evaluator = None
     if eval_examples:
         generator = generator or make_generator("engine", policy, tokenizer)
@@ -155,7 +162,7 @@ def train_sft(
             row.update(evaluator(policy, row["step"]))
         log.row(row)
         if row["step"] % 10 == 0 or "eval_accuracy" in row:
-            _print_row(row)
+            print_row(row)
 
     loop.on_log = on_log
     loop.run()

@@ -29,25 +29,39 @@ def add_policy_args(p: argparse.ArgumentParser, data_help: str, eval_data: bool 
 
 def setup(args: argparse.Namespace, inputs=()):
     """Check paths first, then load (policy, tokenizer, generator, out)."""
-    from cs336_alignment.generation import is_hf_model, make_generator
     from cs336_alignment.policy_io import check_model_dir, load_policy
-    from cs336_common.checks import check_output
     from cs336_common.device import resolve_device
 
     model_dir = check_model_dir(args.model)
-    for path in inputs:
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(2, "No such file or directory", path)
-    out = check_output(args.out, inputs=[p for p in inputs if p], directory=True)
+    out = check_paths(args.out, inputs)
     device = resolve_device(args.device)
     policy, tokenizer = load_policy(model_dir, device)
     policy.train()
-    kind = args.generator or ("hf" if is_hf_model(policy) else "engine")
+    generator = policy_generator(args.generator, model_dir, policy, tokenizer, device)
+    return policy, tokenizer, generator, out
+
+
+def check_paths(out: str, inputs=()) -> Path:
+    """The output folder ``out``, once every given input file exists and ``out`` may be
+    written without replacing one of them."""
+    from cs336_common.checks import check_output
+
+    inputs = [p for p in inputs if p is not None]
+    for path in inputs:
+        if not Path(path).is_file():
+            raise FileNotFoundError(2, "No such file or directory", path)
+    return Path(check_output(out, inputs=inputs, directory=True))
+
+
+def policy_generator(kind: str | None, model_dir: Path, policy, tokenizer, device):
+    """The ``--generator`` sampler (default: engine for our models, hf for HF ones); vLLM
+    loads the model from ``model_dir`` itself."""
+    from cs336_alignment.generation import is_hf_model, make_generator
+
+    kind = kind or ("hf" if is_hf_model(policy) else "engine")
     if kind == "vllm":
-        generator = make_generator(kind, model_dir, tokenizer)
-    else:
-        generator = make_generator(kind, policy, tokenizer, device)
-    return policy, tokenizer, generator, Path(out)
+        return make_generator(kind, model_dir, tokenizer)
+    return make_generator(kind, policy, tokenizer, device)
 
 
 def eval_questions(args) -> list[dict]:

@@ -48,14 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cs336_alignment.policy_io import check_model_dir
     from cs336_alignment.tasks import TASKS
-    from cs336_common.checks import check_output
     from cs336_common.errors import UsageError
+
+    from ._common import check_paths
 
     task = TASKS[args.task]
     model_dir = check_model_dir(args.model)
-    if args.data is not None and not Path(args.data).is_file():
-        raise FileNotFoundError(2, "No such file or directory", args.data)
-    out = check_output(args.out, inputs=[p for p in (args.data,) if p], directory=True)
+    out = check_paths(args.out, [args.data])
     prompt = args.prompt or task.default_prompt
     if args.task in ("math", "alpaca_eval") and args.data is None:
         raise UsageError(f"task {args.task} needs --data (its data is not shipped)")
@@ -69,20 +68,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args, model_dir, examples, task, prompt):
     from cs336_alignment.evaluate import generate_and_score
-    from cs336_alignment.generation import is_hf_model, make_generator
     from cs336_alignment.policy_io import load_policy
     from cs336_common.device import resolve_device
     from cs336_common.engine import SamplingParams
 
+    from ._common import policy_generator
+
     device = resolve_device(args.device)
     model, tokenizer = load_policy(model_dir, device)
-    kind = args.generator or ("hf" if is_hf_model(model) else "engine")
     _check_context(model, tokenizer, examples, args.max_new_tokens)
-    generator = (
-        make_generator(kind, model_dir, tokenizer)
-        if kind == "vllm"
-        else make_generator(kind, model, tokenizer, device)
-    )
+    generator = policy_generator(args.generator, model_dir, model, tokenizer, device)
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,

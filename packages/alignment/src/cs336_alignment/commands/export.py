@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cs336_alignment.policy_io import check_model_dir, is_our_dir
+    from cs336_alignment.policy_io import check_model_dir
     from cs336_common.checks import check_output
     from cs336_common.errors import InputError
 
@@ -28,22 +28,26 @@ def run(args: argparse.Namespace) -> int:
     dst = check_output(args.dst, inputs=[src], directory=True)
     if dst.exists() and any(Path(dst).iterdir()):
         raise InputError(f"{dst}: exists and is not empty; choose a new folder")
-    if is_our_dir(src):
-        from cs336_alignment.hf_export import export_to_hf
-        from cs336_alignment.policy_io import load_policy
-
-        model, tokenizer = load_policy(src)
-        export_to_hf(model, tokenizer, dst)
-    else:
-        from cs336_alignment.hf_export import import_from_hf
-        from cs336_alignment.policy_io import save_policy
-
-        try:
-            model, tokenizer = import_from_hf(src)
-        except ValueError as e:
-            raise InputError(f"{src}: {e}") from None
-        if tokenizer is None:
-            raise InputError(f"{src}: no tokenizer.json to convert")
-        save_policy(model, tokenizer, dst)
+    try:  # a model with no equivalent on the other side: one line, not a traceback
+        _convert(src, dst)
+    except InputError:
+        raise
+    except ValueError as e:
+        raise InputError(f"{src}: {e}") from None
     print(f"wrote {dst}")
     return 0
+
+
+def _convert(src, dst) -> None:
+    from cs336_alignment.hf_export import export_to_hf, import_from_hf
+    from cs336_alignment.policy_io import is_our_dir, load_policy, save_policy
+    from cs336_common.errors import InputError
+
+    if is_our_dir(src):
+        model, tokenizer = load_policy(src)
+        export_to_hf(model, tokenizer, dst)
+        return
+    model, tokenizer = import_from_hf(src)
+    if tokenizer is None:
+        raise InputError(f"{src}: no tokenizer.json to convert")
+    save_policy(model, tokenizer, dst)
