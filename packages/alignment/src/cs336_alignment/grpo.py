@@ -28,6 +28,7 @@ from cs336_alignment.losses import (
 )
 from cs336_alignment.rl_common import print_row, sampling_params, write_config
 from cs336_alignment.text_tokenizer import as_text_tokenizer
+from cs336_common.device import synchronize
 
 
 @dataclass
@@ -147,7 +148,7 @@ class RolloutBatches:
         was_training = self.policy.training
         self.policy.eval()
         outs = self.generator.generate([q["prompt"] for q in questions], params)
-        _sync(device)
+        synchronize(device)
         times["time_rollout_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -168,7 +169,7 @@ class RolloutBatches:
         )
         t0 = time.perf_counter()
         old, entropy = self._old_log_probs(batch, device)
-        _sync(device)
+        synchronize(device)
         times["time_old_logprobs_s"] = time.perf_counter() - t0
         self.policy.train(was_training)
 
@@ -231,12 +232,6 @@ def _as_rng_state(state) -> tuple:
     """random.Random state from a checkpoint (tuples may come back as lists)."""
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
-
-
-def _sync(device: torch.device) -> None:
-    from cs336_common.device import synchronize
-
-    synchronize(device)
 
 
 def grpo_loss_fn(cfg: GRPOConfig, last_meta: dict) -> Callable:
