@@ -57,6 +57,7 @@ def add_arguments(parser):
 
 def run(args):
     from cs336_scaling.client import ScalingClient, ScalingServiceError
+    from cs336_scaling.settings import non_embedding_params
 
     if args.points < 1 or args.parallel < 1:
         raise SystemExit("--points and --parallel must be >= 1")
@@ -73,7 +74,7 @@ def run(args):
         mark = "done" if _key(c) in done else "todo"
         print(
             f"  {mark}  C={c['train_flops']:.0e}  d_model={c['d_model']:<5} layers={c['num_layers']:<3} "
-            f"heads={c['num_heads']:<3} N={12 * c['num_layers'] * c['d_model'] ** 2:.3g}"
+            f"heads={c['num_heads']:<3} N={non_embedding_params(c):.3g}"
         )
     print(
         f"{len(plan)} runs planned, {len(todo)} to ask for, {cost:.3g} FLOPs"
@@ -103,7 +104,7 @@ def run(args):
             return
         with lock:
             done[_key(config)] = {
-                "parameters": 12 * config["num_layers"] * config["d_model"] ** 2,
+                "parameters": non_embedding_params(config),
                 "compute_budget": config["train_flops"],
                 "final_loss": loss,
                 **config,
