@@ -22,8 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from cs336_common.nn.functional import softmax
+from cs336_common.nn.kv_cache import KVCache
 
 EOS_TOKEN = "<|endoftext|>"
+_CHECK_EVERY = 8  # decode steps between the host's reads of sampled tokens, on a GPU
 
 
 @dataclass
@@ -146,6 +148,13 @@ class _Row:
             self.finish_reason = "length"
         return self.finish_reason is None
 
+    def extend(self, tokens, logprobs, eos_id: int | None, stops, tokenizer) -> bool:
+        """`add` each token until the row finishes (later ones are dropped)."""
+        for t, lp in zip(tokens, logprobs, strict=True):
+            if not self.add(t, lp, eos_id, stops, tokenizer):
+                return False
+        return True
+
     def _hits_stop(self, stops: list[bytes], tokenizer) -> bool:
         if hasattr(tokenizer, "decode_bytes"):  # ours: bytes per token, append the new ones
             start = len(self.text_bytes)
@@ -191,17 +200,27 @@ class Engine:
     ``device``: where to run; the model is moved there (in place). ``eos_id``: the token
     that ends a completion; default the tokenizer's ``<|endoftext|>`` (ours) or its
     ``eos_id``/``eos_token_id`` attribute, else none (completions then end only at a stop
-    string or a length).
+    string or a length). ``cuda_graphs``: replay each decode step as a CUDA graph (one
+    launch instead of hundreds); default on for a `TransformerLM` on a CUDA device.
 
     >>> engine = Engine(model, tokenizer)
     >>> outs = engine.generate(["Q: 2+2?", "Once"], SamplingParams(64, num_samples=8, seed=0))
     >>> outs[0][3].text, outs[0][3].logprobs, outs[0][3].finish_reason
     """
 
-    def __init__(self, model: nn.Module, tokenizer=None, *, device=None, eos_id: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer=None,
+        *,
+        device=None,
+        eos_id: int | None = None,
+        cuda_graphs: bool | None = None,
+    ):
         self.model = model if device is None else model.to(device)
         self.tokenizer = tokenizer
         self.eos_id = _default_eos_id(tokenizer) if eos_id is None else eos_id
+        self.cuda_graphs = cuda_graphs
 
     @property
     def device(self) -> torch.device:
@@ -263,7 +282,8 @@ class Engine:
         return ids
 
     def _prefill(self, ids: list[list[int]], extra_slots: int):
-        """One padded forward over all prompts -> (KV cache, last logits (P, vocab))."""
+        """One padded forward over all prompts -> (KV cache, last logits (P, vocab)). The
+        only forward that checks token ids (a sync); decode steps feed sampled ids."""
         longest = max(map(len, ids))
         tokens = torch.zeros(len(ids), longest, dtype=torch.long)
         mask = torch.zeros(len(ids), longest, dtype=torch.bool)
@@ -279,39 +299,146 @@ class Engine:
     def _decode(self, ids: list[list[int]], rows: list[_Row], params: SamplingParams) -> None:
         device = self.device
         stops = [s.encode("utf-8") for s in params.stop]
+        budget = max(r.budget for r in rows)
         # the last sampled token is never fed back, hence budget - 1 more slots
-        cache, logits = self._prefill(ids, max(r.budget for r in rows) - 1)
+        cache, logits = self._prefill(ids, budget - 1)
         # each prompt's cache row is repeated for its samples; rows with no budget never start
-        live = [i for i, r in enumerate(rows) if r.budget > 0]
-        src = torch.tensor([rows[i].prompt_index for i in live], device=device)
-        if len(live) != len(ids) or params.num_samples > 1:
+        batch = [i for i, r in enumerate(rows) if r.budget > 0]
+        src = torch.tensor([rows[i].prompt_index for i in batch], device=device)
+        if len(batch) != len(ids) or params.num_samples > 1:
             cache.select_rows(src)
             logits = logits[src]
-        positions = torch.tensor([len(ids[p]) for p in src.tolist()], device=device)
+        positions = torch.tensor([len(ids[rows[i].prompt_index]) for i in batch], device=device)
+        step = self._stepper(cache, positions)
         generator = torch.Generator(device=device)
         if params.seed is None:
             generator.seed()
         else:
             generator.manual_seed(params.seed)
-        while True:
+        # eager on CPU, the host reads every step and finished rows leave at once;
+        # otherwise every `_CHECK_EVERY` steps (a sync stalls the queue of kernels), and
+        # the batch shrinks once half of it has finished (a new shape means a new graph)
+        eager_host = device.type == "cpu" and isinstance(step, _EagerStep)
+        every = 1 if eager_host else _CHECK_EVERY
+        pending: list[tuple[Tensor, Tensor]] = []
+        for n in range(1, budget + 1):
             token = sample_next(
                 logits, params.temperature, params.top_p, generator, top_k=params.top_k
             )
-            logprob = _log_softmax(logits).gather(-1, token[:, None]).squeeze(-1)
-            going = [
-                j
-                for j, (t, lp) in enumerate(zip(token.tolist(), logprob.tolist(), strict=True))
-                if rows[live[j]].add(t, lp, self.eos_id, stops, self.tokenizer)
-            ]
-            if not going:
-                return
-            if len(going) < len(live):  # finished rows leave the batch and the cache
-                keep = torch.tensor(going, device=device)
-                cache.select_rows(keep)
-                token, positions = token[keep], positions[keep]
-                live = [live[j] for j in going]
-            logits = self.model(token[:, None], cache, token_positions=positions[:, None])[:, -1]
-            positions += 1
+            pending.append((token, _log_softmax(logits).gather(-1, token[:, None]).squeeze(-1)))
+            if n % every == 0 or n == budget:
+                toks = torch.stack([t for t, _ in pending], 1).tolist()
+                lps = torch.stack([lp for _, lp in pending], 1).tolist()
+                pending.clear()
+                going = [
+                    j
+                    for j, i in enumerate(batch)
+                    if rows[i].finish_reason is None
+                    and rows[i].extend(toks[j], lps[j], self.eos_id, stops, self.tokenizer)
+                ]
+                if not going:
+                    return
+                if len(going) < len(batch) and (eager_host or 2 * len(going) <= len(batch)):
+                    keep = torch.tensor(going, device=device)
+                    step.select_rows(keep)
+                    token, batch = token[keep], [batch[j] for j in going]
+            logits = step(token)
+
+    def _stepper(self, cache: KVCache, positions: Tensor):
+        """The decode step: captured in CUDA graphs on a GPU (``cuda_graphs``), else eager."""
+        graphs = self.cuda_graphs
+        if graphs is None:
+            graphs = self.device.type == "cuda" and hasattr(self.model, "masked_features")
+        if graphs:
+            return _StaticStep(self.model, cache, positions, graphs=True)
+        return _EagerStep(self.model, cache, positions)
+
+
+class _EagerStep:
+    """One decode step through the model's forward, with its growing KV cache."""
+
+    def __init__(self, model: nn.Module, cache: KVCache, positions: Tensor):
+        self.model, self.cache, self.positions = model, cache, positions
+        self.last_position = model.config.context_length - 1
+
+    def __call__(self, token: Tensor) -> Tensor:
+        """token: int64 (batch,), the last sampled ids -> next logits (batch, vocab)."""
+        pos = self.positions[:, None]
+        logits = self.model(token[:, None], self.cache, token_positions=pos, validate=False)
+        # rows that finished but wait for the batch to shrink keep a valid position
+        self.positions.add_(1).clamp_(max=self.last_position)
+        return logits[:, -1]
+
+    def select_rows(self, keep: Tensor) -> None:
+        self.cache.select_rows(keep)
+        self.positions = self.positions[keep]
+
+
+class _StaticStep:
+    """A decode step of fixed shapes: it reads and writes the same buffers every time
+    (the token, positions, the KV cache and its mask, a slot counter on the device), so
+    with ``graphs`` it is captured once per batch size in a CUDA graph and replayed,
+    one launch instead of hundreds. Attention covers every slot of the cache under a
+    mask (slots not yet written are hidden), instead of a growing prefix."""
+
+    def __init__(self, model: nn.Module, cache: KVCache, positions: Tensor, *, graphs: bool):
+        self.model, self.graphs = model, graphs
+        self.last_position = model.config.context_length - 1
+        used, device = cache.length, positions.device
+        keys, values = cache.keys, cache.values
+        # unwritten slots are masked, but 0 * NaN is NaN: they must hold numbers
+        keys[:, :, :, used:].zero_()
+        values[:, :, :, used:].zero_()
+        mask = torch.zeros(keys.shape[1], keys.shape[3], dtype=torch.bool, device=device)
+        mask[:, :used] = True if cache.key_mask is None else cache.key_mask[:, :used]
+        self.keys, self.values, self.key_mask = keys, values, mask
+        self.slot = torch.tensor([used], device=device)
+        self.positions = positions.clone()
+        self.token = torch.zeros_like(self.positions)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: Tensor | None = None
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The KV-cache interface of the attention layers: write at the slot, read all."""
+        self.keys[layer].index_copy_(2, self.slot, k)
+        self.values[layer].index_copy_(2, self.slot, v)
+        return self.keys[layer], self.values[layer]
+
+    def advance(self, n: int) -> None:
+        self.slot.add_(n)
+
+    def _forward(self) -> Tensor:
+        self.key_mask.index_fill_(1, self.slot, True)
+        mask = self.key_mask[:, None, None, :]
+        x = self.model.masked_features(self.token[:, None], self.positions[:, None], mask, self)
+        self.positions.add_(1).clamp_(max=self.last_position)
+        return self.model.lm_head(x)[:, -1]
+
+    def __call__(self, token: Tensor) -> Tensor:
+        self.token.copy_(token)
+        if not self.graphs:
+            return self._forward()
+        if self.graph is not None:
+            self.graph.replay()
+            return self.logits
+        # a new batch size: this step runs eagerly on a side stream (which also warms up
+        # the kernels, as capture wants), then the next ones are captured for replay
+        side = torch.cuda.Stream(self.token.device)
+        side.wait_stream(torch.cuda.current_stream(self.token.device))
+        with torch.cuda.stream(side):
+            logits = self._forward()
+        torch.cuda.current_stream(self.token.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):  # records without running
+            self.logits = self._forward()
+        return logits
+
+    def select_rows(self, keep: Tensor) -> None:
+        """Keep batch rows ``keep``: new (smaller) buffers, so a new graph."""
+        self.keys, self.values = self.keys[:, keep], self.values[:, keep]
+        self.key_mask, self.positions = self.key_mask[keep], self.positions[keep]
+        self.token = self.token[keep]
+        self.graph = self.logits = None
 
 
 def _log_softmax(logits: Tensor) -> Tensor:

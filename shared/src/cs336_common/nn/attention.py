@@ -108,8 +108,8 @@ class MultiHeadSelfAttention(nn.Module):
         x = x.reshape(-1, seq, d)
         q, k, v = (self._split_heads(t) for t in self._project_qkv(x))
         if self.rope is not None:
-            start = 0 if kv_cache is None else kv_cache.length
-            if token_positions is None and start:
+            start = 0 if kv_cache is None or token_positions is not None else kv_cache.length
+            if start:
                 token_positions = torch.arange(start, start + seq, device=x.device)
             if token_positions is not None and token_positions.ndim > 1:
                 token_positions = token_positions.broadcast_to((*lead, seq)).reshape(-1, seq)
