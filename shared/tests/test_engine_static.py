@@ -5,8 +5,9 @@ the eager path. Seeded tiny models, float64 where tokens must match exactly."""
 import pytest
 import torch
 
-from cs336_common import Engine, SamplingParams
-from cs336_common.engine import _StaticStep
+from cs336_common import Engine, SamplingParams, TransformerLM
+from cs336_common.engine import _StaticStep, sample_next
+from cs336_common.nn import decode_attention as da
 
 from .test_engine import GPT2_STYLE, _greedy_uncached, _model, _prompts
 
@@ -15,30 +16,26 @@ from .test_engine import GPT2_STYLE, _greedy_uncached, _model, _prompts
 LENGTHS = [5, 1, 12, 37, 36, 35]
 
 
-def _static(monkeypatch, graphs=False):
-    def stepper(self, cache, positions):
-        return _StaticStep(self.model, cache, positions, graphs=graphs)
-
-    monkeypatch.setattr(Engine, "_stepper", stepper)
+def _static(monkeypatch):
+    monkeypatch.setattr(Engine, "_decode_mode", lambda self: "static")
 
 
 @pytest.mark.parametrize("variant", [{}, GPT2_STYLE], ids=["rope", "gpt2-style"])
 @torch.no_grad()
-def test_static_step_gives_uncached_logits_on_a_padded_batch_with_garbage_slots(variant):
+def test_static_step_gives_uncached_logits_for_samples_of_padded_prompts(variant):
     model = _model(**variant)
     prompts = _prompts([5, 1, 9])
-    cache, logits = Engine(model)._prefill(prompts, extra_slots=6)
-    # slots not written yet may hold anything (select_rows leaves them uninitialised)
-    cache.keys[:, :, :, cache.length :] = float("nan")
-    cache.values[:, :, :, cache.length :] = float("inf")
-    step = _StaticStep(model, cache, torch.tensor([5, 1, 9]), graphs=False)
-    rows, seqs = [0, 1, 2], [list(p) for p in prompts]
+    cache, _ = Engine(model)._prefill(prompts, extra_slots=0)
+    rows = [0, 2, 0, 1, 2]  # samples: rows share their prompt's cache
+    positions = torch.tensor([len(prompts[r]) for r in rows])
+    step = _StaticStep(model, cache, torch.tensor(rows), positions, 6, graphs=False)
+    seqs = [list(prompts[r]) for r in rows]
     g = torch.Generator().manual_seed(0)
     for n in range(6):
-        if n == 3:  # drop row 1 and swap the others, as the engine does for finished rows
-            rows, seqs = [2, 0], [seqs[2], seqs[0]]
-            step.select_rows(torch.tensor([2, 0]))
-        token = torch.randint(50, (len(rows),), generator=g)
+        if n == 3:  # drop rows and reorder the others, as the engine does
+            seqs = [seqs[3], seqs[0], seqs[1]]
+            step.select_rows(torch.tensor([3, 0, 1]))
+        token = torch.randint(50, (len(seqs),), generator=g)
         for s, t in zip(seqs, token.tolist(), strict=True):
             s.append(t)
         logits = step(token)
@@ -121,16 +118,50 @@ def test_cuda_graphs_sample_like_the_eager_path():
 @torch.no_grad()
 def test_cuda_graphs_in_bf16_score_their_tokens_like_a_full_forward():
     torch.manual_seed(0)
-    model = _model(vocab_size=512, context_length=96, attention_backend="torch")
-    model = model.to("cuda", torch.bfloat16)
+    # d_head 32: the decode step runs the Triton kernel (the tiny models' 8 cannot)
+    model = TransformerLM(512, 96, 128, 2, 4, 256, attention_backend="torch")
+    model = model.to("cuda", torch.bfloat16).eval()
     with torch.no_grad():
-        model.lm_head.weight.mul_(0.25)  # logits of std ~2: peaked, not one-hot
+        model.lm_head.weight.mul_(5)  # logits of std ~2: peaked, not one-hot
     prompts = _prompts([7, 30, 16], vocab_size=512)
     out = Engine(model).generate(prompts, SamplingParams(40, num_samples=4, seed=0))
     for p, samples in zip(prompts, out, strict=True):
+        assert len({tuple(c.ids) for c in samples}) > 1
         for c in samples:
             logits = model(torch.tensor([p + c.ids], device="cuda"))[0, len(p) - 1 : -1]
             want = torch.log_softmax(logits.float(), -1)
             want = want.gather(-1, torch.tensor(c.ids, device="cuda")[:, None])[:, 0]
             got = torch.tensor(c.logprobs, device="cuda")
             torch.testing.assert_close(got, want, rtol=0, atol=0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_gumbel_sampling_on_cuda_has_the_law_of_the_probabilities(top_k):
+    probs = torch.tensor([0.1, 0.5, 0.15, 0.25], dtype=torch.float64, device="cuda")
+    g = torch.Generator("cuda").manual_seed(0)
+    tokens = sample_next(probs.log().expand(40000, 4), 1.0, 1.0, g, top_k=top_k)
+    share = torch.bincount(tokens, minlength=4).double() / len(tokens)
+    want = probs if top_k is None else torch.tensor([0, 2 / 3, 0, 1 / 3]).to(probs)
+    torch.testing.assert_close(share, want, rtol=0, atol=0.012)  # binomial std <= 0.0025
+
+
+def test_triton_decode_attention_equals_the_reference():
+    pytest.importorskip("triton")  # on CPU it runs in Triton's interpreter (conftest)
+    g = torch.Generator().manual_seed(0)
+    B, H, D, P, Tp, G = 6, 3, 16, 3, 9, 70  # more slots than one block of 64
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    q = torch.randn(B, H, 1, D, generator=g).to(dev)
+    gk, gv = (torch.randn(B, H, G, D, generator=g).to(dev) for _ in range(2))
+    pk, pv = (torch.randn(P, H, Tp, D, generator=g).to(dev) for _ in range(2))
+    mask = torch.rand(P, Tp, generator=g) > 0.3
+    mask[:, -1] = True  # left padding: a prompt's last slot is real
+    prompt_of = torch.tensor([0, 0, 1, 2, 2, 1], device=dev)
+    args = (q, pk, pv, mask.to(dev), prompt_of, gk, gv, torch.tensor([66], device=dev))
+    want = da.reference_decode_attention(*args)
+    torch.testing.assert_close(da._triton_decode_attention(*args), want, rtol=1e-5, atol=1e-5)
+    # the reference itself: row 1 (prompt 0) by hand, slots 0..66 of its own cache
+    k = torch.cat((pk[0][:, mask[0].to(dev)], gk[1, :, :67]), 1)
+    v = torch.cat((pv[0][:, mask[0].to(dev)], gv[1, :, :67]), 1)
+    hand = torch.softmax(q[1] @ k.transpose(-1, -2) / D**0.5, -1) @ v
+    torch.testing.assert_close(want[1], hand, rtol=1e-5, atol=1e-5)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from cs336_common.nn.decode_attention import decode_attention
 from cs336_common.nn.functional import softmax
 from cs336_common.nn.kv_cache import KVCache
 
@@ -95,21 +96,28 @@ def sample_next(
     ``temperature == 0`` is greedy (argmax); otherwise softmax(logits / temperature),
     restricted to the ``top_k`` most likely tokens and to the nucleus of mass ``top_p``,
     renormalized. Drawn as argmax(p / E) with E ~ Exp(1) (the exponential race), which has
-    the law of p and needs no host sync."""
+    the law of p and needs no host sync. On CUDA without top_p, as the equal
+    argmax(logits - log E) (Gumbel-max), which skips the softmax's passes over the
+    vocabulary; CPU keeps the first form, so seeded CPU results stay as they were."""
     if temperature == 0:
         return logits.argmax(dim=-1)
     if logits.element_size() < 4:  # 16-bit logits: sample from float32 probabilities
         logits = logits.float()
-    logits = logits / temperature
+    if temperature != 1.0:  # x / 1.0 == x: skip a pass over (batch, vocab)
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    tiny = torch.finfo(logits.dtype).tiny
+    if logits.is_cuda and top_p == 1.0:
+        noise = torch.empty_like(logits).exponential_(generator=generator)
+        return (logits - noise.clamp_(min=tiny).log_()).argmax(dim=-1)
     probs = softmax(logits, dim=-1)
     if top_p < 1.0:
         probs = _nucleus(probs, top_p)
     noise = torch.empty_like(probs).exponential_(generator=generator)
     # a zero draw would make 0/0 = NaN, which argmax prefers; the clamp keeps p=0 out
-    return (probs / noise.clamp_(min=torch.finfo(noise.dtype).tiny)).argmax(dim=-1)
+    return (probs / noise.clamp_(min=tiny)).argmax(dim=-1)
 
 
 def _nucleus(probs: Tensor, top_p: float) -> Tensor:
@@ -150,6 +158,10 @@ class _Row:
 
     def extend(self, tokens, logprobs, eos_id: int | None, stops, tokenizer) -> bool:
         """`add` each token until the row finishes (later ones are dropped)."""
+        if not stops and eos_id not in tokens and len(self.ids) + len(tokens) < self.budget:
+            self.ids += tokens  # what `add` would do, in one go
+            self.logprobs += logprobs
+            return True
         for t, lp in zip(tokens, logprobs, strict=True):
             if not self.add(t, lp, eos_id, stops, tokenizer):
                 return False
@@ -300,16 +312,22 @@ class Engine:
         device = self.device
         stops = [s.encode("utf-8") for s in params.stop]
         budget = max(r.budget for r in rows)
-        # the last sampled token is never fed back, hence budget - 1 more slots
-        cache, logits = self._prefill(ids, budget - 1)
-        # each prompt's cache row is repeated for its samples; rows with no budget never start
+        mode = self._decode_mode()
+        # the last sampled token is never fed back, hence budget - 1 more slots; the
+        # static step keeps them apart from the prompts' cache
+        cache, logits = self._prefill(ids, 0 if mode != "eager" else budget - 1)
+        # each prompt's cache row serves its samples; rows with no budget never start
         batch = [i for i, r in enumerate(rows) if r.budget > 0]
         src = torch.tensor([rows[i].prompt_index for i in batch], device=device)
-        if len(batch) != len(ids) or params.num_samples > 1:
-            cache.select_rows(src)
-            logits = logits[src]
         positions = torch.tensor([len(ids[rows[i].prompt_index]) for i in batch], device=device)
-        step = self._stepper(cache, positions)
+        if len(batch) != len(ids) or params.num_samples > 1:
+            logits = logits[src]
+        if mode == "eager":
+            if len(batch) != len(ids) or params.num_samples > 1:
+                cache.select_rows(src)
+            step = _EagerStep(self.model, cache, positions)
+        else:
+            step = _StaticStep(self.model, cache, src, positions, budget - 1, mode == "graphs")
         generator = torch.Generator(device=device)
         if params.seed is None:
             generator.seed()
@@ -318,40 +336,68 @@ class Engine:
         # eager on CPU, the host reads every step and finished rows leave at once;
         # otherwise every `_CHECK_EVERY` steps (a sync stalls the queue of kernels), and
         # the batch shrinks once half of it has finished (a new shape means a new graph)
-        eager_host = device.type == "cpu" and isinstance(step, _EagerStep)
+        eager_host = device.type == "cpu" and mode == "eager"
         every = 1 if eager_host else _CHECK_EVERY
         pending: list[tuple[Tensor, Tensor]] = []
         for n in range(1, budget + 1):
-            token = sample_next(
-                logits, params.temperature, params.top_p, generator, top_k=params.top_k
-            )
-            pending.append((token, _log_softmax(logits).gather(-1, token[:, None]).squeeze(-1)))
-            if n % every == 0 or n == budget:
-                toks = torch.stack([t for t, _ in pending], 1).tolist()
-                lps = torch.stack([lp for _, lp in pending], 1).tolist()
-                pending.clear()
-                going = [
-                    j
-                    for j, i in enumerate(batch)
-                    if rows[i].finish_reason is None
-                    and rows[i].extend(toks[j], lps[j], self.eos_id, stops, self.tokenizer)
-                ]
-                if not going:
-                    return
-                if len(going) < len(batch) and (eager_host or 2 * len(going) <= len(batch)):
-                    keep = torch.tensor(going, device=device)
-                    step.select_rows(keep)
-                    token, batch = token[keep], [batch[j] for j in going]
-            logits = step(token)
+            token, logprob = _sample(logits, params, generator)
+            pending.append((token, logprob))
+            if n % every and n < budget:
+                logits = step(token)
+                continue
+            toks, lps = (torch.stack(x, 1) for x in zip(*pending, strict=True))
+            pending.clear()
+            if not eager_host:  # queue the next step before the host reads and waits
+                toks, lps = toks.to("cpu", non_blocking=True), lps.to("cpu", non_blocking=True)
+                copied = _event(device)
+                if n < budget:
+                    logits = step(token)
+                if copied is not None:
+                    copied.synchronize()
+            toks, lps = toks.tolist(), lps.tolist()
+            going = [
+                j
+                for j, i in enumerate(batch)
+                if rows[i].finish_reason is None
+                and rows[i].extend(toks[j], lps[j], self.eos_id, stops, self.tokenizer)
+            ]
+            if not going:
+                return
+            if len(going) < len(batch) and (eager_host or 2 * len(going) <= len(batch)):
+                keep = torch.tensor(going, device=device)
+                if eager_host:
+                    token = token[keep]
+                else:  # the step ran on the whole batch already
+                    logits = logits[keep]
+                step.select_rows(keep)
+                batch = [batch[j] for j in going]
+            if eager_host:
+                logits = step(token)
 
-    def _stepper(self, cache: KVCache, positions: Tensor):
-        """The decode step: captured in CUDA graphs on a GPU (``cuda_graphs``), else eager."""
+    def _decode_mode(self) -> str:
+        """``"graphs"`` (the static step in CUDA graphs) or ``"eager"`` (the model's
+        forward and its growing cache); ``"static"``, the step without graphs, is for tests."""
         graphs = self.cuda_graphs
         if graphs is None:
             graphs = self.device.type == "cuda" and hasattr(self.model, "masked_features")
-        if graphs:
-            return _StaticStep(self.model, cache, positions, graphs=True)
-        return _EagerStep(self.model, cache, positions)
+        return "graphs" if graphs else "eager"
+
+
+def _event(device: torch.device):
+    """A CUDA event recorded now on the current stream (None elsewhere)."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+def _sample(logits: Tensor, params: SamplingParams, generator) -> tuple[Tensor, Tensor]:
+    """-> (token, its log-probability under the unfiltered distribution), (batch,) each."""
+    if logits.element_size() < 4:  # one float32 copy serves both
+        logits = logits.float()
+    token = sample_next(logits, params.temperature, params.top_p, generator, top_k=params.top_k)
+    return token, logits.gather(-1, token[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
 class _EagerStep:
@@ -375,42 +421,66 @@ class _EagerStep:
 
 
 class _StaticStep:
-    """A decode step of fixed shapes: it reads and writes the same buffers every time
-    (the token, positions, the KV cache and its mask, a slot counter on the device), so
-    with ``graphs`` it is captured once per batch size in a CUDA graph and replayed,
-    one launch instead of hundreds. Attention covers every slot of the cache under a
-    mask (slots not yet written are hidden), instead of a growing prefix."""
+    """A decode step of fixed shapes: it reads and writes the same buffers every time,
+    so with ``graphs`` it is captured once per batch size in a CUDA graph and replayed,
+    one launch instead of hundreds.
 
-    def __init__(self, model: nn.Module, cache: KVCache, positions: Tensor, *, graphs: bool):
+    The prompts' keys/values stay in the prefill cache, once per prompt (row i reads
+    prompt ``prompt_of[i]``); each row's generated ones go to ``gen_slots`` slots of its
+    own, written at ``slot`` (a device tensor, so replays move on); `decode_attention`
+    reads the prompt's real slots and the row's slots up to ``slot``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        prompts: KVCache,
+        prompt_of: Tensor,
+        positions: Tensor,
+        gen_slots: int,
+        graphs: bool,
+    ):
         self.model, self.graphs = model, graphs
         self.last_position = model.config.context_length - 1
-        used, device = cache.length, positions.device
-        keys, values = cache.keys, cache.values
-        # unwritten slots are masked, but 0 * NaN is NaN: they must hold numbers
-        keys[:, :, :, used:].zero_()
-        values[:, :, :, used:].zero_()
-        mask = torch.zeros(keys.shape[1], keys.shape[3], dtype=torch.bool, device=device)
-        mask[:, :used] = True if cache.key_mask is None else cache.key_mask[:, :used]
-        self.keys, self.values, self.key_mask = keys, values, mask
-        self.slot = torch.tensor([used], device=device)
-        self.positions = positions.clone()
+        self.prompt_k, self.prompt_v = prompts.keys, prompts.values
+        P, used = prompts.batch_size, prompts.length
+        self.prompt_mask = (
+            torch.ones(P, used, dtype=torch.bool, device=positions.device)
+            if prompts.key_mask is None
+            else prompts.key_mask[:, :used]
+        )
+        L, _, H, _, D = prompts.keys.shape
+        shape = (L, len(prompt_of), H, max(gen_slots, 1), D)
+        self.gen_k = prompts.keys.new_zeros(shape)
+        self.gen_v = prompts.keys.new_zeros(shape)
+        self.prompt_of, self.positions = prompt_of, positions.clone()
+        self.slot = torch.zeros(1, dtype=torch.long, device=positions.device)
         self.token = torch.zeros_like(self.positions)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: Tensor | None = None
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """The KV-cache interface of the attention layers: write at the slot, read all."""
-        self.keys[layer].index_copy_(2, self.slot, k)
-        self.values[layer].index_copy_(2, self.slot, v)
-        return self.keys[layer], self.values[layer]
+        """The KV-cache interface of the attention layers: write the new token at the slot."""
+        self.gen_k[layer].index_copy_(2, self.slot, k)
+        self.gen_v[layer].index_copy_(2, self.slot, v)
+        return self.gen_k[layer], self.gen_v[layer]
+
+    def attend(self, layer: int, q: Tensor) -> Tensor:
+        return decode_attention(
+            q,
+            self.prompt_k[layer],
+            self.prompt_v[layer],
+            self.prompt_mask,
+            self.prompt_of,
+            self.gen_k[layer],
+            self.gen_v[layer],
+            self.slot,
+        )
 
     def advance(self, n: int) -> None:
         self.slot.add_(n)
 
     def _forward(self) -> Tensor:
-        self.key_mask.index_fill_(1, self.slot, True)
-        mask = self.key_mask[:, None, None, :]
-        x = self.model.masked_features(self.token[:, None], self.positions[:, None], mask, self)
+        x = self.model.masked_features(self.token[:, None], self.positions[:, None], None, self)
         self.positions.add_(1).clamp_(max=self.last_position)
         return self.model.lm_head(x)[:, -1]
 
@@ -423,11 +493,12 @@ class _StaticStep:
             return self.logits
         # a new batch size: this step runs eagerly on a side stream (which also warms up
         # the kernels, as capture wants), then the next ones are captured for replay
-        side = torch.cuda.Stream(self.token.device)
-        side.wait_stream(torch.cuda.current_stream(self.token.device))
+        device = self.token.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             logits = self._forward()
-        torch.cuda.current_stream(self.token.device).wait_stream(side)
+        torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):  # records without running
             self.logits = self._forward()
@@ -435,16 +506,12 @@ class _StaticStep:
 
     def select_rows(self, keep: Tensor) -> None:
         """Keep batch rows ``keep``: new (smaller) buffers, so a new graph."""
-        self.keys, self.values = self.keys[:, keep], self.values[:, keep]
-        self.key_mask, self.positions = self.key_mask[keep], self.positions[keep]
+        self.gen_k, self.gen_v = self.gen_k[:, keep], self.gen_v[:, keep]
+        self.prompt_of, self.positions = self.prompt_of[keep], self.positions[keep]
         self.token = self.token[keep]
+        if self.graph is not None:  # no replay may be in flight when the graph goes
+            torch.cuda.current_stream(self.token.device).synchronize()
         self.graph = self.logits = None
-
-
-def _log_softmax(logits: Tensor) -> Tensor:
-    if logits.element_size() < 4:
-        logits = logits.float()
-    return torch.log_softmax(logits, dim=-1)
 
 
 def _unwrapped_key(key: str) -> str:

@@ -118,7 +118,10 @@ class MultiHeadSelfAttention(nn.Module):
             q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)
-        if attn_mask is not None:
+        attend = getattr(kv_cache, "attend", None)
+        if attend is not None:  # a cache with its own decode kernel (the engine's)
+            out = attend(layer_idx, q)
+        elif attn_mask is not None:
             out = self._masked_attention(q, k, v, attn_mask)
         elif seq == k.shape[-2]:
             out = self._attention(q, k, v, True)

@@ -295,7 +295,8 @@ class TransformerLM(nn.Module):
         to (batch, 1, seq, keys), True = may attend) are known: no checks and no host
         syncs, so that a decode step of fixed shapes can be captured in a CUDA graph.
         ``kv_cache``: a `KVCache`, or any object with its ``update(layer, k, v)`` and
-        ``advance(n)`` (the engine's fixed-slot cache)."""
+        ``advance(n)``; one that also has ``attend(layer, q)`` computes the attention
+        itself (the engine's decode step, with ``attn_mask`` None)."""
         x = self.embed_drop(self._embed(in_indices, kv_cache, token_positions))
         for i, layer in enumerate(self.layers):
             x = layer(x, token_positions, kv_cache=kv_cache, layer_idx=i, attn_mask=attn_mask)
