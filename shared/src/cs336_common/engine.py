@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from cs336_common.fused_sampling import fused_sample, fused_sampling_available
 from cs336_common.nn.decode_attention import decode_attention
 from cs336_common.nn.functional import softmax
 from cs336_common.nn.kv_cache import KVCache
@@ -96,9 +97,7 @@ def sample_next(
     ``temperature == 0`` is greedy (argmax); otherwise softmax(logits / temperature),
     restricted to the ``top_k`` most likely tokens and to the nucleus of mass ``top_p``,
     renormalized. Drawn as argmax(p / E) with E ~ Exp(1) (the exponential race), which has
-    the law of p and needs no host sync. On CUDA without top_p, as the equal
-    argmax(logits - log E) (Gumbel-max), which skips the softmax's passes over the
-    vocabulary; CPU keeps the first form, so seeded CPU results stay as they were."""
+    the law of p and needs no host sync."""
     if temperature == 0:
         return logits.argmax(dim=-1)
     if logits.element_size() < 4:  # 16-bit logits: sample from float32 probabilities
@@ -108,16 +107,12 @@ def sample_next(
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    tiny = torch.finfo(logits.dtype).tiny
-    if logits.is_cuda and top_p == 1.0:
-        noise = torch.empty_like(logits).exponential_(generator=generator)
-        return (logits - noise.clamp_(min=tiny).log_()).argmax(dim=-1)
     probs = softmax(logits, dim=-1)
     if top_p < 1.0:
         probs = _nucleus(probs, top_p)
     noise = torch.empty_like(probs).exponential_(generator=generator)
     # a zero draw would make 0/0 = NaN, which argmax prefers; the clamp keeps p=0 out
-    return (probs / noise.clamp_(min=tiny)).argmax(dim=-1)
+    return (probs / noise.clamp_(min=torch.finfo(noise.dtype).tiny)).argmax(dim=-1)
 
 
 def _nucleus(probs: Tensor, top_p: float) -> Tensor:
@@ -393,11 +388,15 @@ def _event(device: torch.device):
 
 
 def _sample(logits: Tensor, params: SamplingParams, generator) -> tuple[Tensor, Tensor]:
-    """-> (token, its log-probability under the unfiltered distribution), (batch,) each."""
+    """-> (token, its log-probability under the unfiltered distribution), (batch,) each.
+    On a GPU, plain sampling (no top-k, no top-p) is one fused kernel."""
+    plain = params.temperature > 0 and params.top_k is None and params.top_p == 1.0
+    if plain and fused_sampling_available(logits):
+        return fused_sample(logits, params.temperature, generator)
     if logits.element_size() < 4:  # one float32 copy serves both
         logits = logits.float()
     token = sample_next(logits, params.temperature, params.top_p, generator, top_k=params.top_k)
-    return token, logits.gather(-1, token[:, None]).squeeze(-1) - logits.logsumexp(-1)
+    return token, torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
 
 
 class _EagerStep:
