@@ -116,24 +116,30 @@ def test_cuda_graphs_sample_like_the_eager_path():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @torch.no_grad()
-def test_cuda_graphs_in_bf16_score_their_tokens_like_a_full_forward():
+def test_cuda_graphs_score_their_tokens_like_a_full_forward(dtype):
     torch.manual_seed(0)
-    # d_head 32: the decode step runs the Triton kernel (the tiny models' 8 cannot)
+    # d_head 32: the decode step runs the Triton kernels (the tiny models' 8 cannot)
     model = TransformerLM(512, 96, 128, 2, 4, 256, attention_backend="torch")
-    model = model.to("cuda", torch.bfloat16).eval()
+    model = model.to("cuda", dtype).eval()
     with torch.no_grad():
         model.lm_head.weight.mul_(5)  # logits of std ~2: peaked, not one-hot
     prompts = _prompts([7, 30, 16], vocab_size=512)
     out = Engine(model).generate(prompts, SamplingParams(40, num_samples=4, seed=0))
+    errors = []
     for p, samples in zip(prompts, out, strict=True):
         assert len({tuple(c.ids) for c in samples}) > 1
         for c in samples:
             logits = model(torch.tensor([p + c.ids], device="cuda"))[0, len(p) - 1 : -1]
             want = torch.log_softmax(logits.float(), -1)
             want = want.gather(-1, torch.tensor(c.ids, device="cuda")[:, None])[:, 0]
-            got = torch.tensor(c.logprobs, device="cuda")
-            torch.testing.assert_close(got, want, rtol=0, atol=0.1)
+            errors.append((torch.tensor(c.logprobs, device="cuda") - want).abs())
+    errors = torch.cat(errors)
+    if dtype == torch.float32:
+        assert errors.max() < 1e-3
+    else:  # bf16 rounding differs between the two paths; a wrong mask costs O(1)
+        assert errors.median() < 0.05 and errors.max() < 0.5
 
 
 def test_fused_sampler_has_the_law_of_the_tempered_softmax_and_scores_its_tokens():
@@ -169,6 +175,9 @@ def test_triton_decode_attention_equals_the_reference():
     args = (q, pk, pv, mask.to(dev), prompt_of, gk, gv, torch.tensor([66], device=dev))
     want = da.reference_decode_attention(*args)
     torch.testing.assert_close(da._triton_decode_attention(*args), want, rtol=1e-5, atol=1e-5)
+    int8_args = (*args[:3], args[3].to(torch.int8), *args[4:])
+    for config in da._CONFIGS:  # any of them may be the one picked at run time
+        torch.testing.assert_close(da._launch(*int8_args, *config), want, rtol=1e-5, atol=1e-5)
     # the reference itself: row 1 (prompt 0) by hand, slots 0..66 of its own cache
     k = torch.cat((pk[0][:, mask[0].to(dev)], gk[1, :, :67]), 1)
     v = torch.cat((pv[0][:, mask[0].to(dev)], gv[1, :, :67]), 1)

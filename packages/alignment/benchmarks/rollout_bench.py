@@ -90,16 +90,11 @@ def main() -> None:
         samplers["HF generate (static cache)"] = run_hf(cache_implementation="static")
     rows = {}
     for name, fn in samplers.items():
-        t0 = time.perf_counter()
-        fn()  # warm-up
-        warmup_s = time.perf_counter() - t0
-        times = []
-        for _ in range(args.repeats):
-            synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            synchronize(device)
-            times.append(time.perf_counter() - t0)
+        try:
+            times, warmup_s = _time(fn, args.repeats, synchronize, device)
+        except Exception as e:  # a sampler that fails is reported, the others still run
+            print(f"{name}: FAILED: {type(e).__name__}: {e}")
+            continue
         rates = [n_tokens / t for t in times]
         rows[name] = {
             "median_tok_s": statistics.median(rates),
@@ -110,6 +105,7 @@ def main() -> None:
         }
     hf_rate = rows["HF generate (DynamicCache)"]["median_tok_s"]
     speedup = rows["cs336 engine (CUDA graphs)"]["median_tok_s"] / hf_rate
+    check = _logprob_check(ours, Engine(ours, None, device=device), prompts[:8], params)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\n{name}, {args.dtype}, model d={args.d_model} L={args.layers} V={args.vocab}; "
           f"{args.prompts} prompts x {args.num_samples} samples, {args.prompt_tokens} prompt + "
@@ -121,10 +117,42 @@ def main() -> None:
               f"{r['max_tok_s']:>10,.0f}{r['median_s']:>8.3f}{r['warmup_s']:>10.2f}"
               f"{r['median_tok_s'] / hf_rate:>6.2f}x")  # fmt: skip
     print(f"speedup (engine with CUDA graphs / HF generate): {speedup:.2f}x")
+    print("check: the engine's log-probs vs a full forward over its completions, |diff| "
+          f"median {check['median']:.4f}, max {check['max']:.4f}")  # fmt: skip
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"device": name, "args": vars(args), "rows": rows, "speedup": speedup},
-                      f, indent=2)  # fmt: skip
+            json.dump({"device": name, "args": vars(args), "rows": rows, "speedup": speedup,
+                       "logprob_check": check}, f, indent=2)  # fmt: skip
+
+
+def _time(fn, repeats, synchronize, device) -> tuple[list[float], float]:
+    """Seconds of ``repeats`` calls after one warm-up call, and the warm-up's."""
+    t0 = time.perf_counter()
+    fn()
+    warmup_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return times, warmup_s
+
+
+@torch.inference_mode()
+def _logprob_check(model, engine, prompts, params) -> dict[str, float]:
+    """Score the engine's completions with one uncached forward: the fast path must
+    sample from, and report the log-probs of, the model itself."""
+    outs = engine.generate(prompts, params)
+    seqs = [p + c.ids for p, o in zip(prompts, outs, strict=True) for c in o]
+    ids = torch.tensor(seqs, device=engine.device)
+    n = len(prompts[0])
+    logits = model(ids)[:, n - 1 : -1].float()
+    want = torch.log_softmax(logits, -1).gather(-1, ids[:, n:, None])[..., 0]
+    got = torch.tensor([c.logprobs for o in outs for c in o], device=engine.device)
+    diff = (got - want).abs()
+    return {"median": float(diff.median()), "max": float(diff.max())}
 
 
 if __name__ == "__main__":

@@ -57,13 +57,40 @@ def reference_decode_attention(q, prompt_k, prompt_v, prompt_mask, prompt_of, ge
     return scaled_dot_product_attention(q, k, v, mask[:, None, None, :])
 
 
+# (slots per block, warps); the fastest for a head size is picked on its first call
+_CONFIGS = ((32, 2), (64, 2), (64, 4), (128, 4))
+_best_config: dict[tuple[int, str], tuple[int, int]] = {}
+
+
 def _triton_decode_attention(q, prompt_k, prompt_v, prompt_mask, prompt_of, gen_k, gen_v, last):
-    batch, heads, _, d = q.shape
-    out = torch.empty_like(q)
     pk, pv, gk, gv = (
         t if t.stride(-1) == 1 else t.contiguous() for t in (prompt_k, prompt_v, gen_k, gen_v)
     )
-    mask = prompt_mask.to(torch.int8)
+    args = (q, pk, pv, prompt_mask.to(torch.int8), prompt_of, gk, gv, last)
+    key = (q.shape[-1], str(q.device))
+    if key not in _best_config and q.is_cuda:  # never inside a graph capture: the
+        _best_config[key] = _fastest(args)  # engine's first step runs eagerly
+    return _launch(*args, *_best_config.get(key, _CONFIGS[2]))
+
+
+def _fastest(args) -> tuple[int, int]:
+    """Time each config on these inputs (the kernel only writes its output)."""
+    times = []
+    for config in _CONFIGS:
+        _launch(*args, *config)  # compile
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            _launch(*args, *config)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return _CONFIGS[times.index(min(times))]
+
+
+def _launch(q, pk, pv, mask, prompt_of, gk, gv, last, block: int, warps: int) -> Tensor:
+    batch, heads, _, d = q.shape
+    out = torch.empty_like(q)
     _decode_attention_kernel[(batch, heads)](
         q, pk, pv, mask, prompt_of, gk, gv, last, out,
         q.stride(0), q.stride(1),
@@ -74,7 +101,7 @@ def _triton_decode_attention(q, prompt_k, prompt_v, prompt_mask, prompt_of, gen_
         gv.stride(0), gv.stride(1), gv.stride(2),
         out.stride(0), out.stride(1),
         pk.shape[2], 1.0 / math.sqrt(d),
-        D=d, BLOCK=64, num_warps=4,
+        D=d, BLOCK=block, num_warps=warps,
     )  # fmt: skip
     return out
 
