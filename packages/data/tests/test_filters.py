@@ -50,8 +50,8 @@ def test_offensive_default_on_labelled_fortunes(fixtures):
     assert sum(truth) == len(truth) - sum(truth) == 184
     for fn, positive in ((classify_toxic_speech, "toxic"), (classify_nsfw, "nsfw")):
         pred = [fn(t)[0] == positive for t in texts]
-        hits = sum(t and p for t, p in zip(truth, pred))
-        accuracy = sum(t == p for t, p in zip(truth, pred)) / len(rows)
+        hits = sum(t and p for t, p in zip(truth, pred, strict=True))
+        accuracy = sum(t == p for t, p in zip(truth, pred, strict=True)) / len(rows)
         assert accuracy >= 0.77 and hits / sum(pred) >= 0.92 and hits / sum(truth) >= 0.58
 
 
