@@ -60,14 +60,15 @@ class ShardFailures(UserError):
     """Shards whose processing raised; the message names them and the first errors."""
 
 
-def _run_chunk(fn: Callable, tasks: Sequence) -> list[str]:
-    """One worker: its tasks in turn. A task that fails is reported and the rest go on."""
+def _run_chunk(fn: Callable, tasks: Sequence) -> list[tuple[list[str], str]]:
+    """One worker: its tasks in turn. A task that fails is reported (as [its name], why)
+    and the rest go on."""
     failures = []
     for task in tasks:
         try:
             fn(task)
         except Exception as e:  # a bad shard must not stop the others
-            failures.append(f"{task.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            failures.append(([task.name], f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
     return failures
 
 
@@ -115,16 +116,18 @@ def run_tasks(
                 failures += _run_chunk(fn, [task])
                 bar.update()
         else:
-            failures = _run_submitit(fn, todo, cfg, logs, bar, done)
+            failures = _run_submitit(fn, todo, cfg, logs, bar, done, desc)
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
     if failures:
-        raise ShardFailures(f"{len(failures)} shard(s) failed: " + "; ".join(failures[:3]))
+        failed = sum(len(names) for names, _ in failures)
+        named = [f"{', '.join(names)}: {why}" for names, why in failures[:3]]
+        raise ShardFailures(f"{failed} shard(s) failed: " + "; ".join(named))
     return skipped
 
 
-def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[str]:
+def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done, desc) -> list:
     import submitit
 
     if not todo:
@@ -132,7 +135,8 @@ def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[
     if cfg.kind == "slurm":
         ex = submitit.AutoExecutor(folder=logs, cluster="slurm")
         ex.update_parameters(slurm_partition=cfg.partition, timeout_min=cfg.time_min,
-                             mem_gb=cfg.mem_gb, cpus_per_task=cfg.cpus_per_task)  # fmt: skip
+                             mem_gb=cfg.mem_gb, cpus_per_task=cfg.cpus_per_task,
+                             name="cs336-data-" + desc.replace(" ", "-"))  # fmt: skip
     else:
         ex = submitit.LocalExecutor(folder=logs)
         ex.update_parameters(timeout_min=cfg.time_min)
@@ -149,10 +153,10 @@ def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[
             job.cancel(check=False)
         raise
     failures = []
-    for job in jobs:
+    for job, chunk in zip(jobs, chunks, strict=True):
         try:
             failures += job.result()
-        except Exception as e:  # the worker process itself died (killed, out of memory)
-            last = str(e).strip().splitlines()[-1:] or ["?"]
-            failures.append(f"worker {job.job_id}: {last[0][:200]} (logs: {logs})")
+        except Exception:  # the job itself died (cancelled, killed, out of memory, timeout)
+            why = f"job {job.job_id} ended {job.state} without a result (logs: {logs})"
+            failures.append(([t.name for t in chunk if not done(t)], why))
     return failures
