@@ -20,7 +20,7 @@ EXECUTORS = ("local", "slurm", "inline")
 
 @dataclass
 class ExecutorConfig:
-    kind: str = "local"  # local: N worker processes; slurm: a job array; inline: this process
+    kind: str = "local"  # local: N worker processes; slurm: N Slurm jobs; inline: this process
     workers: int = 2
     partition: str | None = None
     time_min: int = 240
@@ -30,23 +30,30 @@ class ExecutorConfig:
     def check(self) -> None:
         if self.kind not in EXECUTORS:
             raise ValueError(f"executor {self.kind!r}: expected one of {', '.join(EXECUTORS)}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for name in ("workers", "time_min", "mem_gb", "cpus_per_task"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"[executor] {name} must be > 0, got {getattr(self, name)}")
 
 
 def add_executor_arguments(parser) -> None:
+    from cs336_common.cli import positive_float, positive_int
+
     g = parser.add_argument_group("execution")
     g.add_argument(
         "--executor",
         choices=EXECUTORS,
         default="local",
-        help="local worker processes (default), a Slurm job array, or inline",
+        help="local worker processes (default), Slurm jobs, or inline (this process)",
     )
-    g.add_argument("--workers", type=int, default=2, help="parallel workers / array jobs (2)")
+    g.add_argument(
+        "--workers", type=positive_int, default=2, help="parallel workers / Slurm jobs (2)"
+    )
     g.add_argument("--partition", help="Slurm partition")
-    g.add_argument("--time-min", type=int, default=240, help="Slurm time limit per job (240)")
-    g.add_argument("--mem-gb", type=float, default=8.0, help="Slurm memory per job (8)")
-    g.add_argument("--cpus-per-task", type=int, default=1, help="Slurm CPUs per job (1)")  # fmt: skip
+    g.add_argument(
+        "--time-min", type=positive_int, default=240, help="Slurm time limit per job (240)"
+    )
+    g.add_argument("--mem-gb", type=positive_float, default=8.0, help="Slurm memory per job (8)")
+    g.add_argument("--cpus-per-task", type=positive_int, default=1, help="Slurm CPUs per job (1)")  # fmt: skip
 
 
 def executor_config(args) -> ExecutorConfig:
