@@ -155,11 +155,8 @@ def test_quality_train_command(tmp_path, fixtures, capsys):
         "\n".join(f"login register cart page {i} click here buy now" for i in range(200))
     )
     out = tmp_path / "q.bin"
-    # The command in a fresh process, as a user runs it: fastText's trainer raised
-    # "Encountered NaN." in about half of the full-suite runs when it ran inside the
-    # long-lived pytest process, and never in a process of its own.
-    cmd = [sys.executable, "-m", "cs336_data.cli", "quality", "train", "--positives", str(pos),
-           "--negatives", str(neg), "--out", str(out), "--no-quantize"]  # fmt: skip
-    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    assert main(["quality", "train", "--positives", str(pos), "--negatives", str(neg),
+                 "--out", str(out), "--no-quantize"]) == 0  # fmt: skip
+    assert "trained on" in capsys.readouterr().out
     assert classify_quality(wiki[5], str(out))[0] == "wiki"
     assert classify_quality("click here buy now login register cart", str(out))[0] == "cc"
