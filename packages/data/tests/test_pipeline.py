@@ -147,7 +147,10 @@ def _slurm_up() -> bool:
 
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return False
-    up = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True)
+    try:
+        up = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=5)
+    except subprocess.TimeoutExpired:  # no controller answers
+        return False
     return up.returncode == 0 and "up" in up.stdout.split()
 
 
