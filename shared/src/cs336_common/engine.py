@@ -9,8 +9,16 @@ are the models):
 2. Broadcast: each prompt's cache row is repeated ``num_samples`` times, so the samples of a
    prompt share its prefill.
 3. Decode: one token per live row per step. A row finishes at EOS, at a stop string, after
-   ``max_new_tokens`` or when its sequence fills the context; finished rows leave the batch
-   and the cache at once, so they cost no more compute.
+   ``max_new_tokens`` or when its sequence fills the context.
+
+On CPU each step is the model's forward with that cache; the host reads every sampled
+token at once and finished rows leave the batch and the cache at once. On a CUDA GPU the
+step has fixed shapes (`_StaticStep`: the prompts' cache is kept once per prompt, each
+row's generated keys/values go to preallocated slots, a Triton kernel attends over both)
+and is replayed as a CUDA graph; plain sampling is one fused kernel
+(`cs336_common.fused_sampling`); the host reads the sampled tokens every `_CHECK_EVERY`
+steps while the next step runs, and the batch shrinks once half of it has finished.
+Inputs are checked once, at prefill: no decode step syncs with the host.
 """
 
 from __future__ import annotations
