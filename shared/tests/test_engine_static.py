@@ -68,6 +68,13 @@ def _record(fn, sizes):
     return wrapped
 
 
+def test_cuda_graphs_on_cpu_are_refused_by_name():
+    engine = Engine(_model(), cuda_graphs=True)
+    with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA device"):
+        engine.generate([[1, 2]], SamplingParams(3))
+    assert Engine(_model(), cuda_graphs=False).generate([[1, 2]], SamplingParams(3, 0.0))
+
+
 def test_static_engine_samples_like_the_eager_one(monkeypatch):
     model = _model()
     with torch.no_grad():

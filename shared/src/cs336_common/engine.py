@@ -216,7 +216,8 @@ class Engine:
     that ends a completion; default the tokenizer's ``<|endoftext|>`` (ours) or its
     ``eos_id``/``eos_token_id`` attribute, else none (completions then end only at a stop
     string or a length). ``cuda_graphs``: replay each decode step as a CUDA graph (one
-    launch instead of hundreds); default on for a `TransformerLM` on a CUDA device.
+    launch instead of hundreds); default on for a `TransformerLM` on a CUDA device, off
+    elsewhere (True on another device is an error).
 
     >>> engine = Engine(model, tokenizer)
     >>> outs = engine.generate(["Q: 2+2?", "Once"], SamplingParams(64, num_samples=8, seed=0))
@@ -383,6 +384,8 @@ class Engine:
         graphs = self.cuda_graphs
         if graphs is None:
             graphs = self.device.type == "cuda" and hasattr(self.model, "masked_features")
+        elif graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs=True needs a CUDA device; the model is on {self.device}")
         return "graphs" if graphs else "eager"
 
 
