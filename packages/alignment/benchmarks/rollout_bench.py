@@ -5,7 +5,8 @@ no stop strings), so both produce the same number of tokens. Prints a side-by-si
 of generated tokens/s (median and spread over ``--repeats`` runs after a warm-up).
 
 Rows: the engine as it runs by default on a GPU (each decode step replayed as a CUDA
-graph; the capture is inside every timed call), the engine with graphs off (eager), and
+graph; the capture is inside every timed call), the same with the model's own forward
+in the graph instead of the fused decode ops (to show their share), graphs off (eager), and
 HF ``generate`` with its defaults (``DynamicCache``, eager attention off: SDPA, no
 compile), sampling at temperature 1 with top-k/top-p off. ``--hf-static`` adds HF with
 ``cache_implementation="static"``, which HF compiles on first use (slow to start).
@@ -42,6 +43,7 @@ def main() -> None:
 
     from cs336_alignment.hf_export import to_hf_model
     from cs336_common import TransformerLM
+    from cs336_common import engine as engine_module
     from cs336_common.device import synchronize
     from cs336_common.engine import Engine, SamplingParams
 
@@ -57,11 +59,17 @@ def main() -> None:
 
     params = SamplingParams(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples)
 
-    def run_engine(cuda_graphs):
+    def run_engine(cuda_graphs, fused=True):
         engine = Engine(ours, None, device=device, cuda_graphs=cuda_graphs)
 
         def run():
-            outs = engine.generate(prompts, params)
+            fusable = engine_module._fusable
+            if not fused:  # the step runs the model's forward (the engine before the ops)
+                engine_module._fusable = lambda model: False
+            try:
+                outs = engine.generate(prompts, params)
+            finally:
+                engine_module._fusable = fusable
             assert sum(len(c.ids) for o in outs for c in o) == n_tokens
 
         return run
@@ -83,6 +91,7 @@ def main() -> None:
 
     samplers = {
         "cs336 engine (CUDA graphs)": run_engine(None),
+        "cs336 engine (graphs, unfused)": run_engine(None, fused=False),
         "cs336 engine (eager)": run_engine(False),
         "HF generate (DynamicCache)": run_hf(),
     }
@@ -104,16 +113,16 @@ def main() -> None:
             "warmup_s": warmup_s,
         }
     hf_rate = rows["HF generate (DynamicCache)"]["median_tok_s"]
-    speedup = rows["cs336 engine (CUDA graphs)"]["median_tok_s"] / hf_rate
+    speedup = rows.get("cs336 engine (CUDA graphs)", {}).get("median_tok_s", 0.0) / hf_rate
     check = _logprob_check(ours, Engine(ours, None, device=device), prompts[:8], params)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\n{name}, {args.dtype}, model d={args.d_model} L={args.layers} V={args.vocab}; "
           f"{args.prompts} prompts x {args.num_samples} samples, {args.prompt_tokens} prompt + "
           f"{args.max_new_tokens} new tokens, {args.repeats} repeats")  # fmt: skip
-    print(f"{'sampler':<28}{'tokens/s (median)':>18}{'min':>10}{'max':>10}{'s/run':>8}"
+    print(f"{'sampler':<32}{'tokens/s (median)':>18}{'min':>10}{'max':>10}{'s/run':>8}"
           f"{'warm-up s':>10}{'vs HF':>7}")  # fmt: skip
     for k, r in rows.items():
-        print(f"{k:<28}{r['median_tok_s']:>18,.0f}{r['min_tok_s']:>10,.0f}"
+        print(f"{k:<32}{r['median_tok_s']:>18,.0f}{r['min_tok_s']:>10,.0f}"
               f"{r['max_tok_s']:>10,.0f}{r['median_s']:>8.3f}{r['warmup_s']:>10.2f}"
               f"{r['median_tok_s'] / hf_rate:>6.2f}x")  # fmt: skip
     print(f"speedup (engine with CUDA graphs / HF generate): {speedup:.2f}x")

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from cs336_common.fused_sampling import fused_sample, fused_sampling_available
 from cs336_common.nn.decode_attention import decode_attention
+from cs336_common.nn.decode_ops import add_rms_norm, rope_write_kv, silu_mul
 from cs336_common.nn.functional import softmax
 from cs336_common.nn.kv_cache import KVCache
 
@@ -467,6 +468,9 @@ class _StaticStep:
         self.token = torch.zeros_like(self.positions)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: Tensor | None = None
+        # the Llama-style block's step runs fused ops over weights stacked once per call
+        # (the weights cannot change during a call; the next call stacks them again)
+        self.stacked = _stacked_weights(model) if _fusable(model) else None
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """The KV-cache interface of the attention layers: write the new token at the slot."""
@@ -490,9 +494,31 @@ class _StaticStep:
         self.slot.add_(n)
 
     def _forward(self) -> Tensor:
-        x = self.model.masked_features(self.token[:, None], self.positions[:, None], None, self)
+        if self.stacked is not None:
+            logits = self.model.lm_head(self._fused_features())
+        else:
+            x = self.model.masked_features(self.token[:, None], self.positions[:, None], None, self)
+            logits = self.model.lm_head(x)[:, -1]
         self.positions.add_(1).clamp_(max=self.last_position)
-        return self.model.lm_head(x)[:, -1]
+        return logits
+
+    def _fused_features(self) -> Tensor:
+        """`TransformerLM.masked_features` of a pre-norm RMSNorm/RoPE/SwiGLU model for one
+        token per row, (batch, d_model), in about nine kernels per layer: the residual
+        add rides in the next norm, RoPE writes the cache, SwiGLU's gate is one kernel."""
+        model, batch = self.model, len(self.token)
+        x, residual = model.token_embeddings(self.token), None
+        for i, (layer, (w_qkv, w13)) in enumerate(zip(model.layers, self.stacked, strict=True)):
+            h, residual = add_rms_norm(x, residual, layer.ln1)
+            q = rope_write_kv(
+                h @ w_qkv.t(), self.positions, layer.attn.rope, self.gen_k[i], self.gen_v[i],
+                self.slot,
+            )  # fmt: skip
+            x = layer.attn.output_proj(self.attend(i, q).reshape(batch, -1))
+            h, residual = add_rms_norm(x, residual, layer.ln2)
+            x = layer.ffn.w2(silu_mul(h @ w13.t()))
+        self.advance(1)
+        return add_rms_norm(x, residual, model.ln_final)[0]
 
     def __call__(self, token: Tensor) -> Tensor:
         self.token.copy_(token)
@@ -522,6 +548,33 @@ class _StaticStep:
         if self.graph is not None:  # no replay may be in flight when the graph goes
             torch.cuda.current_stream(self.token.device).synchronize()
         self.graph = self.logits = None
+
+
+def _fusable(model: nn.Module) -> bool:
+    """Whether `_StaticStep` can run its fused step: our model with pre-norm RMSNorm,
+    RoPE and SwiGLU (the Llama-style default); other variants run the model's forward."""
+    cfg = getattr(model, "config", None)
+    return (
+        isinstance(getattr(model, "layers", None), nn.ModuleList)
+        and cfg is not None
+        and cfg.use_rmsnorm
+        and cfg.norm_type == "rmsnorm"
+        and cfg.norm_position == "pre"
+        and cfg.use_rope
+        and cfg.ffn == "swiglu"
+        and not cfg.absolute_positions
+    )
+
+
+def _stacked_weights(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    """Per layer: q/k/v weights stacked (one GEMM), and SwiGLU's w1/w3."""
+    return [
+        (
+            torch.cat((b.attn.q_proj.weight, b.attn.k_proj.weight, b.attn.v_proj.weight)),
+            torch.cat((b.ffn.w1.weight, b.ffn.w3.weight)),
+        )
+        for b in model.layers
+    ]
 
 
 def _unwrapped_key(key: str) -> str:
