@@ -165,3 +165,17 @@ def test_fused_step_on_gpu_gives_the_models_logits(dtype):
         a, b = fused(token).float(), plain(token).float()
         assert (a - b).abs().max() < tol
         torch.testing.assert_close(fused.gen_k, plain.gen_k, rtol=0.02, atol=0.02)
+
+
+def test_fused_sampler_merges_the_chunks_of_a_long_vocabulary():
+    pytest.importorskip("triton")
+    from cs336_common import fused_sampling as fs
+
+    vocab = 2 * fs._CHUNK + 300  # three chunks, the last one short
+    x = _randn(6, vocab, seed=13, scale=2.0)
+    x[0, -5] = x[1, fs._CHUNK] = x[2, 7] = 40.0  # one token takes (nearly) all the mass
+    token, logprob = fs.fused_sample(x.to(DEV), 1.0, torch.Generator(DEV).manual_seed(0))
+    token, logprob = token.cpu(), logprob.cpu()
+    assert token[:3].tolist() == [vocab - 5, fs._CHUNK, 7]
+    want = torch.log_softmax(x.double(), -1).gather(-1, token[:, None])[:, 0]
+    torch.testing.assert_close(logprob.double(), want, rtol=1e-5, atol=1e-5)
