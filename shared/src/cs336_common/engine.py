@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from cs336_common.fused_sampling import fused_sample, fused_sampling_available
+from cs336_common.nn.config import ModelConfig
 from cs336_common.nn.decode_attention import decode_attention
 from cs336_common.nn.decode_ops import add_rms_norm, rope_write_kv, silu_mul
 from cs336_common.nn.functional import softmax
@@ -555,8 +556,8 @@ def _fusable(model: nn.Module) -> bool:
     RoPE and SwiGLU (the Llama-style default); other variants run the model's forward."""
     cfg = getattr(model, "config", None)
     return (
-        isinstance(getattr(model, "layers", None), nn.ModuleList)
-        and cfg is not None
+        isinstance(cfg, ModelConfig)
+        and isinstance(getattr(model, "layers", None), nn.ModuleList)
         and cfg.use_rmsnorm
         and cfg.norm_type == "rmsnorm"
         and cfg.norm_position == "pre"
