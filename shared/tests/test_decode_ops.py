@@ -126,21 +126,21 @@ def test_fused_step_with_the_triton_kernels_gives_uncached_logits(monkeypatch):
     pytest.importorskip("triton")
     from .test_engine import _model
 
-    monkeypatch.setattr(ops, "_fused", lambda x: True)
-    model = _model().float()
+    monkeypatch.setattr(ops, "_fused", lambda x: True)  # float32 on CPU too
+    model = _model().float().to(DEV)
     prompts = _prompts([5, 1, 9])
     cache, _ = Engine(model)._prefill(prompts, extra_slots=0)
     rows = [0, 2, 0, 1, 2]
-    positions = torch.tensor([len(prompts[r]) for r in rows])
-    step = _StaticStep(model, cache, torch.tensor(rows), positions, 4, graphs=False)
+    positions = torch.tensor([len(prompts[r]) for r in rows], device=DEV)
+    step = _StaticStep(model, cache, torch.tensor(rows, device=DEV), positions, 4, False)
     seqs = [list(prompts[r]) for r in rows]
     g = torch.Generator().manual_seed(0)
     for _ in range(4):
         token = torch.randint(50, (len(seqs),), generator=g)
         for s, t in zip(seqs, token.tolist(), strict=True):
             s.append(t)
-        want = torch.stack([model(torch.tensor([s]))[0, -1] for s in seqs])
-        torch.testing.assert_close(step(token), want, rtol=1e-4, atol=1e-4)
+        want = torch.stack([model(torch.tensor([s], device=DEV))[0, -1] for s in seqs])
+        torch.testing.assert_close(step(token.to(DEV)), want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
