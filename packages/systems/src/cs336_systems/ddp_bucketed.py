@@ -62,12 +62,18 @@ class _Bucket:
 
 
 class DDPBucketed(_OverlappedDDP):
-    def __init__(self, module: nn.Module, bucket_size_mb: float | None):
+    def __init__(
+        self,
+        module: nn.Module,
+        bucket_size_mb: float | None,
+        *,
+        process_group: dist.ProcessGroup | None = None,
+    ):
         if bucket_size_mb is not None and not bucket_size_mb > 0:
             raise ValueError(f"bucket_size_mb must be positive or None, got {bucket_size_mb!r}")
-        super().__init__(module)
+        super().__init__(module, process_group)
         self._cap = float("inf") if bucket_size_mb is None else bucket_size_mb * _MIB
-        averages = dist.get_backend() == "nccl"
+        averages = dist.get_backend(process_group) == "nccl"
         self._op = dist.ReduceOp.AVG if averages else dist.ReduceOp.SUM
         self._scale = 1.0 if averages else 1.0 / self._world  # applied on the way in
         self._launched = 0  # buckets launched this step: always a prefix of self.buckets
@@ -111,7 +117,7 @@ class DDPBucketed(_OverlappedDDP):
             self._launch(b)
 
     def _launch(self, b: _Bucket) -> None:
-        b.work = dist.all_reduce(b.flat, op=self._op, async_op=True)
+        b.work = dist.all_reduce(b.flat, op=self._op, group=self._group, async_op=True)
         self._launched += 1
 
     def finish_gradient_synchronization(self) -> None:
@@ -140,7 +146,7 @@ class DDPBucketed(_OverlappedDDP):
         self._arrivals = None
         seen = set(arrived)
         order = [arrived + [i for i in reversed(range(len(index))) if i not in seen]]
-        dist.broadcast_object_list(order, src=0)
+        dist.broadcast_object_list(order, src=self._root, group=self._group)
         params = list(index)
         old_grads = {p: p.grad for p in params}
         self._build([params[i] for i in order[0]])
