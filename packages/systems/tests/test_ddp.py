@@ -62,7 +62,7 @@ def _wrap(variant: str, model):
         "bucketed-accum": (_two_bucket_cap_mb(model), 2),
         "bucketed-group": (_two_bucket_cap_mb(model), 2),
     }[variant]
-    # a group of its own (as the benchmark's high-priority one on NCCL)
+    # over a process group of its own (here: the same ranks)
     group = dist.new_group(backend="gloo") if variant == "bucketed-group" else None
     ddp = DDPBucketed(model, cap, process_group=group)
     return ddp, ddp.finish_gradient_synchronization, n_buckets

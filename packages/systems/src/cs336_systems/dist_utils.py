@@ -104,15 +104,6 @@ def _torn_down() -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def high_priority_group() -> dist.ProcessGroup:
-    """A new NCCL group over every rank whose collectives run on a high-priority CUDA
-    stream: when backward's kernels fill the GPU, the block scheduler hands freed SMs to
-    the all-reduce first instead of queueing it behind the next kernel's blocks.
-    Collective: every rank calls it at the same point. Freed with the default group."""
-    options = dist.ProcessGroupNCCL.Options(is_high_priority_stream=True)
-    return dist.new_group(backend="nccl", pg_options=options)
-
-
 def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 

@@ -3,8 +3,7 @@ measurement).
 
 Variants: ``naive`` (blocking all-reduce per gradient after backward), ``flat`` (one
 all-reduce of all gradients), ``individual`` (`DDPIndividualParameters`), ``bucketed``
-(`DDPBucketed`, ``--bucket-mb``), ``bucketed-hp`` (the same over a second NCCL group
-whose stream has high priority, `dist_utils.high_priority_group`), ``torch`` (`torch.nn.parallel.DistributedDataParallel`
+(`DDPBucketed`, ``--bucket-mb``), ``torch`` (`torch.nn.parallel.DistributedDataParallel`
 at its best settings: same bucket size, ``gradient_as_bucket_view=True``),
 ``torch-default`` (the same at PyTorch's default ``gradient_as_bucket_view=False``),
 ``sharded`` (bucketed + `ShardedOptimizer`), ``fsdp`` (`FullyShardedDataParallel`),
@@ -42,7 +41,6 @@ VARIANTS = (
     "flat",
     "individual",
     "bucketed",
-    "bucketed-hp",
     "torch",
     "torch-default",
     "sharded",
@@ -51,7 +49,7 @@ VARIANTS = (
 )
 
 
-NCCL_ONLY = ("bucketed-hp", "torch-fsdp")  # FSDP2 hung on gloo (CPU) in our tries
+NCCL_ONLY = ("torch-fsdp",)  # FSDP2 hung on gloo (CPU) in our tries
 
 
 REFERENCE = {"fsdp": "torch-fsdp"}  # a variant's reference in vs_ref; default "torch"
@@ -205,13 +203,6 @@ def _wrap(variant: str, model, args: argparse.Namespace):
             ddp.finish_gradient_synchronization,
             torch.optim.AdamW(model.parameters(), **adamw),
         )
-    if variant == "bucketed-hp":
-        ddp = DDPBucketed(model, args.bucket_mb, process_group=_high_priority_group())
-        return (
-            ddp,
-            ddp.finish_gradient_synchronization,
-            torch.optim.AdamW(model.parameters(), **adamw),
-        )
     if variant in ("bucketed", "sharded"):
         ddp = DDPBucketed(model, args.bucket_mb)
         opt = (
@@ -238,17 +229,6 @@ def _wrap(variant: str, model, args: argparse.Namespace):
         return model, no_sync, torch.optim.AdamW(model.parameters(), **adamw)
     fsdp = FullyShardedDataParallel(model)
     return fsdp, no_sync, torch.optim.AdamW(fsdp.parameters(), **adamw)
-
-
-_GROUPS: dict[str, object] = {}  # made once per process: a group per variant round leaks
-
-
-def _high_priority_group():
-    from cs336_systems.dist_utils import high_priority_group
-
-    if "hp" not in _GROUPS:
-        _GROUPS["hp"] = high_priority_group()
-    return _GROUPS["hp"]
 
 
 def write_ddp_report(rounds: list[dict], args: argparse.Namespace) -> None:
