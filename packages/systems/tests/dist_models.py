@@ -97,8 +97,8 @@ def train_reference(name: str, steps: int, device: str | torch.device = "cpu", *
     return model
 
 
-def assert_same_params(got: dict[str, torch.Tensor], want: nn.Module, what: str) -> None:
+def assert_same_params(got: dict[str, torch.Tensor], want: nn.Module, what: str, **tol) -> None:
     want_sd = want.state_dict()
     assert got.keys() == want_sd.keys(), what
     for k, v in want_sd.items():
-        torch.testing.assert_close(got[k], v, msg=lambda m, k=k: f"{what}: {k}: {m}")
+        torch.testing.assert_close(got[k], v, msg=lambda m, k=k: f"{what}: {k}: {m}", **tol)

@@ -1,8 +1,8 @@
 """`DDPBucketed` on NCCL (2 GPUs): its gradients equal PyTorch DDP's
 (``gradient_as_bucket_view=True``) at every step, before and after the buckets are
-rebuilt in arrival order, and training matches one process on the full batch (with a
-frozen and an unused parameter; the reference trained on the same GPU). NCCL averages inside the all-reduce (``ReduceOp.AVG``)
-where gloo pre-scales, so this path is not covered by the CPU tests."""
+rebuilt in arrival order, and training matches one process on the full batch on the same
+GPU (with a frozen and an unused parameter). NCCL averages inside the all-reduce
+(``ReduceOp.AVG``) where gloo pre-scales, so this path is not covered by the CPU tests."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from packages.systems.tests.dist_models import (
 
 STEPS = 3
 TIGHT = dict(rtol=1e-12, atol=1e-14)  # float64; only the summation order may differ
+# After 3 AdamW steps, runs that differ only in rounding (half batches averaged on 2 H200s
+# vs the full batch on the CPU) differed by 1.5e-7; a rank's own, unsynced gradient is off
+# by O(lr). Adam hides a wrong scale: the comparison with PyTorch DDP's gradients does not.
+TRAINED = dict(rtol=1e-5, atol=1e-5)
 
 
 def _train_ours(name: str, rank: int, world: int, device) -> None:
@@ -38,7 +42,7 @@ def _train_ours(name: str, rank: int, world: int, device) -> None:
         ddp.finish_gradient_synchronization()
         opt.step()
     want = train_reference(name, STEPS, device)
-    assert_same_params(model.state_dict(), want, f"{name} on nccl, rank {rank}")
+    assert_same_params(model.state_dict(), want, f"{name} on nccl, rank {rank}", **TRAINED)
 
 
 def _grads_match_torch_ddp(rank: int, world: int, device) -> None:
