@@ -175,7 +175,7 @@ class VLLMGenerator:
         )
 
     def load_weights(self, state_dict_or_model: Any) -> None:
-        """Copy new weights into vLLM's model: a HF state dict, a HF model, or our
+        """Copy new weights into vLLM's model: an HF state dict, an HF model, or our
         `TransformerLM` (renamed to Llama's keys, as exported)."""
         from cs336_alignment.hf_export import to_hf_state_dict
 
