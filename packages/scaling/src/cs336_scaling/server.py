@@ -60,21 +60,26 @@ def serve(app, sock: socket.socket, on_stop=None) -> None:
     """Answer requests on the listening socket ``sock`` until SIGINT or SIGTERM; then stop
     accepting, call ``on_stop()`` (on a thread: it may block) and let answers in progress
     finish."""
-    asyncio.run(_serve(app, sock, on_stop))
+
+    async def until_signalled():
+        loop, stop = asyncio.get_running_loop(), asyncio.Event()
+
+        def signalled(signum):
+            print(f"stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, signalled, signum)
+        await serve_until(app, sock, stop, on_stop)
+
+    asyncio.run(until_signalled())
 
 
-async def _serve(app, sock, on_stop) -> None:
+async def serve_until(app, sock: socket.socket, stop: asyncio.Event, on_stop=None) -> None:
+    """`serve` on the running event loop until ``stop`` is set."""
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="request")
     server = await loop.create_server(lambda: _Connection(app, pool), sock=sock)
-    stop = asyncio.Event()
-
-    def signalled(signum):
-        print(f"stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, signalled, signum)
     await stop.wait()
     server.close()
     if on_stop is not None:
