@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -80,3 +81,20 @@ def test_malformed_sidecar_is_an_input_error_naming_it(tmp_path, meta, match):
     (tmp_path / "t.bin.json").write_text('{"dtype": "<u4",')
     with pytest.raises(InputError, match=r"t\.bin\.json: malformed JSON"):
         open_token_file(path)
+
+
+def test_a_file_changed_after_its_check_is_checked_again(tmp_path):
+    # open_token_file scans the ids of a file once; rewriting the file (same size, a bad id
+    # now) must not be hidden by that memory
+    path = tmp_path / "t.bin"
+    ids = np.random.default_rng(1).integers(0, 50, size=5_000)
+    save_token_file(path, ids, 50)
+    assert len(open_token_file(path, vocab_size=50)) == 5_000
+    assert len(open_token_file(path, vocab_size=50)) == 5_000
+    ids[4_321] = 55
+    with open(path, "r+b") as f:  # in place: same size
+        f.write(ids.astype(np.uint16).tobytes())
+    stamp = path.stat().st_mtime_ns + 10**9  # file systems stamp times coarsely: be sure
+    os.utime(path, ns=(stamp, stamp))
+    with pytest.raises(InputError, match=r"token id 55 at position 4,321 is >= vocab_size=50"):
+        open_token_file(path, vocab_size=50)

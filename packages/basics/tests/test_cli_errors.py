@@ -256,9 +256,9 @@ def test_train_data_checks(work, capsys):
     (work / "big.bin.json").write_text(json.dumps({**meta, "vocab_size": 257}))
     cfg = _config(work, train_data=str(work / "big.bin"))
     fails(["train", cfg, "--set", "model.vocab_size=256"], capsys, work,
-          r"big\.bin was encoded with a vocabulary of 257 tokens, but the model has "
-          "vocab_size=256")  # fmt: skip
-    (work / "big.bin.json").write_text(json.dumps({**meta, "vocab_size": 200}))
+          r"big\.bin was encoded with a vocabulary of 257 tokens, but model\.vocab_size "
+          "is 256; they must match")  # fmt: skip
+    (work / "big.bin.json").write_text(json.dumps({**meta, "vocab_size": 256}))
     fails(["train", cfg, "--set", "model.vocab_size=256"], capsys, work,
           r"big\.bin: token id 256 at position 1,048,673 is >= vocab_size=256")  # fmt: skip
 
@@ -289,11 +289,11 @@ def test_train_output_and_device_checks(work, capsys):
         fails(["train", cfg, "--set", "device='cuda'"], capsys, work,
               r"device 'cuda': this machine has no CUDA GPU")  # fmt: skip
     fails(["train", cfg, "--set", "train_data='nope.bin'"], capsys, work,
-          r"token file not found: nope\.bin")  # fmt: skip
+          r"token file nope\.bin not found; make it with")  # fmt: skip
     fails(["train", cfg, "--set", "tokenizer='nope'"], capsys, work, r"no tokenizer at nope")
     Tokenizer({i: bytes([i]) for i in range(256)}, [], []).save(work / "tok256")
     fails(["train", cfg, "--set", f"tokenizer={str(work / 'tok256')!r}", "--sweep", "lr=1e-3,2e-3"],
-          capsys, work, r"tok256 has 256 tokens, but model\.vocab_size is 257$")  # fmt: skip
+          capsys, work, r"tok256 has 256 tokens, but model\.vocab_size is 257; they must match$")  # fmt: skip
 
 
 def test_train_resume_with_weights_that_do_not_fit_the_config(work, capsys):
@@ -321,6 +321,8 @@ def test_plot_errors(work, capsys):
     with open(work / "lm" / "metrics.jsonl", "a") as f:
         f.write('{"step": 5, "trunc\n')
     fails(["plot", work / "lm", *out], capsys, work, r"metrics\.jsonl:3: malformed JSON")
+    # the trainer reads the same file on resume: the same one line, not a traceback
+    fails(["train", "--resume", str(work / "lm")], capsys, work, r"metrics\.jsonl:3: malformed")
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,11 @@ def _read(path: Path, kind: str) -> str:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="train and measure the quality classifier")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"model file ({OUT.name} shipped)")
+    out = ap.parse_args().out
     rng = random.Random(0)
     split = {"train": {"wiki": [], "cc": []}, "test": {"wiki": [], "cc": []}}
     for label, files in _files().items():
@@ -77,15 +82,15 @@ def main() -> None:
         for label in ("wiki", "cc"):
             files[label] = Path(tmp) / f"{label}.txt"
             files[label].write_text("\n".join(split["train"][label][:n]) + "\n")
-        train_quality_model(files["wiki"], files["cc"], OUT)
-    print(f"trained on {n} + {n} documents -> {OUT} ({OUT.stat().st_size / 1e3:.0f} KB)")
+        train_quality_model(files["wiki"], files["cc"], out)
+    print(f"trained on {n} + {n} documents -> {out} ({out.stat().st_size / 1e3:.0f} KB)")
     for label in ("wiki", "cc"):
         docs = split["test"][label]
-        right = sum(classify_quality(d, str(OUT))[0] == label for d in docs)
+        right = sum(classify_quality(d, str(out))[0] == label for d in docs)
         print(f"held-out {label}: {right}/{len(docs)} = {right / len(docs):.3f}")
     fx = ROOT / "tests/fixtures"
     for name in ("high_quality_wiki_reference.txt", "low_quality_cc.txt"):
-        print(name, classify_quality((fx / name).read_text(), str(OUT)))
+        print(name, classify_quality((fx / name).read_text(), str(out)))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,34 @@ def test_slurm_options_reach_submitit_and_tasks_are_spread(tmp_path, monkeypatch
     assert (seen["slurm_partition"], seen["timeout_min"], seen["mem_gb"]) == ("cpu", 30, 3.5)
 
 
+class DeadJob(FakeJob):
+    """A Slurm job killed after its first shard: no result, its state from sacct."""
+
+    state = "CANCELLED by 0"
+    finished: ClassVar[set] = set()
+
+    def __init__(self, fn, args):
+        DeadJob.finished.add(args[1][0].name)  # args: (fn, chunk)
+
+    def result(self):
+        raise RuntimeError("No output/error stream produced ! Check: 1_0_log.out")
+
+
+def test_a_dead_job_names_its_unfinished_shards(tmp_path, monkeypatch):
+    import submitit
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeSlurm)
+    monkeypatch.setattr(FakeSlurm, "submit", lambda self, fn, *args: DeadJob(fn, args))
+    tasks = [Task(f"s{i}", []) for i in range(5)]
+    cfg = ExecutorConfig("slurm", workers=2)
+    want = (  # chunks s0 s2 s4 and s1 s3; each job finished its first shard, then died
+        r"^3 shard\(s\) failed: s2, s4: job 1 ended CANCELLED by 0 without a result \(logs: .*\); "
+        r"s3: job 1 ended"
+    )
+    with pytest.raises(ShardFailures, match=want):
+        run_tasks(work, tasks, cfg, tmp_path / "logs", "t", lambda t: t.name in DeadJob.finished)
+
+
 def test_done_tasks_are_skipped_and_failures_named_in_one_line(tmp_path):
     out: list = []
     tasks = [Task("a", out), Task("bad", out), Task("c", out)]
@@ -70,7 +98,15 @@ def test_done_tasks_are_skipped_and_failures_named_in_one_line(tmp_path):
     assert out == ["c"]
 
 
-@pytest.mark.parametrize(("kind", "workers"), [("cluster", 2), ("local", 0)])
-def test_bad_executor_settings(kind, workers):
-    with pytest.raises(ValueError, match=r"executor 'cluster'|workers must be >= 1"):
-        ExecutorConfig(kind, workers).check()
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"kind": "cluster"}, "executor 'cluster'"),
+        ({"workers": 0}, "workers must be > 0"),
+        ({"mem_gb": 0.0}, "mem_gb must be > 0"),
+        ({"time_min": -5}, "time_min must be > 0"),
+    ],
+)
+def test_bad_executor_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        ExecutorConfig(**settings).check()

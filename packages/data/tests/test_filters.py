@@ -1,3 +1,5 @@
+import codecs
+import json
 import random
 
 import pytest
@@ -5,13 +7,22 @@ import pytest
 from cs336_data import classify_nsfw, classify_quality, classify_toxic_speech, gopher_quality_filter
 from cs336_data.gopher import gopher_failures
 
+# Clear cases in the style of Jigsaw's Wikipedia talk-page comments (written for this test)
 TOXIC = [
     "You are a fucking idiot, go kill yourself you worthless piece of shit.",
     "Shut up, you stupid moron. Nobody cares about your crap edits, asshole.",
+    "Stop deleting my stuff you dumb bitch, get a life you pathetic loser",
+    "FUCK YOU AND YOUR FUCKING RULES, WIKIPEDIA ADMINS ARE ALL CUNTS",
+    "this article is shit and whoever wrote it is a retarded piece of crap",
+    "Go suck a dick, you ugly fat bastard. I hope you die.",
 ]
 CLEAN = [
     "Thank you for your contribution to the article. I have added a citation to the talk page.",
     "Hi, I reverted your edit because it removed sourced material; please discuss it first.",
+    "I agree with the proposed merge; the two sections cover the same topic.",
+    "Could you please provide a reliable source for the population figure? Thanks.",
+    "Welcome to Wikipedia! Here are a few links that may help you get started.",
+    "The infobox image has been replaced with a higher-resolution version from Commons.",
 ]
 
 
@@ -26,6 +37,22 @@ def test_polite_comments_pass(text):
     label, score = classify_toxic_speech(text)
     assert label == "non-toxic" and 0.5 <= score <= 1.0
     assert classify_nsfw(text)[0] == "non-nsfw"
+
+
+def test_offensive_default_on_labelled_fortunes(fixtures):
+    """Held-out accuracy on text labelled by Debian's fortune maintainers, not by the model's
+    authors: fortunes-off's `vulgarity` vs ordinary fortunes (benchmarks/offensive_accuracy.py
+    builds the sample; measured accuracy 0.791, precision 0.950, recall 0.614). A random
+    model scores about 0.5; one that flags everything has precision 0.5."""
+    rows = [json.loads(line) for line in (fixtures / "offensive_fortunes.jsonl").open()]
+    texts = [codecs.decode(r["text"], "rot13") for r in rows]
+    truth = [r["label"] == "offensive" for r in rows]
+    assert sum(truth) == len(truth) - sum(truth) == 184
+    for fn, positive in ((classify_toxic_speech, "toxic"), (classify_nsfw, "nsfw")):
+        pred = [fn(t)[0] == positive for t in texts]
+        hits = sum(t and p for t, p in zip(truth, pred, strict=True))
+        accuracy = sum(t == p for t, p in zip(truth, pred, strict=True)) / len(rows)
+        assert accuracy >= 0.77 and hits / sum(pred) >= 0.92 and hits / sum(truth) >= 0.58
 
 
 def test_quality_on_course_samples(fixtures):

@@ -141,6 +141,36 @@ def test_local_workers_give_the_same_documents(crawl, tmp_path):
     assert _docs(root / "out/3_minhash") == inline
 
 
+def _slurm_up() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        up = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=5)
+    except subprocess.TimeoutExpired:  # no controller answers
+        return False
+    return up.returncode == 0 and "up" in up.stdout.split()
+
+
+@pytest.mark.skipif(not _slurm_up(), reason="needs a reachable Slurm cluster (sbatch, sinfo)")
+def test_slurm_jobs_give_the_same_documents(crawl, tmp_path):
+    """Real Slurm through submitit (single-node setup: benchmarks/results/*_slurm.md);
+    the job's Python is this one, so the cluster must share this file system."""
+    run_pipeline(_config(crawl))
+    inline = _docs(crawl / "out/3_minhash")
+    root = tmp_path / "slurm"
+    root.mkdir()
+    (root / "crawl").symlink_to(crawl / "crawl")
+    cfg = _config(root, kind="slurm")
+    cfg.executor.time_min, cfg.executor.mem_gb = 10, 1.0
+    run_pipeline(cfg)
+    assert _docs(root / "out/3_minhash") == inline
+    scripts = list((root / "out/1_filtered/_logs").glob("*_submission.sh"))
+    assert scripts and "#SBATCH --mem=1GB" in scripts[0].read_text()
+
+
 def test_rerun_skips_finished_shards_and_redoes_missing_ones(crawl, tmp_path):
     root = tmp_path / "r"
     (root / "crawl").mkdir(parents=True)

@@ -3,7 +3,6 @@ and against wall-clock time, train loss as a thin line, validation loss with mar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,19 +66,10 @@ def _read_metrics(run: RunDir) -> list[dict]:
         raise FileNotFoundError(f"run directory not found: {run.path}")
     if not run.metrics.is_file():
         raise UserError(f"{run.path} has no {run.metrics.name}: is it a training run directory?")
-    rows = []
-    with open(run.metrics, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{run.metrics}:{n}: malformed JSON ({e.msg})") from None
-            missing = [k for k in _NEEDED if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise InputError(f"{run.metrics}:{n}: no {', '.join(missing)}")
-            rows.append(row)
+    rows = run.read_metrics()
+    for n, row in enumerate(rows, 1):
+        if missing := [k for k in _NEEDED if k not in row]:
+            raise InputError(f"{run.metrics}: row {n} has no {', '.join(missing)}")
     if not rows:
         raise UserError(f"{run.metrics} is empty: the run has not logged a step yet")
     return rows

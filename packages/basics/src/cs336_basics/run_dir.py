@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cs336_common.checks import read_json
+from cs336_common.errors import InputError
 from cs336_common.train.checkpoint import CheckpointDir
 
 
@@ -66,10 +67,23 @@ class RunDir:
         return read_json(self.config, "run config")
 
     def read_metrics(self) -> list[dict]:
+        """The logged rows, oldest first ([] before the first); a line that is not a JSON
+        object is an `InputError` naming the file and line."""
         if not self.metrics.is_file():
             return []
-        lines = self.metrics.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        rows = []
+        with open(self.metrics, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{self.metrics}:{n}: malformed JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{self.metrics}:{n}: expected a JSON object")
+                rows.append(row)
+        return rows
 
     def append_history(self, step: int, changes: dict[str, list]) -> None:
         """Record a session: a start (step 0) or a resume at ``step`` with the settings

@@ -83,7 +83,7 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
         )
     previous = run.read_config() if resume else None
     changes = {} if previous is None else resume_changes(previous, config, allow_schedule_change)
-    tokenizer = _tokenizer(config)
+    tokenizer = load_run_tokenizer(config)
     device = resolve_device(config.device)
     precision = _precision(config, device)
     if device.type == "cuda":
@@ -92,7 +92,7 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
     torch.manual_seed(config.seed)
     model = TransformerLM.from_config(config.model, device=device)
     batches = RandomBatches(
-        _open(config.train_data, config.model),
+        open_train_data(config.train_data, config.model),
         config.batch_size,
         config.model.context_length,
         device,
@@ -224,7 +224,12 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
     )
 
 
-def _open(path: str, model: ModelConfig) -> np.memmap:
+def open_train_data(path: str, model: ModelConfig) -> np.memmap:
+    """A token file checked for training ``model``: its sidecar, the vocabulary it was
+    encoded with (equal to the model's: a smaller one means another tokenizer), every id,
+    and more tokens than one context. The command line calls it for every run of a sweep
+    before the first starts; the id scan is done once per file (`open_token_file`
+    remembers it)."""
     if not Path(path).is_file():
         raise FileNotFoundError(
             f"token file {path} not found; make it with `cs336-basics tokenizer encode` "
@@ -236,7 +241,7 @@ def _open(path: str, model: ModelConfig) -> np.memmap:
             f"{path} was encoded with a vocabulary of {vocab} tokens, but model.vocab_size "
             f"is {model.vocab_size}; they must match (was it encoded with another tokenizer?)"
         )
-    data = open_token_file(path, model.vocab_size)  # every id checked against the model
+    data = open_token_file(path, model.vocab_size)
     if len(data) <= model.context_length:
         raise InputError(
             f"{path}: {len(data)} tokens, need more than context_length={model.context_length}"
@@ -252,7 +257,7 @@ def _fixed_val_batches(
     comparable step to step."""
     if config.val_data is None:
         return []
-    data = _open(config.val_data, config.model)
+    data = open_train_data(config.val_data, config.model)
     draws = RandomBatches(
         data, config.batch_size, config.model.context_length, device, [config.seed, 1]
     )
@@ -309,8 +314,9 @@ def _finished(run: RunDir, step: int) -> TrainResult:
     )
 
 
-def _tokenizer(config: TrainConfig) -> Tokenizer | None:
-    """The config's tokenizer, checked against the model's vocabulary."""
+def load_run_tokenizer(config: TrainConfig) -> Tokenizer | None:
+    """The config's tokenizer, checked against the model's vocabulary (they must be equal:
+    a sampled id past the tokenizer could not be decoded)."""
     if config.tokenizer is None:
         return None
     tokenizer = Tokenizer.load(config.tokenizer)

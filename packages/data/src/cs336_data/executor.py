@@ -20,7 +20,7 @@ EXECUTORS = ("local", "slurm", "inline")
 
 @dataclass
 class ExecutorConfig:
-    kind: str = "local"  # local: N worker processes; slurm: a job array; inline: this process
+    kind: str = "local"  # local: N worker processes; slurm: N Slurm jobs; inline: this process
     workers: int = 2
     partition: str | None = None
     time_min: int = 240
@@ -30,23 +30,30 @@ class ExecutorConfig:
     def check(self) -> None:
         if self.kind not in EXECUTORS:
             raise ValueError(f"executor {self.kind!r}: expected one of {', '.join(EXECUTORS)}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for name in ("workers", "time_min", "mem_gb", "cpus_per_task"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"[executor] {name} must be > 0, got {getattr(self, name)}")
 
 
 def add_executor_arguments(parser) -> None:
+    from cs336_common.cli import positive_float, positive_int
+
     g = parser.add_argument_group("execution")
     g.add_argument(
         "--executor",
         choices=EXECUTORS,
         default="local",
-        help="local worker processes (default), a Slurm job array, or inline",
+        help="local worker processes (default), Slurm jobs, or inline (this process)",
     )
-    g.add_argument("--workers", type=int, default=2, help="parallel workers / array jobs (2)")
+    g.add_argument(
+        "--workers", type=positive_int, default=2, help="parallel workers / Slurm jobs (2)"
+    )
     g.add_argument("--partition", help="Slurm partition")
-    g.add_argument("--time-min", type=int, default=240, help="Slurm time limit per job (240)")
-    g.add_argument("--mem-gb", type=float, default=8.0, help="Slurm memory per job (8)")
-    g.add_argument("--cpus-per-task", type=int, default=1, help="Slurm CPUs per job (1)")  # fmt: skip
+    g.add_argument(
+        "--time-min", type=positive_int, default=240, help="Slurm time limit per job (240)"
+    )
+    g.add_argument("--mem-gb", type=positive_float, default=8.0, help="Slurm memory per job (8)")
+    g.add_argument("--cpus-per-task", type=positive_int, default=1, help="Slurm CPUs per job (1)")  # fmt: skip
 
 
 def executor_config(args) -> ExecutorConfig:
@@ -60,14 +67,15 @@ class ShardFailures(UserError):
     """Shards whose processing raised; the message names them and the first errors."""
 
 
-def _run_chunk(fn: Callable, tasks: Sequence) -> list[str]:
-    """One worker: its tasks in turn. A task that fails is reported and the rest go on."""
+def _run_chunk(fn: Callable, tasks: Sequence) -> list[tuple[list[str], str]]:
+    """One worker: its tasks in turn. A task that fails is reported (as [its name], why)
+    and the rest go on."""
     failures = []
     for task in tasks:
         try:
             fn(task)
         except Exception as e:  # a bad shard must not stop the others
-            failures.append(f"{task.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            failures.append(([task.name], f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
     return failures
 
 
@@ -115,16 +123,18 @@ def run_tasks(
                 failures += _run_chunk(fn, [task])
                 bar.update()
         else:
-            failures = _run_submitit(fn, todo, cfg, logs, bar, done)
+            failures = _run_submitit(fn, todo, cfg, logs, bar, done, desc)
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
     if failures:
-        raise ShardFailures(f"{len(failures)} shard(s) failed: " + "; ".join(failures[:3]))
+        failed = sum(len(names) for names, _ in failures)
+        named = [f"{', '.join(names)}: {why}" for names, why in failures[:3]]
+        raise ShardFailures(f"{failed} shard(s) failed: " + "; ".join(named))
     return skipped
 
 
-def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[str]:
+def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done, desc) -> list:
     import submitit
 
     if not todo:
@@ -132,7 +142,8 @@ def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[
     if cfg.kind == "slurm":
         ex = submitit.AutoExecutor(folder=logs, cluster="slurm")
         ex.update_parameters(slurm_partition=cfg.partition, timeout_min=cfg.time_min,
-                             mem_gb=cfg.mem_gb, cpus_per_task=cfg.cpus_per_task)  # fmt: skip
+                             mem_gb=cfg.mem_gb, cpus_per_task=cfg.cpus_per_task,
+                             name="cs336-data-" + desc.replace(" ", "-"))  # fmt: skip
     else:
         ex = submitit.LocalExecutor(folder=logs)
         ex.update_parameters(timeout_min=cfg.time_min)
@@ -149,10 +160,10 @@ def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done) -> list[
             job.cancel(check=False)
         raise
     failures = []
-    for job in jobs:
+    for job, chunk in zip(jobs, chunks, strict=True):
         try:
             failures += job.result()
-        except Exception as e:  # the worker process itself died (killed, out of memory)
-            last = str(e).strip().splitlines()[-1:] or ["?"]
-            failures.append(f"worker {job.job_id}: {last[0][:200]} (logs: {logs})")
+        except Exception:  # the job itself died (cancelled, killed, out of memory, timeout)
+            why = f"job {job.job_id} ended {job.state} without a result (logs: {logs})"
+            failures.append(([t.name for t in chunk if not done(t)], why))
     return failures

@@ -35,7 +35,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     start = time.perf_counter()
     out = Path(cfg.output)
     inputs = expand_inputs(cfg.inputs)
-    check_output_dir(out, inputs)
+    check_output_dir(out, inputs, flag="output")
     if cfg.tokenizer and cfg.tokenizer != "gpt2" and not Path(cfg.tokenizer).exists():
         raise FileNotFoundError(f"[tokenize] tokenizer {cfg.tokenizer}: no such file or directory")
     ex = cfg.executor

@@ -16,6 +16,11 @@ from cs336_data import fasttext_model
 
 ENV_VAR = "CS336_QUALITY_MODEL"
 LABELS = ("wiki", "cc")
+# fastText fills its input matrix with random numbers in 10 blocks, one per training thread
+# (DenseMatrix::uniform); with fewer threads the other blocks keep what the allocator
+# returned: zeros in a fresh process, old data (NaN included) in a long-lived one, where
+# training then failed with "Encountered NaN." at any learning rate. 10 threads fill all.
+THREADS = 10
 
 
 def default_model_path() -> str:
@@ -63,7 +68,7 @@ def train_quality_model(
         train.write_text("\n".join(examples) + "\n", encoding="utf-8")
         model = fasttext.train_supervised(
             str(train), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, seed=seed,
-            thread=1, verbose=0, minCount=2, bucket=200_000,
+            thread=THREADS, verbose=0, minCount=2, bucket=200_000,
         )  # fmt: skip
         if quantize:
             model.quantize(input=str(train), qnorm=True, retrain=False, cutoff=50_000)

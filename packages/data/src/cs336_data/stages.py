@@ -58,13 +58,17 @@ def _known(p: Path) -> bool:
         return False
 
 
-def check_output_dir(out_dir: Path, inputs: list[Path]) -> None:
+def check_output_dir(out_dir: Path, inputs: list[Path], flag: str = "--out") -> None:
+    """Before any work: a folder we can create or write, that holds none of the inputs
+    (a shard written there could replace one)."""
+    from cs336_common.checks import check_output
+    from cs336_common.errors import UserError
+
+    check_output(out_dir, inputs=inputs, flag=flag, directory=True)
     out = out_dir.resolve()
     for p in inputs:
         if p.resolve().parent == out:
-            raise ValueError(f"output directory {out_dir} holds input {p}; use another one")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output {out_dir} exists and is not a directory")
+            raise UserError(f"{flag} {out_dir} holds input {p}; use another folder")
 
 
 def outputs(inputs: list[Path], out_dir: Path) -> list[Path]:

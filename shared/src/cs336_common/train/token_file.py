@@ -50,6 +50,9 @@ def save_token_file(path: str | os.PathLike, ids, vocab_size: int) -> None:
     write_token_file_meta(path, vocab_size, int(arr.size))
 
 
+_IDS_CHECKED: set[tuple[str, int, int, int]] = set()
+
+
 def open_token_file(path: str | os.PathLike, vocab_size: int | None = None) -> np.memmap:
     """Memory-map a token file read-only, checking it against its sidecar; with
     ``vocab_size`` (the model's), also check that every id in the file is below it.
@@ -78,7 +81,11 @@ def open_token_file(path: str | os.PathLike, vocab_size: int | None = None) -> n
                 f"{path} was encoded with a vocabulary of {file_vocab} tokens, but the model "
                 f"has vocab_size={vocab_size}; encode it with the model's tokenizer"
             )
-        check_token_ids(data, vocab_size, path)
+        # a sweep opens the same file for every run: scan each version of a file once
+        key = (str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns, vocab_size)
+        if key not in _IDS_CHECKED:
+            check_token_ids(data, vocab_size, path)
+            _IDS_CHECKED.add(key)
     return data
 
 

@@ -142,27 +142,17 @@ def _load_configs(args):
 
 
 def _check_runs(configs) -> None:
-    """The device, token files (every id against the model's vocabulary), tokenizer and
-    run directory of every run, before the first starts: a mistake fails now, not hours
-    into a sweep."""
+    """The device, token files, tokenizer and run directory of every run, with the
+    trainer's own checks, before the first starts: a mistake fails now, not hours into a
+    sweep."""
+    from cs336_basics.trainer import load_run_tokenizer, open_train_data
     from cs336_common.checks import check_output
     from cs336_common.device import resolve_device
-    from cs336_common.errors import InputError
-    from cs336_common.tokenizer import Tokenizer
-    from cs336_common.train.token_file import open_token_file
 
-    data, tokenizers = set(), set()
     for config in configs:
         resolve_device(config.device)
         paths = [p for p in (config.train_data, config.val_data) if p is not None]
         check_output(config.out_dir, inputs=paths, flag="out_dir", directory=True)
-        data.update((path, config.model.vocab_size) for path in paths)
-        if config.tokenizer is not None:
-            tokenizers.add((config.tokenizer, config.model.vocab_size))
-    for path, vocab_size in sorted(data):
-        open_token_file(path, vocab_size=vocab_size)
-    for path, vocab_size in sorted(tokenizers):
-        if (size := Tokenizer.load(path).vocab_size) != vocab_size:
-            raise InputError(
-                f"tokenizer {path} has {size} tokens, but model.vocab_size is {vocab_size}"
-            )
+        for path in paths:
+            open_train_data(path, config.model)
+        load_run_tokenizer(config)

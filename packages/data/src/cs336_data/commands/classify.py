@@ -7,15 +7,15 @@ $CS336_TOXIC_MODEL) name the Dolma Jigsaw fastText models (`cs336-data models do
 
 example: cs336-data classify en/ -o clean/ --min-wiki 0.3"""
 
-from cs336_data.commands._common import add_io_arguments, run_stage
+from cs336_data.commands._common import add_io_arguments, fraction, run_stage
 
 
 def add_arguments(parser) -> None:
     add_io_arguments(parser)
     a = parser.add_argument
-    a("--nsfw-threshold", type=float, default=0.5, help="drop when P(nsfw) >= this (0.5)")
-    a("--toxic-threshold", type=float, default=0.5, help="drop when P(toxic) >= this (0.5)")
-    a("--min-wiki", type=float, default=0.5, help="drop when P(wiki) < this (0.5; 0 keeps all)")
+    a("--nsfw-threshold", type=fraction, default=0.5, help="drop when P(nsfw) >= this (0.5)")
+    a("--toxic-threshold", type=fraction, default=0.5, help="drop when P(toxic) >= this (0.5)")
+    a("--min-wiki", type=fraction, default=0.5, help="drop when P(wiki) < this (0.5; 0 keeps all)")
     a("--nsfw-model", help="fastText NSFW model (Dolma Jigsaw)")
     a("--toxic-model", help="fastText toxic-speech model (Dolma Jigsaw)")
     a("--quality-model", help="fastText quality model (default: the shipped one)")

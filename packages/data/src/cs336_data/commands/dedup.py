@@ -6,6 +6,7 @@ clusters by union-find; the first document of each cluster in input order is kep
 
 example: cs336-data dedup gopher/ -o dedup/ --method minhash --threshold 0.8"""
 
+from cs336_common.cli import positive_int, probability
 from cs336_data.commands._common import add_io_arguments, run_stage
 
 
@@ -13,10 +14,10 @@ def add_arguments(parser) -> None:
     add_io_arguments(parser)
     a = parser.add_argument
     a("--method", choices=("exact", "minhash"), default="minhash", help="(minhash)")
-    a("--num-hashes", type=int, default=128, help="MinHash signature length (128)")
-    a("--num-bands", type=int, default=16, help="LSH bands; must divide --num-hashes (16)")
-    a("--ngrams", type=int, default=5, help="word n-gram length (5)")
-    a("--threshold", type=float, default=0.8, help="Jaccard similarity of duplicates (0.8)")
+    a("--num-hashes", type=positive_int, default=128, help="MinHash signature length (128)")
+    a("--num-bands", type=positive_int, default=16, help="LSH bands; must divide --num-hashes (16)")
+    a("--ngrams", type=positive_int, default=5, help="word n-gram length (5)")
+    a("--threshold", type=probability, default=0.8, help="Jaccard similarity of duplicates (0.8)")
 
 
 def run(args) -> int:

