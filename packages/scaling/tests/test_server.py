@@ -103,6 +103,7 @@ def test_a_blocked_connection_does_not_block_others(port):
         (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed header line"),
         (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "Content-Length must be"),
         (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411, "not chunked"),
+        (b"HEAD / HTTP/1.1\r\n\r\n", 405, "method HEAD not allowed; use GET or POST"),
     ],
 )
 def test_malformed_requests_get_an_error_and_the_connection_closes(port, raw, status, message):

@@ -172,6 +172,8 @@ def _parse(buffer: bytearray) -> Request | None:
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise _BadRequest(400, f"malformed request line: {lines[0][:100]!r}")
     method, target, version = parts
+    if method not in ("GET", "POST"):  # (an answer to HEAD must not have a body: refuse it)
+        raise _BadRequest(405, f"method {method} not allowed; use GET or POST")
     headers = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")

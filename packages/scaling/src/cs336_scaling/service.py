@@ -74,8 +74,6 @@ class ScalingService:
             if not isinstance(body, dict):
                 return _json({"message": "the request body must be a JSON object"}, 422)
             return self._answer(lambda: self.submit({**params, **body}), 202)
-        if request.method != "GET":
-            return _json({"message": f"method {request.method} not allowed"}, 405)
         routes = {
             "/loss": self.loss,
             "/total_flops_used": self.total_flops_used,
