@@ -140,6 +140,23 @@ def test_clear_errors_for_bad_input():
         model(torch.zeros(2, 3))
 
 
+def test_validate_false_skips_only_the_checks_that_read_values(monkeypatch):
+    model = _model()
+    ids, pos = torch.tensor([[5, 7], [1, 2]]), torch.tensor([[3, 4], [0, 1]])
+    want = model(ids, token_positions=pos)
+
+    def no_sync(*args, **kwargs):  # the range checks' host reads
+        raise AssertionError("read back to the host")
+
+    monkeypatch.setattr(torch, "aminmax", no_sync)
+    monkeypatch.setattr(torch.Tensor, "max", no_sync)
+    torch.testing.assert_close(model(ids, token_positions=pos, validate=False), want)
+    with pytest.raises(AssertionError, match="read back"):
+        model(ids, token_positions=pos)
+    with pytest.raises(ValueError, match="integer tensor of shape"):  # shapes still checked
+        model(torch.zeros(2, 3), validate=False)
+
+
 def test_config_round_trips_and_builds_the_same_model(tmp_path):
     cfg = ModelConfig(**TINY, rope_theta=500.0, ffn="silu", tie_embeddings=True)
     assert ModelConfig.from_json(cfg.to_json()) == cfg

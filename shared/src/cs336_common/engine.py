@@ -9,8 +9,16 @@ are the models):
 2. Broadcast: each prompt's cache row is repeated ``num_samples`` times, so the samples of a
    prompt share its prefill.
 3. Decode: one token per live row per step. A row finishes at EOS, at a stop string, after
-   ``max_new_tokens`` or when its sequence fills the context; finished rows leave the batch
-   and the cache at once, so they cost no more compute.
+   ``max_new_tokens`` or when its sequence fills the context.
+
+On CPU each step is the model's forward with that cache; the host reads every sampled
+token at once and finished rows leave the batch and the cache at once. On a CUDA GPU the
+step has fixed shapes (`_StaticStep`: the prompts' cache is kept once per prompt, each
+row's generated keys/values go to preallocated slots, a Triton kernel attends over both)
+and is replayed as a CUDA graph; plain sampling is one fused kernel
+(`cs336_common.fused_sampling`); the host reads the sampled tokens every `_CHECK_EVERY`
+steps while the next step runs, and the batch shrinks once half of it has finished.
+Inputs are checked once, at prefill: no decode step syncs with the host.
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from cs336_common.fused_sampling import fused_sample, fused_sampling_available
+from cs336_common.nn.decode_attention import decode_attention
 from cs336_common.nn.functional import softmax
+from cs336_common.nn.kv_cache import KVCache
 
 EOS_TOKEN = "<|endoftext|>"
+_CHECK_EVERY = 8  # decode steps between the host's reads of sampled tokens, on a GPU
 
 
 @dataclass
@@ -98,7 +110,8 @@ def sample_next(
         return logits.argmax(dim=-1)
     if logits.element_size() < 4:  # 16-bit logits: sample from float32 probabilities
         logits = logits.float()
-    logits = logits / temperature
+    if temperature != 1.0:  # x / 1.0 == x: skip a pass over (batch, vocab)
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -146,6 +159,17 @@ class _Row:
             self.finish_reason = "length"
         return self.finish_reason is None
 
+    def extend(self, tokens, logprobs, eos_id: int | None, stops, tokenizer) -> bool:
+        """`add` each token until the row finishes (later ones are dropped)."""
+        if not stops and eos_id not in tokens and len(self.ids) + len(tokens) < self.budget:
+            self.ids += tokens  # what `add` would do, in one go
+            self.logprobs += logprobs
+            return True
+        for t, lp in zip(tokens, logprobs, strict=True):
+            if not self.add(t, lp, eos_id, stops, tokenizer):
+                return False
+        return True
+
     def _hits_stop(self, stops: list[bytes], tokenizer) -> bool:
         if hasattr(tokenizer, "decode_bytes"):  # ours: bytes per token, append the new ones
             start = len(self.text_bytes)
@@ -191,17 +215,28 @@ class Engine:
     ``device``: where to run; the model is moved there (in place). ``eos_id``: the token
     that ends a completion; default the tokenizer's ``<|endoftext|>`` (ours) or its
     ``eos_id``/``eos_token_id`` attribute, else none (completions then end only at a stop
-    string or a length).
+    string or a length). ``cuda_graphs``: replay each decode step as a CUDA graph (one
+    launch instead of hundreds); default on for a `TransformerLM` on a CUDA device, off
+    elsewhere (True on another device is an error).
 
     >>> engine = Engine(model, tokenizer)
     >>> outs = engine.generate(["Q: 2+2?", "Once"], SamplingParams(64, num_samples=8, seed=0))
     >>> outs[0][3].text, outs[0][3].logprobs, outs[0][3].finish_reason
     """
 
-    def __init__(self, model: nn.Module, tokenizer=None, *, device=None, eos_id: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer=None,
+        *,
+        device=None,
+        eos_id: int | None = None,
+        cuda_graphs: bool | None = None,
+    ):
         self.model = model if device is None else model.to(device)
         self.tokenizer = tokenizer
         self.eos_id = _default_eos_id(tokenizer) if eos_id is None else eos_id
+        self.cuda_graphs = cuda_graphs
 
     @property
     def device(self) -> torch.device:
@@ -263,7 +298,8 @@ class Engine:
         return ids
 
     def _prefill(self, ids: list[list[int]], extra_slots: int):
-        """One padded forward over all prompts -> (KV cache, last logits (P, vocab))."""
+        """One padded forward over all prompts -> (KV cache, last logits (P, vocab)). The
+        only forward that checks token ids (a sync); decode steps feed sampled ids."""
         longest = max(map(len, ids))
         tokens = torch.zeros(len(ids), longest, dtype=torch.long)
         mask = torch.zeros(len(ids), longest, dtype=torch.bool)
@@ -279,45 +315,213 @@ class Engine:
     def _decode(self, ids: list[list[int]], rows: list[_Row], params: SamplingParams) -> None:
         device = self.device
         stops = [s.encode("utf-8") for s in params.stop]
-        # the last sampled token is never fed back, hence budget - 1 more slots
-        cache, logits = self._prefill(ids, max(r.budget for r in rows) - 1)
-        # each prompt's cache row is repeated for its samples; rows with no budget never start
-        live = [i for i, r in enumerate(rows) if r.budget > 0]
-        src = torch.tensor([rows[i].prompt_index for i in live], device=device)
-        if len(live) != len(ids) or params.num_samples > 1:
-            cache.select_rows(src)
+        budget = max(r.budget for r in rows)
+        mode = self._decode_mode()
+        # the last sampled token is never fed back, hence budget - 1 more slots; the
+        # static step keeps them apart from the prompts' cache
+        cache, logits = self._prefill(ids, 0 if mode != "eager" else budget - 1)
+        # each prompt's cache row serves its samples; rows with no budget never start
+        batch = [i for i, r in enumerate(rows) if r.budget > 0]
+        src = torch.tensor([rows[i].prompt_index for i in batch], device=device)
+        positions = torch.tensor([len(ids[rows[i].prompt_index]) for i in batch], device=device)
+        if len(batch) != len(ids) or params.num_samples > 1:
             logits = logits[src]
-        positions = torch.tensor([len(ids[p]) for p in src.tolist()], device=device)
+        if mode == "eager":
+            if len(batch) != len(ids) or params.num_samples > 1:
+                cache.select_rows(src)
+            step = _EagerStep(self.model, cache, positions)
+        else:
+            step = _StaticStep(self.model, cache, src, positions, budget - 1, mode == "graphs")
         generator = torch.Generator(device=device)
         if params.seed is None:
             generator.seed()
         else:
             generator.manual_seed(params.seed)
-        while True:
-            token = sample_next(
-                logits, params.temperature, params.top_p, generator, top_k=params.top_k
-            )
-            logprob = _log_softmax(logits).gather(-1, token[:, None]).squeeze(-1)
+        # eager on CPU, the host reads every step and finished rows leave at once;
+        # otherwise every `_CHECK_EVERY` steps (a sync stalls the queue of kernels), and
+        # the batch shrinks once half of it has finished (a new shape means a new graph)
+        eager_host = device.type == "cpu" and mode == "eager"
+        every = 1 if eager_host else _CHECK_EVERY
+        pending: list[tuple[Tensor, Tensor]] = []
+        for n in range(1, budget + 1):
+            token, logprob = _sample(logits, params, generator)
+            pending.append((token, logprob))
+            if n % every and n < budget:
+                logits = step(token)
+                continue
+            toks, lps = (torch.stack(x, 1) for x in zip(*pending, strict=True))
+            pending.clear()
+            if not eager_host:  # queue the next step before the host reads and waits
+                toks, lps = toks.to("cpu", non_blocking=True), lps.to("cpu", non_blocking=True)
+                copied = _event(device)
+                if n < budget:
+                    logits = step(token)
+                if copied is not None:
+                    copied.synchronize()
+            toks, lps = toks.tolist(), lps.tolist()
             going = [
                 j
-                for j, (t, lp) in enumerate(zip(token.tolist(), logprob.tolist(), strict=True))
-                if rows[live[j]].add(t, lp, self.eos_id, stops, self.tokenizer)
+                for j, i in enumerate(batch)
+                if rows[i].finish_reason is None
+                and rows[i].extend(toks[j], lps[j], self.eos_id, stops, self.tokenizer)
             ]
             if not going:
                 return
-            if len(going) < len(live):  # finished rows leave the batch and the cache
+            if len(going) < len(batch) and (eager_host or 2 * len(going) <= len(batch)):
                 keep = torch.tensor(going, device=device)
-                cache.select_rows(keep)
-                token, positions = token[keep], positions[keep]
-                live = [live[j] for j in going]
-            logits = self.model(token[:, None], cache, token_positions=positions[:, None])[:, -1]
-            positions += 1
+                if eager_host:
+                    token = token[keep]
+                else:  # the step ran on the whole batch already
+                    logits = logits[keep]
+                step.select_rows(keep)
+                batch = [batch[j] for j in going]
+            if eager_host:
+                logits = step(token)
+
+    def _decode_mode(self) -> str:
+        """``"graphs"`` (the static step in CUDA graphs) or ``"eager"`` (the model's
+        forward and its growing cache); ``"static"``, the step without graphs, is for tests."""
+        graphs = self.cuda_graphs
+        if graphs is None:
+            graphs = self.device.type == "cuda" and hasattr(self.model, "masked_features")
+        elif graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs=True needs a CUDA device; the model is on {self.device}")
+        return "graphs" if graphs else "eager"
 
 
-def _log_softmax(logits: Tensor) -> Tensor:
-    if logits.element_size() < 4:
+def _event(device: torch.device):
+    """A CUDA event recorded now on the current stream (None elsewhere)."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+def _sample(logits: Tensor, params: SamplingParams, generator) -> tuple[Tensor, Tensor]:
+    """-> (token, its log-probability under the unfiltered distribution), (batch,) each.
+    On a GPU, plain sampling (no top-k, no top-p) is one fused kernel."""
+    plain = params.temperature > 0 and params.top_k is None and params.top_p == 1.0
+    if plain and fused_sampling_available(logits):
+        return fused_sample(logits, params.temperature, generator)
+    if logits.element_size() < 4:  # one float32 copy serves both
         logits = logits.float()
-    return torch.log_softmax(logits, dim=-1)
+    token = sample_next(logits, params.temperature, params.top_p, generator, top_k=params.top_k)
+    return token, torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
+
+
+class _EagerStep:
+    """One decode step through the model's forward, with its growing KV cache."""
+
+    def __init__(self, model: nn.Module, cache: KVCache, positions: Tensor):
+        self.model, self.cache, self.positions = model, cache, positions
+        self.last_position = model.config.context_length - 1
+
+    def __call__(self, token: Tensor) -> Tensor:
+        """token: int64 (batch,), the last sampled ids -> next logits (batch, vocab)."""
+        pos = self.positions[:, None]
+        logits = self.model(token[:, None], self.cache, token_positions=pos, validate=False)
+        # rows that finished but wait for the batch to shrink keep a valid position
+        self.positions.add_(1).clamp_(max=self.last_position)
+        return logits[:, -1]
+
+    def select_rows(self, keep: Tensor) -> None:
+        self.cache.select_rows(keep)
+        self.positions = self.positions[keep]
+
+
+class _StaticStep:
+    """A decode step of fixed shapes: it reads and writes the same buffers every time,
+    so with ``graphs`` it is captured once per batch size in a CUDA graph and replayed,
+    one launch instead of hundreds.
+
+    The prompts' keys/values stay in the prefill cache, once per prompt (row i reads
+    prompt ``prompt_of[i]``); each row's generated ones go to ``gen_slots`` slots of its
+    own, written at ``slot`` (a device tensor, so replays move on); `decode_attention`
+    reads the prompt's real slots and the row's slots up to ``slot``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        prompts: KVCache,
+        prompt_of: Tensor,
+        positions: Tensor,
+        gen_slots: int,
+        graphs: bool,
+    ):
+        self.model, self.graphs = model, graphs
+        self.last_position = model.config.context_length - 1
+        self.prompt_k, self.prompt_v = prompts.keys, prompts.values
+        P, used = prompts.batch_size, prompts.length
+        self.prompt_mask = (
+            torch.ones(P, used, dtype=torch.bool, device=positions.device)
+            if prompts.key_mask is None
+            else prompts.key_mask[:, :used]
+        )
+        L, _, H, _, D = prompts.keys.shape
+        shape = (L, len(prompt_of), H, max(gen_slots, 1), D)
+        self.gen_k = prompts.keys.new_zeros(shape)
+        self.gen_v = prompts.keys.new_zeros(shape)
+        self.prompt_of, self.positions = prompt_of, positions.clone()
+        self.slot = torch.zeros(1, dtype=torch.long, device=positions.device)
+        self.token = torch.zeros_like(self.positions)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: Tensor | None = None
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The KV-cache interface of the attention layers: write the new token at the slot."""
+        self.gen_k[layer].index_copy_(2, self.slot, k)
+        self.gen_v[layer].index_copy_(2, self.slot, v)
+        return self.gen_k[layer], self.gen_v[layer]
+
+    def attend(self, layer: int, q: Tensor) -> Tensor:
+        return decode_attention(
+            q,
+            self.prompt_k[layer],
+            self.prompt_v[layer],
+            self.prompt_mask,
+            self.prompt_of,
+            self.gen_k[layer],
+            self.gen_v[layer],
+            self.slot,
+        )
+
+    def advance(self, n: int) -> None:
+        self.slot.add_(n)
+
+    def _forward(self) -> Tensor:
+        x = self.model.masked_features(self.token[:, None], self.positions[:, None], None, self)
+        self.positions.add_(1).clamp_(max=self.last_position)
+        return self.model.lm_head(x)[:, -1]
+
+    def __call__(self, token: Tensor) -> Tensor:
+        self.token.copy_(token)
+        if not self.graphs:
+            return self._forward()
+        if self.graph is not None:
+            self.graph.replay()
+            return self.logits
+        # a new batch size: this step runs eagerly on a side stream (which also warms up
+        # the kernels, as capture wants), then the next ones are captured for replay
+        device = self.token.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            logits = self._forward()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):  # records without running
+            self.logits = self._forward()
+        return logits
+
+    def select_rows(self, keep: Tensor) -> None:
+        """Keep batch rows ``keep``: new (smaller) buffers, so a new graph."""
+        self.gen_k, self.gen_v = self.gen_k[:, keep], self.gen_v[:, keep]
+        self.prompt_of, self.positions = self.prompt_of[keep], self.positions[keep]
+        self.token = self.token[keep]
+        if self.graph is not None:  # no replay may be in flight when the graph goes
+            torch.cuda.current_stream(self.token.device).synchronize()
+        self.graph = self.logits = None
 
 
 def _unwrapped_key(key: str) -> str:

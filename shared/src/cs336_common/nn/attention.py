@@ -108,8 +108,8 @@ class MultiHeadSelfAttention(nn.Module):
         x = x.reshape(-1, seq, d)
         q, k, v = (self._split_heads(t) for t in self._project_qkv(x))
         if self.rope is not None:
-            start = 0 if kv_cache is None else kv_cache.length
-            if token_positions is None and start:
+            start = 0 if kv_cache is None or token_positions is not None else kv_cache.length
+            if start:
                 token_positions = torch.arange(start, start + seq, device=x.device)
             if token_positions is not None and token_positions.ndim > 1:
                 token_positions = token_positions.broadcast_to((*lead, seq)).reshape(-1, seq)
@@ -118,7 +118,10 @@ class MultiHeadSelfAttention(nn.Module):
             q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)
-        if attn_mask is not None:
+        attend = getattr(kv_cache, "attend", None)
+        if attend is not None:  # a cache with its own decode kernel (the engine's)
+            out = attend(layer_idx, q)
+        elif attn_mask is not None:
             out = self._masked_attention(q, k, v, attn_mask)
         elif seq == k.shape[-2]:
             out = self._attention(q, k, v, True)

@@ -232,6 +232,7 @@ class TransformerLM(nn.Module):
         *,
         token_positions: Tensor | None = None,
         attention_mask: Tensor | None = None,
+        validate: bool = True,
     ) -> Tensor:
         """in_indices: int (batch, seq) -> logits (batch, seq, vocab_size).
 
@@ -245,12 +246,19 @@ class TransformerLM(nn.Module):
         ``token_positions``, int (batch, seq), are the RoPE (or absolute) positions; by default each
         token's position is the number of real tokens before it in its row, so a padded
         row gives the logits it gives alone. Without either, nothing changes.
+
+        ``validate=False`` skips the checks that read ids and positions back to the host
+        (a device sync per call): for callers that checked them once already, such as
+        the engine's decode steps. Shapes are still checked.
         """
-        return self.lm_head(
-            self.features(
-                in_indices, kv_cache, token_positions=token_positions, attention_mask=attention_mask
-            )
+        x = self.features(
+            in_indices,
+            kv_cache,
+            token_positions=token_positions,
+            attention_mask=attention_mask,
+            validate=validate,
         )
+        return self.lm_head(x)
 
     def features(
         self,
@@ -259,11 +267,12 @@ class TransformerLM(nn.Module):
         *,
         token_positions: Tensor | None = None,
         attention_mask: Tensor | None = None,
+        validate: bool = True,
     ) -> Tensor:
         """The LM head's input, (batch, seq, d_model): ``forward`` without the head.
         Training through ``linear_cross_entropy(model.features(x), model.lm_head.weight,
         y)`` (`cs336_common.train`) never materialises the logits."""
-        self._check_input(in_indices, kv_cache, token_positions)
+        self._check_input(in_indices, kv_cache, token_positions, validate)
         seq = in_indices.shape[1]
         key_mask = attention_mask if kv_cache is None else kv_cache.write_mask(attention_mask, seq)
         attn_mask = None
@@ -273,11 +282,26 @@ class TransformerLM(nn.Module):
                 new = key_mask[:, key_mask.shape[1] - seq :]
                 token_positions = (before + new.cumsum(-1) - 1).clamp(min=0)
             attn_mask = _padded_causal_mask(key_mask, seq)
+        return self.masked_features(in_indices, token_positions, attn_mask, kv_cache)
+
+    def masked_features(
+        self,
+        in_indices: Tensor,
+        token_positions: Tensor | None,
+        attn_mask: Tensor | None,
+        kv_cache=None,
+    ) -> Tensor:
+        """``features`` once the positions and the attention mask (bool, broadcastable
+        to (batch, 1, seq, keys), True = may attend) are known: no checks and no host
+        syncs, so that a decode step of fixed shapes can be captured in a CUDA graph.
+        ``kv_cache``: a `KVCache`, or any object with its ``update(layer, k, v)`` and
+        ``advance(n)``; one that also has ``attend(layer, q)`` computes the attention
+        itself (the engine's decode step, with ``attn_mask`` None)."""
         x = self.embed_drop(self._embed(in_indices, kv_cache, token_positions))
         for i, layer in enumerate(self.layers):
             x = layer(x, token_positions, kv_cache=kv_cache, layer_idx=i, attn_mask=attn_mask)
         if kv_cache is not None:
-            kv_cache.advance(seq)
+            kv_cache.advance(in_indices.shape[1])
         return self.ln_final(x)
 
     def _embed(self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None) -> Tensor:
@@ -290,8 +314,13 @@ class TransformerLM(nn.Module):
                 x = x + self.position_embeddings(positions)
         return x
 
-    def _check_input(self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None) -> None:
+    def _check_input(
+        self, ids: Tensor, kv_cache: KVCache | None, positions: Tensor | None, values: bool
+    ) -> None:
+        """Shapes always; with ``values``, also the ranges of ids and positions (a sync)."""
         cfg = self.config
+        # the range checks need the values on the host, so compiled graphs skip them
+        values = values and not torch.compiler.is_compiling()
         if ids.ndim != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
             raise ValueError(
                 f"in_indices must be an integer tensor of shape (batch, seq); "
@@ -301,7 +330,7 @@ class TransformerLM(nn.Module):
         if positions is not None:
             # padded rows may use more cache slots than positions: the positions must fit
             last = -1
-            if not torch.compiler.is_compiling() and positions.numel():
+            if values and positions.numel():
                 last = int(positions.max())
             if last >= cfg.context_length:
                 raise ValueError(
@@ -319,8 +348,7 @@ class TransformerLM(nn.Module):
                 f"batch of {ids.shape[0]} sequences does not match the KV cache's "
                 f"batch_size {kv_cache.batch_size}"
             )
-        # the range check needs the values on the host (a sync), so compiled graphs skip it
-        if not torch.compiler.is_compiling() and ids.numel():
+        if values and ids.numel():
             lo, hi = torch.aminmax(ids)
             lo, hi = int(lo), int(hi)
             if lo < 0 or hi >= cfg.vocab_size:
