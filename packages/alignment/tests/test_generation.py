@@ -60,7 +60,7 @@ def test_vllm_without_vllm_is_a_one_line_error(tmp_path):
     try:
         import vllm  # noqa: F401
     except ImportError:
-        with pytest.raises(UserError, match="pip install vllm"):
+        with pytest.raises(UserError, match=r"cs336-alignment\[vllm\]"):
             make_generator("vllm", tmp_path, None)
     else:
         pytest.skip("vLLM is installed")

@@ -61,6 +61,37 @@ def test_bad_input_is_one_line_exit_1(tmp_path, content, message, capsys):
     path = tmp_path / "runs.json"
     if content is not None:
         path.write_text(content)
+    assert main(["isoflops", str(path), "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cs336-scaling: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "--level", "1.5"], "argument --level: expected a number in (0, 1), got '1.5'"),
+        (["fit", "--bootstrap", "-1"], "argument --bootstrap: expected an integer >= 0, got '-1'"),
+        (["isoflops", "--targets", "0"], "argument --targets: expected a finite number > 0"),
+        (["keys", "create", "x", "--budget", "-5"], "argument --budget: expected a finite"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["isoflops", str(path), "--no-plots"])
-    assert message in str(e.value.code) and "\n" not in str(e.value.code)
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_fit_that_cannot_run_names_the_file(tmp_path, capsys):
+    path = tmp_path / "three.json"
+    runs = [
+        {"parameters": 1e6 * (i + 1), "compute_budget": 1e15, "final_loss": 3.0} for i in range(3)
+    ]
+    path.write_text(json.dumps(runs))
+    assert main(["fit", str(path), "--bootstrap", "0"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"cs336-scaling: error: {path}: the parametric fit has 5 parameters; need >= 5 runs, got 3\n"
+    )
+    with pytest.raises(ValueError, match="need >= 5 runs"):  # --debug: the traceback
+        main(["--debug", "fit", str(path), "--bootstrap", "0"])

@@ -98,21 +98,65 @@ def test_sweep_resumes_and_predict_recovers_the_law(sim_service, tmp_path, capsy
     assert (tmp_path / "plots" / "loss.png").stat().st_size > 1000
 
 
-def test_sweep_refuses_budgets_off_the_grid(sim_service, tmp_path):
-    server, key = sim_service
-    with pytest.raises(SystemExit, match="not on the service's FLOPs grid"):
-        main(
-            [
-                "sweep",
-                "--url",
-                server.url,
-                "--api-key",
-                key,
-                "--budgets",
-                "2e16",
-                "--total-budget",
-                "1e19",
-                "--out",
-                str(tmp_path / "s.json"),
-            ]
-        )
+def _sweep_args(url, out, budgets=("1e16",)):
+    return ["sweep", "--url", url, "--api-key", "k", "--budgets", *budgets,
+            "--total-budget", "1e19", "--out", str(out), "--dry-run"]  # fmt: skip
+
+
+def test_sweep_refuses_budgets_off_the_grid(sim_service, tmp_path, capsys):
+    server, _ = sim_service
+    assert main(_sweep_args(server.url, tmp_path / "s.json", ["2e16"])) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cs336-scaling: error: --budgets: 2e+16 is not on the service's FLOPs")
+    assert err.count("\n") == 1
+
+
+def test_one_sweep_at_a_time_writes_a_results_file(sim_service, tmp_path, capsys):
+    import fcntl
+
+    server, _ = sim_service
+    out = tmp_path / "s.json"
+    with open(tmp_path / "s.json.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(_sweep_args(server.url, out)) == 1
+    assert f"--out {out}: another sweep is writing it" in capsys.readouterr().err
+    assert main(_sweep_args(server.url, out)) == 0  # released: the dry run plans
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, b"<html>oops</html>", "/settings: not a settings JSON object"),
+        (200, b'{"d_model": [64, 1024]}', "/settings: the settings lack the field 'num_layers'"),
+        (
+            200,
+            b'{"d_model": [0, 8], "num_layers": [2, 4], "num_heads": [2, 4], '
+            b'"batch_size": [128], "train_flops": [1e16], "context_length": 64}',
+            "settings.d_model must be a range [lo, hi] with 0 < lo <= hi",
+        ),
+        (500, b"", "/settings: HTTP 500"),
+    ],
+)
+def test_a_malformed_settings_page_is_one_clear_error(tmp_path, capsys, status, body, message):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    class Settings(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Settings)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert main(_sweep_args(url, tmp_path / "s.json")) == 1
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err
+    assert err.startswith("cs336-scaling: error: ") and message in err and err.count("\n") == 1

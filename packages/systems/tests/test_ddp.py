@@ -14,6 +14,7 @@ import weakref
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from cs336_systems import (
     DDPBucketed,
@@ -59,8 +60,11 @@ def _wrap(variant: str, model):
         "bucketed-two": (_two_bucket_cap_mb(model), 2),
         "bucketed-each": (1e-9, n_params),
         "bucketed-accum": (_two_bucket_cap_mb(model), 2),
+        "bucketed-group": (_two_bucket_cap_mb(model), 2),
     }[variant]
-    ddp = DDPBucketed(model, cap)
+    # over a process group of its own (here: the same ranks)
+    group = dist.new_group(backend="gloo") if variant == "bucketed-group" else None
+    ddp = DDPBucketed(model, cap, process_group=group)
     return ddp, ddp.finish_gradient_synchronization, n_buckets
 
 
@@ -101,7 +105,11 @@ def _check_arrival_order(ddp: DDPBucketed, model) -> None:
 ALL = ("naive", "flat", "individual", "individual-accum")
 ALL += ("bucketed-one", "bucketed-two", "bucketed-each", "bucketed-accum")
 # the LM adds no new case for the baselines and accumulation; it checks the wrappers at scale
-VARIANTS = {"mlp": ALL, "tied": ALL, "lm": ("individual", "bucketed-two", "bucketed-each")}
+VARIANTS = {
+    "mlp": (*ALL, "bucketed-group"),
+    "tied": ALL,
+    "lm": ("individual", "bucketed-two", "bucketed-each"),
+}
 
 
 def _worker(rank: int, world: int) -> None:

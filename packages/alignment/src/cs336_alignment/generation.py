@@ -7,12 +7,13 @@ with `SamplingParams` / `Completion` from `cs336_common.engine`:
 - ``engine``: `cs336_common.engine.Engine` on our `TransformerLM` (default; CPU and GPU);
 - ``hf``: Hugging Face ``generate`` (`HFGenerator`), for HF models, or for our model after
   export to ``LlamaForCausalLM``;
-- ``vllm``: vLLM's offline ``LLM`` (`VLLMGenerator`) when vLLM is installed (not a declared
-  extra: it would pin the workspace's torch; see the README).
+- ``vllm``: vLLM's offline ``LLM`` (`VLLMGenerator`), with the ``cs336-alignment[vllm]``
+  extra installed (see the README for what it costs).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 import torch
@@ -138,55 +139,93 @@ def _before_stop(text: str, stop) -> str:
 
 
 class VLLMGenerator:
-    """vLLM's offline engine (``pip install vllm`` yourself; GPU only).
-    ``model``: a HF model directory. New policy weights are pushed into the running
-    vLLM model with its ``load_weights``, as TRL and the course's recipe do."""
+    """vLLM's offline ``LLM`` behind the `Generator` interface (the ``cs336-alignment[vllm]``
+    extra; needs a GPU). Written against vLLM 0.33. ``model_dir``: a Hugging Face model
+    directory (export ours first); ``llm_kwargs`` go to ``vllm.LLM`` (``dtype``,
+    ``max_model_len``, ...). The engine core runs in this process
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so `load_weights` hands the policy's tensors
+    to vLLM's model without copying them between processes, as TRL's colocate mode does."""
 
-    def __init__(self, model_path: Any, gpu_memory_utilization: float = 0.5, seed: int = 0):
+    def __init__(self, model_dir: Any, gpu_memory_utilization: float = 0.5, seed: int = 0,
+                 **llm_kwargs):  # fmt: skip
+        from pathlib import Path
+
+        from cs336_common.errors import InputError, UserError
+
         try:
             import vllm
         except ImportError:
-            from cs336_common.errors import UserError
-
             raise UserError(
-                "the vllm generator needs vLLM, which is not installed: pip install vllm"
+                "the vllm generator needs vLLM: uv sync --package cs336-alignment --extra vllm"
+                " (or pip install 'cs336-alignment[vllm]')"
             ) from None
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise InputError(
+                f"{model_dir}: vLLM loads Hugging Face model directories (config.json); "
+                f"convert ours first: cs336-alignment export {model_dir} HF_DIR"
+            )
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         self._vllm = vllm
         self.llm = vllm.LLM(
-            model=str(model_path), gpu_memory_utilization=gpu_memory_utilization, seed=seed
+            model=str(model_dir),
+            gpu_memory_utilization=gpu_memory_utilization,
+            seed=seed,
+            **llm_kwargs,
         )
 
     def load_weights(self, state_dict_or_model: Any) -> None:
+        """Copy new weights into vLLM's model: an HF state dict, an HF model, or our
+        `TransformerLM` (renamed to Llama's keys, as exported)."""
+        from cs336_alignment.hf_export import to_hf_state_dict
+
         state = state_dict_or_model
         if isinstance(state, nn.Module):
-            state = state.state_dict()
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-        runner.model.load_weights(state.items())
+            state = state.state_dict() if is_hf_model(state) else to_hf_state_dict(state)
+        weights = list(state.items())
+        # vLLM's models map HF names onto their fused layers (qkv_proj, gate_up_proj).
+        self.llm.apply_model(lambda model: model.load_weights(weights))
+        # The prefix cache holds prompt KV computed with the old weights.
+        self.llm.reset_prefix_cache()
 
     def generate(self, prompts: list[str], params: Any) -> list[list[Any]]:
         from cs336_common.engine import Completion
 
+        if params.max_new_tokens == 0:  # vLLM wants max_tokens >= 1
+            n = params.num_samples
+            return [
+                [Completion(i, [], "", [], "length") for _ in range(n)] for i in range(len(prompts))
+            ]
         sp = self._vllm.SamplingParams(
             n=params.num_samples,
             temperature=params.temperature,
             top_p=params.top_p,
-            top_k=params.top_k or -1,
+            top_k=params.top_k or 0,  # 0: no top-k
             max_tokens=params.max_new_tokens,
             stop=list(params.stop),
             seed=params.seed,
-            logprobs=0,
+            logprobs=0,  # the sampled token's only; raw (temperature 1, unfiltered)
         )
-        result = []
-        for i, request in enumerate(self.llm.generate(prompts, sp, use_tqdm=False)):
-            row = []
-            for c in request.outputs:
-                lps = [next(iter(d.values())).logprob for d in (c.logprobs or [])]
-                reason = "length" if c.finish_reason == "length" else "stop"
-                if reason == "stop" and c.stop_reason is None:
-                    reason = "eos"
-                row.append(Completion(i, list(c.token_ids), c.text, lps, reason))
-            result.append(row)
-        return result
+        requests = self.llm.generate(prompts, sp, use_tqdm=False)
+        return [[_completion(i, c) for c in r.outputs] for i, r in enumerate(requests)]
+
+
+def _completion(prompt_index: int, out: Any) -> Any:
+    """A vLLM ``CompletionOutput`` as our `Completion`. vLLM keeps the EOS token and the
+    tokens that spelled a stop string in ``token_ids`` and cuts both from ``text``;
+    ``stop_reason`` is the stop string, a stop token id (e.g. a second EOS from the model's
+    generation config) or None (the tokenizer's EOS)."""
+    from cs336_common.engine import Completion
+
+    ids = list(out.token_ids)
+    logprobs = [pos[tok].logprob for pos, tok in zip(out.logprobs, ids, strict=True)]
+    if out.finish_reason == "length":
+        reason = "length"
+    elif out.finish_reason == "stop":
+        reason = "stop" if isinstance(out.stop_reason, str) else "eos"
+    else:
+        raise RuntimeError(f"vLLM ended a completion with {out.finish_reason!r}")
+    return Completion(prompt_index, ids, out.text, logprobs, reason)
 
 
 def response_text(completion: Any, stop) -> str:

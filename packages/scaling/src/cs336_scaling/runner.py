@@ -63,14 +63,21 @@ class Runner:
                 self.changed.wait(0.1)
 
     def _reap(self) -> int:
-        done = [(i, job) for i, (job, _) in self.inflight.items() if job.done()]
-        for run_id, job in done:
+        reaped = 0
+        for run_id, (job, _) in list(self.inflight.items()):
+            loss = _early_result(job)
+            if loss is None and not job.done():
+                continue
             del self.inflight[run_id]
+            reaped += 1
+            if loss is not None:
+                self.store.finish(run_id, loss)
+                continue
             try:
                 self.store.finish(run_id, job.result())
             except Exception as e:  # the job's failure, whatever it was, is the run's
                 self.store.fail(run_id, _one_line(e))
-        return len(done)
+        return reaped
 
     def _launch(self) -> int:
         free = [s for s in self.slots if s not in {slot for _, slot in self.inflight.values()}]
@@ -99,6 +106,20 @@ class Runner:
             self.inflight[run["id"]] = (job, slot)
             launched += 1
         return launched
+
+
+def _early_result(job) -> float | None:
+    """A job's loss as soon as submitit has written its result file (atomically, when the
+    function returned), or None. `job.done()` waits for the process to exit, and a process
+    that used torch and CUDA takes seconds to tear down; the slot is free already (the
+    next run may start on the GPU while the last one's process exits)."""
+    path = job.paths.result_pickle
+    if not path.exists():
+        return None
+    from submitit.core.utils import pickle_load
+
+    outcome, value = pickle_load(path)
+    return float(value) if outcome == "success" else None  # a failure: job.result() says why
 
 
 def _executor(settings: ServiceSettings, folder: Path):

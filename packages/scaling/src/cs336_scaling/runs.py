@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cs336_common.errors import InputError
+
 FIELDS = ("parameters", "compute_budget", "final_loss")
 
 
@@ -41,20 +43,21 @@ def default_runs_path() -> Path:
 
 
 def as_runs(records, source: str = "runs") -> Runs:
-    """Validate a list of run records (dicts) or pass a `Runs` through; one-line ValueErrors."""
+    """Validate a list of run records (dicts) or pass a `Runs` through; one-line
+    `InputError`s (ValueErrors) naming ``source``, the run and the field."""
     if isinstance(records, Runs):
         return records
     if not isinstance(records, list) or not records:
-        raise ValueError(f"{source}: expected a non-empty JSON list of runs")
+        raise InputError(f"{source}: expected a non-empty JSON list of runs")
     cols = {name: [] for name in FIELDS}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise ValueError(f"{source}: run {i} is not an object")
+            raise InputError(f"{source}: run {i} is not an object")
         for name in FIELDS:
             value = rec.get(name)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not ok or not math.isfinite(value) or value <= 0:
-                raise ValueError(
+                raise InputError(
                     f"{source}: run {i} field {name!r} must be a number > 0, got {value!r}"
                 )
             cols[name].append(float(value))
@@ -64,10 +67,16 @@ def as_runs(records, source: str = "runs") -> Runs:
 def load_runs(path: str | Path | None = None) -> Runs:
     """Read a runs JSON file (default: the shipped ``isoflops_curves.json``)."""
     path = Path(path) if path is not None else default_runs_path()
+    return as_runs(read_run_records(path), str(path))
+
+
+def read_run_records(path: str | Path | None = None) -> list:
+    """The JSON of a runs file as it is (records may carry more fields than the fits read,
+    e.g. a sweep's batch_size and learning_rate); `as_runs` validates it."""
+    path = Path(path) if path is not None else default_runs_path()
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
+        raise InputError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable JSON file ({e})") from None
-    return as_runs(records, str(path))
+        raise InputError(f"{path}: not a readable JSON file ({e})") from None

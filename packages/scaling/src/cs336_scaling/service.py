@@ -1,7 +1,8 @@
 """The HTTP service: the course's ``/loss`` contract plus asynchronous runs and a dashboard.
 
-Stdlib only (`ThreadingHTTPServer`, HTTP/1.1 keep-alive): a request is a few SQLite reads,
-so a thread per connection is plenty, and the service has no web framework to install.
+Served by `cs336_scaling.server` (asyncio, HTTP/1.1 keep-alive): a `/loss` whose run
+finished is answered on the event loop from the store's memory (`ScalingService.cached`);
+everything else runs on a worker thread (`ScalingService.handle`) and may block.
 
     GET  /loss?d_model=..&num_layers=..&num_heads=..&batch_size=..&learning_rate=..
                &train_flops=..&api_key=..     -> {"loss", "total_flops_used"} (blocks)
@@ -21,12 +22,9 @@ Errors are ``{"message": ...}`` with 422 (bad query), 401 (unknown key), 403 (bu
 from __future__ import annotations
 
 import json
-import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
 
 from cs336_scaling.runner import Runner
+from cs336_scaling.server import Request, Response
 from cs336_scaling.settings import InvalidConfig, ServiceSettings, validate_config
 from cs336_scaling.store import STATUSES, BudgetExceeded, InvalidKey, Store
 
@@ -45,6 +43,74 @@ class ScalingService:
         from cs336_scaling.dashboard import Dashboard
 
         self.dashboard = Dashboard(store, settings)
+        self._configs: dict[tuple, dict] = {}  # query fields -> validated config (memo)
+
+    # ---- HTTP ----------------------------------------------------------------------------
+
+    def cached(self, request: Request) -> Response | None:
+        """The answer to a `/loss` whose run finished (or to a bad query), without blocking;
+        None for anything else (`handle` answers it on a worker thread)."""
+        if request.method != "GET" or request.path != "/loss":
+            return None
+        params = _with_bearer(request)
+        try:
+            key = self._key(params)
+            run = self.store.lookup(key, self._config_memo(params))
+            if run is None or run["status"] != "finished":
+                return None
+            return _json({"loss": run["loss"], "total_flops_used": self.store.used(key)})
+        except ServiceError as e:
+            return _json({"message": str(e)}, e.status)
+
+    def handle(self, request: Request) -> Response:
+        params, path = _with_bearer(request), request.path
+        if request.method == "POST":
+            if path != "/runs":
+                return _json({"message": f"no such endpoint: POST {path}"}, 404)
+            try:
+                body = json.loads(request.body) if request.body.strip() else {}
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                body = None
+            if not isinstance(body, dict):
+                return _json({"message": "the request body must be a JSON object"}, 422)
+            return self._answer(lambda: self.submit({**params, **body}), 202)
+        routes = {
+            "/loss": self.loss,
+            "/total_flops_used": self.total_flops_used,
+            "/previous_runs": self.previous_runs,
+            "/runs": self.runs,
+            "/budget": self.budget,
+            "/settings": self.public_settings,
+            "/health": lambda _: {"ok": True},
+        }
+        if path in routes:
+            return self._answer(lambda: routes[path](params))
+        if path.startswith("/runs/"):
+            return self._answer(lambda: self.run(path.removeprefix("/runs/"), params))
+        if path == "/":
+            page = self.dashboard.html(params.get("api_key")).encode()
+            return Response(200, page, "text/html; charset=utf-8")
+        if path == "/dashboard/isoflops.png":
+            return Response(200, self.dashboard.png(), "image/png")
+        return _json({"message": f"no such endpoint: {path}"}, 404)
+
+    def _config_memo(self, params: dict) -> dict:
+        """`validate_config` of a query seen before, from memory (clients repeat queries)."""
+        fields = tuple(params.items())
+        config = self._configs.get(fields)
+        if config is None:
+            config = _config(params, self.settings)
+            if len(self._configs) >= 4096:
+                self._configs.clear()
+            self._configs[fields] = config
+        return config
+
+    @staticmethod
+    def _answer(fn, status: int = 200) -> Response:
+        try:
+            return _json(fn(), status)
+        except ServiceError as e:
+            return _json({"message": str(e)}, e.status)
 
     # ---- the course's contract ---------------------------------------------------------
 
@@ -149,89 +215,14 @@ def _public(run: dict, brief: bool = False) -> dict:
     return {k: v for k, v in run.items() if k != "api_key"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
-    # headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK hold the body back ~40 ms
-    disable_nagle_algorithm = True
-    service: ScalingService  # set on the subclass `make_server` builds
-
-    def do_GET(self):
-        url = urlsplit(self.path)
-        params = dict(parse_qsl(url.query))
-        self._bearer(params)
-        path = url.path.rstrip("/") or "/"
-        svc = self.service
-        routes = {
-            "/loss": svc.loss,
-            "/total_flops_used": svc.total_flops_used,
-            "/previous_runs": svc.previous_runs,
-            "/runs": svc.runs,
-            "/budget": svc.budget,
-            "/settings": svc.public_settings,
-        }
-        if path in routes:
-            return self._answer(lambda: routes[path](params))
-        if path.startswith("/runs/"):
-            return self._answer(lambda: svc.run(path.removeprefix("/runs/"), params))
-        if path == "/":
-            return self._send(
-                200, svc.dashboard.html(params.get("api_key")).encode(), "text/html; charset=utf-8"
-            )
-        if path == "/dashboard/isoflops.png":
-            return self._send(200, svc.dashboard.png(), "image/png")
-        if path == "/health":
-            return self._answer(lambda: {"ok": True})
-        self._error(404, f"no such endpoint: {path}")
-
-    def do_POST(self):
-        url = urlsplit(self.path)
-        params = dict(parse_qsl(url.query))
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self._bearer(params)
-        if url.path.rstrip("/") != "/runs":
-            return self._error(404, f"no such endpoint: POST {url.path}")
-        try:
-            params.update(json.loads(body) if body.strip() else {})
-        except (json.JSONDecodeError, TypeError, ValueError):
-            return self._error(422, "the request body must be a JSON object")
-        self._answer(lambda: self.service.submit(params), status=202)
-
-    def _bearer(self, params: dict) -> None:
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and "api_key" not in params:
-            params["api_key"] = auth.removeprefix("Bearer ").strip()
-
-    def _answer(self, fn, status: int = 200) -> None:
-        try:
-            result = fn()
-        except ServiceError as e:
-            return self._error(e.status, str(e))
-        self._send(status, json.dumps(result).encode(), "application/json")
-
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, json.dumps({"message": message}).encode(), "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):  # quiet: one line per request is noise here
-        pass
+def _with_bearer(request: Request) -> dict:
+    """The query's fields, with the key of an ``Authorization: Bearer`` header if the query
+    has none."""
+    auth = request.headers.get("authorization", "")
+    if auth.startswith("Bearer ") and "api_key" not in request.params:
+        return {**request.params, "api_key": auth.removeprefix("Bearer ").strip()}
+    return request.params
 
 
-def make_server(service: ScalingService, host: str, port: int) -> ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"service": service})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
-
-
-def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
-    return thread
+def _json(value, status: int = 200) -> Response:
+    return Response(status, json.dumps(value).encode())

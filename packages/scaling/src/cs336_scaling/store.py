@@ -3,6 +3,12 @@
 Every check-and-charge happens inside one ``BEGIN IMMEDIATE`` transaction, so concurrent
 requests (threads or processes) can neither overspend a budget nor queue one
 configuration twice for a key.
+
+A cached answer must not cost a SQLite query (the service's latency goal), so the store
+keeps in memory what cannot change or what only its own writes change: known keys (keys
+are never deleted or edited), finished runs (immutable), and each key's FLOPs used, valid
+until the next write of this store (a generation counter; the server holds the state
+folder's lock, so no other process writes runs).
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._db().executescript(SCHEMA)
+        self._keys: dict[str, dict] = {}  # api_key -> its row
+        self._finished: dict[tuple[str, str], dict] = {}  # (api_key, config) -> finished run
+        self._used: dict[str, tuple[int, float]] = {}  # api_key -> (generation, FLOPs used)
+        self._generation = 0  # bumped after every write transaction commits
 
     # One connection per thread; autocommit mode, explicit transactions.
     def _db(self) -> sqlite3.Connection:
@@ -76,8 +86,8 @@ class Store:
         return db
 
     class _Tx:
-        def __init__(self, db):
-            self.db = db
+        def __init__(self, store: Store):
+            self.store, self.db = store, store._db()
 
         def __enter__(self):
             self.db.execute("BEGIN IMMEDIATE")
@@ -85,9 +95,11 @@ class Store:
 
         def __exit__(self, exc_type, *_):
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            self.store._generation += 1  # after the commit: a reader that saw older data
+            # tagged its cached value with an older generation, so it is never used
 
     def _tx(self):
-        return self._Tx(self._db())
+        return self._Tx(self)
 
     # ---- keys --------------------------------------------------------------------------
 
@@ -101,15 +113,27 @@ class Store:
         rows = self._db().execute("SELECT * FROM keys ORDER BY created").fetchall()
         return [dict(r) | {"used": self.used(r["api_key"])} for r in rows]
 
-    def check_key(self, key: str | None) -> sqlite3.Row:
-        row = self._db().execute("SELECT * FROM keys WHERE api_key = ?", (key or "",)).fetchone()
-        if row is None:
-            raise InvalidKey(f"Invalid API key provided: {key}")
+    def check_key(self, key: str | None) -> dict:
+        row = self._keys.get(key)
+        if row is None:  # unknown here; maybe created since by `keys create`
+            found = self._db().execute("SELECT * FROM keys WHERE api_key = ?", (key or "",))
+            found = found.fetchone()
+            if found is None:
+                raise InvalidKey(f"Invalid API key provided: {key}")
+            row = self._keys[key] = dict(found)
         return row
 
     def used(self, key: str, db=None) -> float:
+        if db is None:
+            generation, cached = self._used.get(key, (-1, 0.0))
+            if generation == self._generation:
+                return cached
+            generation = self._generation  # read before the query (see _Tx.__exit__)
         q = "SELECT COALESCE(SUM(train_flops), 0) FROM runs WHERE api_key = ? AND status != 'failed'"
-        return float((db or self._db()).execute(q, (key,)).fetchone()[0])
+        used = float((db or self._db()).execute(q, (key,)).fetchone()[0])
+        if db is None:
+            self._used[key] = (generation, used)
+        return used
 
     def budget(self, key: str, default: float) -> dict:
         row = self.check_key(key)
@@ -158,15 +182,21 @@ class Store:
             return _run(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()), True
 
     def lookup(self, key: str, config: dict) -> dict | None:
-        """The key's run of this configuration, read-only (the cheap path of a cache hit)."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT * FROM runs WHERE api_key = ? AND config = ?", (key, canonical(config))
+        """The key's run of this configuration, read-only (the cheap path of a cache hit:
+        a finished run is answered from memory)."""
+        text = canonical(config)
+        run = self._finished.get((key, text))
+        if run is None:
+            row = self._db().execute(
+                "SELECT * FROM runs WHERE api_key = ? AND config = ?", (key, text)
             )
-            .fetchone()
-        )
-        return None if row is None else _run(row)
+            row = row.fetchone()
+            if row is None:
+                return None
+            run = _run(row)
+            if run["status"] == "finished":
+                self._finished[(key, text)] = run
+        return run
 
     def get(self, run_id: int, key: str | None = None) -> dict | None:
         row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

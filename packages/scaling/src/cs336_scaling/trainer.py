@@ -61,13 +61,22 @@ def train_run(config: dict, settings: dict, device: str | None = None, on_log=No
         ),
         lr_schedule=lambda step: get_lr_cosine_schedule(step, lr, lr / 10, 0, steps),
         evaluate=lambda m: held_out_loss(m, val, ctx, batch, settings["eval_tokens"], dev),
-        on_log=on_log,
+        on_log=on_log or (lambda row: _print_row(row, steps)),
     )
     result = loop.run()
     loss = result.val_loss
     if loss is None or not math.isfinite(loss):
         raise RuntimeError(f"training ended with a non-finite loss ({loss})")
     return float(loss)
+
+
+def _print_row(row: dict, steps: int) -> None:
+    """Progress in the job's log (submitit keeps a run's stdout in its jobs/ folder)."""
+    print(
+        f"step {row['step']}/{steps}  loss {row['train_loss']:.4f}  "
+        f"{row['tokens_per_s']:,.0f} tok/s  {row['wall_time_s']:.1f} s",
+        flush=True,
+    )
 
 
 def held_out_loss(

@@ -19,10 +19,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 
-def broadcast_module(module: nn.Module, src: int = 0) -> None:
-    """Copy rank ``src``'s parameters and buffers into every rank's ``module`` (in place)."""
+def broadcast_module(module: nn.Module, src: int = 0, group: dist.ProcessGroup | None = None):
+    """Copy rank ``src``'s (a global rank) parameters and buffers into every rank's
+    ``module`` (in place), over ``group`` (default: the whole world)."""
     for t in [*module.parameters(), *module.buffers()]:
-        dist.broadcast(t.data, src=src)
+        dist.broadcast(t.data, src=src, group=group)
 
 
 def on_grad_ready(params: Iterable[Tensor], callback: Callable[[Tensor], None]) -> None:
@@ -47,14 +48,18 @@ class _OverlappedDDP(nn.Module):
     rank 0's weights, and call `_grad_ready(p)` as each trainable gradient is accumulated
     (outside `no_sync`; the hooks hold the wrapper weakly). Subclasses implement
     `_grad_ready` and ``finish_gradient_synchronization``, and build their own state
-    after ``super().__init__`` (no hook can fire before a backward)."""
+    after ``super().__init__`` (no hook can fire before a backward). ``group``: the
+    process group to average over (default: the whole world); its first rank's weights
+    win."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, group: dist.ProcessGroup | None = None):
         super().__init__()
         self.module = module
-        self._world = dist.get_world_size()
+        self._group = group
+        self._world = dist.get_world_size(group)
+        self._root = 0 if group is None else dist.get_global_rank(group, 0)
         self._sync = True
-        broadcast_module(module)
+        broadcast_module(module, self._root, group)
         on_grad_ready(self._trainable(), self._on_grad_ready)
 
     def _trainable(self) -> list[nn.Parameter]:

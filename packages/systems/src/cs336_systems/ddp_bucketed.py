@@ -14,18 +14,28 @@ its last gradient arrives, while backward goes on with the layers below.
         model.finish_gradient_synchronization()
         optimizer.step()
 
-A bucket holds one dtype and device. Once synced, ``p.grad`` is a view of the bucket
-(PyTorch DDP's ``gradient_as_bucket_view``): no copy back, one copy of the gradients in
-memory. If the optimizer keeps the gradients (``zero_grad(set_to_none=False)``),
-autograd accumulates straight into the bucket and the hook copies nothing; if it drops
-them, the hook copies the fresh gradient in, divided by the world size on the way.
+This is what PyTorch DDP's reducer does with ``gradient_as_bucket_view=True``, with the
+per-gradient work kept to one kernel and a few dictionary operations (it runs on the
+thread that drives backward):
 
-Like PyTorch DDP, the buckets are rebuilt once, after the first synced step, in the
-order the gradients actually arrived (rank 0's order, so every rank agrees): a bucket
-then never waits for a gradient that backward produces much later than its others.
-A bucket whose parameters did not all get a gradient (unused in this step) is
-all-reduced in `finish_gradient_synchronization`, with zeros in the missing slots;
-those parameters keep ``grad=None``.
+- ``p.grad`` becomes a view of its bucket: no copy back, one copy of the gradients in
+  memory. If the optimizer keeps the gradients (``zero_grad(set_to_none=False)``),
+  autograd accumulates straight into the bucket and nothing is copied; if it drops
+  them, the fresh gradient is copied in (one kernel) and autograd's tensor is freed.
+- The 1/world scaling costs no extra pass: on NCCL the all-reduce averages
+  (``ReduceOp.AVG``, which multiplies by 1/world before summing, so 16-bit sums cannot
+  overflow); gloo has no AVG, so there the copy multiplies on the way in.
+- Buckets are launched in bucket order (a bucket that completes early waits for the
+  ones before it), so every rank issues its collectives in the same order, as NCCL
+  requires; the handles are waited for once, in `finish_gradient_synchronization`.
+
+A bucket holds one dtype and device. Like PyTorch DDP, the buckets are rebuilt once,
+after the first synced step, in the order the gradients actually arrived (rank 0's
+order, so every rank agrees): buckets then complete in launch order and none waits for
+a gradient that backward produces much later than its others. A bucket whose parameters
+did not all get a gradient (unused in this step) is all-reduced in
+`finish_gradient_synchronization`, with zeros in the missing slots; those parameters
+keep ``grad=None``.
 """
 
 from __future__ import annotations
@@ -52,12 +62,21 @@ class _Bucket:
 
 
 class DDPBucketed(_OverlappedDDP):
-    def __init__(self, module: nn.Module, bucket_size_mb: float | None):
+    def __init__(
+        self,
+        module: nn.Module,
+        bucket_size_mb: float | None,
+        *,
+        process_group: dist.ProcessGroup | None = None,
+    ):
         if bucket_size_mb is not None and not bucket_size_mb > 0:
             raise ValueError(f"bucket_size_mb must be positive or None, got {bucket_size_mb!r}")
-        super().__init__(module)
+        super().__init__(module, process_group)
         self._cap = float("inf") if bucket_size_mb is None else bucket_size_mb * _MIB
-        self._scale = 1.0 / self._world
+        averages = dist.get_backend(process_group) == "nccl"
+        self._op = dist.ReduceOp.AVG if averages else dist.ReduceOp.SUM
+        self._scale = 1.0 if averages else 1.0 / self._world  # applied on the way in
+        self._launched = 0  # buckets launched this step: always a prefix of self.buckets
         self._arrivals: list[nn.Parameter] | None = []  # None once the buckets are rebuilt
         self._build(self._trainable()[::-1])
 
@@ -70,30 +89,48 @@ class DDPBucketed(_OverlappedDDP):
         for b in self.buckets:
             b.ready.clear()
             b.work = None
+        self._launched = 0
 
     def _grad_ready(self, p: Tensor) -> None:
         bucket, i = self._slot[p]
-        slot = bucket.slots[i]
-        if p.grad is slot:  # autograd accumulated into the bucket itself
+        slot, grad = bucket.slots[i], p.grad
+        if grad is not slot:  # a fresh gradient: copy it in (scaled on gloo) and free it
+            if self._scale == 1.0:
+                slot.copy_(grad)
+            else:
+                torch.mul(grad, self._scale, out=slot)
+            p.grad = slot
+        elif self._scale != 1.0:  # autograd accumulated into the bucket itself
             slot.mul_(self._scale)
-        else:  # copy in pre-divided (a sum of 16-bit gradients could overflow)
-            torch.mul(p.grad, self._scale, out=slot)
-            p.grad = slot  # and autograd's own tensor is freed now
         bucket.ready.add(i)
         if self._arrivals is not None:
             self._arrivals.append(p)
         if len(bucket.ready) == len(bucket.params):
-            bucket.work = dist.all_reduce(bucket.flat, async_op=True)
+            self._launch_complete()
+
+    def _launch_complete(self) -> None:
+        """Launch the complete buckets at the head of the queue, in bucket order."""
+        while self._launched < len(self.buckets):
+            b = self.buckets[self._launched]
+            if len(b.ready) < len(b.params):
+                return
+            self._launch(b)
+
+    def _launch(self, b: _Bucket) -> None:
+        b.work = dist.all_reduce(b.flat, op=self._op, group=self._group, async_op=True)
+        self._launched += 1
 
     def finish_gradient_synchronization(self) -> None:
         """Launch the buckets left incomplete by unused parameters (zeros in their
-        slots) and wait for every all-reduce: each ``p.grad``, a view of its bucket,
-        then holds the rank mean."""
-        for b in self.buckets:
-            if b.work is None and b.ready:
-                for i in set(range(len(b.params))) - b.ready:
-                    b.slots[i].zero_()
-                b.work = dist.all_reduce(b.flat, async_op=True)
+        slots), in order, and wait for every all-reduce: each ``p.grad``, a view of its
+        bucket, then holds the rank mean."""
+        for b in self.buckets[self._launched :]:
+            if not b.ready:  # no gradient at all (the same on every rank): skipped
+                self._launched += 1
+                continue
+            for i in set(range(len(b.params))) - b.ready:
+                b.slots[i].zero_()
+            self._launch(b)
         for b in self.buckets:
             if b.work is not None:
                 b.work.wait()
@@ -109,7 +146,7 @@ class DDPBucketed(_OverlappedDDP):
         self._arrivals = None
         seen = set(arrived)
         order = [arrived + [i for i in reversed(range(len(index))) if i not in seen]]
-        dist.broadcast_object_list(order, src=0)
+        dist.broadcast_object_list(order, src=self._root, group=self._group)
         params = list(index)
         old_grads = {p: p.grad for p in params}
         self._build([params[i] for i in order[0]])

@@ -33,4 +33,5 @@ def gradient_clipping(
     scale = (max_l2_norm / (total + eps)).clamp(max=1.0)
     for device, grads in by_device.items():
         torch._foreach_mul_(grads, scale.to(device))
-    return total
+    # DTensor gradients (FSDP2's fully_shard) give a DTensor norm: hand back a plain one
+    return total.full_tensor() if hasattr(total, "full_tensor") else total

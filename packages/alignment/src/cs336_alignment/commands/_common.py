@@ -22,7 +22,8 @@ def add_policy_args(p: argparse.ArgumentParser, data_help: str, eval_data: bool 
                        "prompt+ground_truth); default: generated arithmetic problems")  # fmt: skip
         p.add_argument("--eval-limit", type=positive_int, default=256, help="held-out examples")
     p.add_argument("--generator", choices=GENERATORS, default=None,
-                   help="rollout sampler (default: engine for our models, hf for HF ones)")  # fmt: skip
+                   help="rollout sampler (default: engine for our models, hf for HF ones; "
+                   "vllm: HF models, needs the cs336-alignment[vllm] extra and a GPU)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
 

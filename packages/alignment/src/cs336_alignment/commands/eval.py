@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", choices=PROMPT_NAMES, help="prompt template (task default)")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N examples")
     p.add_argument("--generator", choices=GENERATORS, default=None,
-                   help="sampler: engine (ours, default for our models), hf, vllm")  # fmt: skip
+                   help="sampler: engine (ours, default for our models), hf, vllm (HF models; "
+                   "needs the cs336-alignment[vllm] extra and a GPU)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=64, help="prompts per call")
     p.add_argument("--max-new-tokens", type=positive_int, default=512)
     p.add_argument("--temperature", type=non_negative_float, default=0.0,

@@ -12,23 +12,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cs336_scaling.commands._common import add_runs_argument, check_out_dir, load_runs_or_exit
+from cs336_common.cli import non_negative_int, positive_float
+from cs336_scaling.commands._common import (
+    add_runs_argument,
+    check_out_dir,
+    fit_error,
+    interval_level,
+)
 
 
 def add_arguments(parser):
     add_runs_argument(parser)
     parser.add_argument(
         "--bootstrap",
-        type=int,
+        type=non_negative_int,
         default=100,
         metavar="B",
         help="bootstrap resamples for the intervals; 0 for none (default: 100)",
     )
-    parser.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
+    parser.add_argument(
+        "--level", type=interval_level, default=0.95, help="interval level (default: 0.95)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument(
         "--targets",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=[1e23, 1e24],
         metavar="FLOPS",
@@ -45,18 +53,14 @@ def add_arguments(parser):
 
 
 def run(args):
-    if args.bootstrap < 0:
-        raise SystemExit(f"--bootstrap must be >= 0, got {args.bootstrap}")
-    if not 0 < args.level < 1:
-        raise SystemExit(f"--level must be in (0, 1), got {args.level}")
-    if any(not c > 0 for c in args.targets):
-        raise SystemExit(f"--targets must be > 0, got {args.targets}")
     if args.plot is not None:
         check_out_dir(args.plot.parent)
-    runs = load_runs_or_exit(args.runs)
     from tqdm import tqdm
 
     from cs336_scaling.parametric import fit_chinchilla
+    from cs336_scaling.runs import load_runs
+
+    runs = load_runs(args.runs)
 
     try:
         fit = fit_chinchilla(
@@ -67,7 +71,7 @@ def run(args):
             progress=lambda it: tqdm(it, desc="bootstrap", disable=args.json or None, leave=False),
         )
     except ValueError as e:
-        raise SystemExit(f"{args.runs or 'runs'}: {e}") from None
+        raise fit_error(args.runs, e) from None
     report = fit_report(fit, args.targets)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cs336_scaling.commands._common import add_runs_argument, check_out_dir, load_runs_or_exit
+from cs336_common.cli import positive_float
+from cs336_scaling.commands._common import add_runs_argument, check_out_dir, fit_error
 
 
 def add_arguments(parser):
@@ -29,7 +30,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--targets",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=[1e23, 1e24],
         metavar="FLOPS",
@@ -52,20 +53,19 @@ def add_arguments(parser):
 
 
 def run(args):
-    for c in args.targets:
-        if not c > 0:
-            raise SystemExit(f"--targets must be > 0, got {c}")
     if not args.no_plots:
         check_out_dir(args.out_dir)
-    runs = load_runs_or_exit(args.runs)
     import numpy as np
 
     from cs336_scaling.isoflops import fit_isoflops
+    from cs336_scaling.runs import load_runs
+
+    runs = load_runs(args.runs)
 
     try:
         fit = fit_isoflops(runs, args.method, min_runs=args.min_runs)
     except ValueError as e:
-        raise SystemExit(f"{args.runs or 'runs'}: {e}") from None
+        raise fit_error(args.runs, e) from None
     predictions = {
         f"{c:.0e}": dict(zip(("N_opt", "D_opt"), fit.predict(c), strict=True)) for c in args.targets
     }

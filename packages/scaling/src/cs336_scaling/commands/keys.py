@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from cs336_common.cli import positive_float
 from cs336_scaling.commands._common import add_state_dir, open_state
 
 
@@ -18,7 +19,7 @@ def add_arguments(parser):
     create.add_argument("name", help="who the key is for (shown on the dashboard)")
     create.add_argument(
         "--budget",
-        type=float,
+        type=positive_float,
         default=None,
         help="FLOPs this key may spend (default: the server's budget, 2e18)",
     )
@@ -26,8 +27,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    if args.action == "create" and args.budget is not None and not args.budget > 0:
-        raise SystemExit(f"--budget must be > 0, got {args.budget}")
     lock, store = open_state(args.state_dir, exclusive=False)
     with lock:
         if args.action == "create":

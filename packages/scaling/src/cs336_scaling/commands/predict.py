@@ -12,16 +12,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cs336_scaling.commands._common import add_runs_argument, check_out_dir, load_runs_or_exit
+from cs336_common.cli import non_negative_int, positive_float
+from cs336_scaling.commands._common import (
+    add_runs_argument,
+    check_out_dir,
+    fit_error,
+    interval_level,
+)
 
 
 def add_arguments(parser):
     add_runs_argument(parser)
-    parser.add_argument("--target-flops", type=float, default=1e19, help="(default: 1e19)")
+    parser.add_argument("--target-flops", type=positive_float, default=1e19, help="(default: 1e19)")
     parser.add_argument(
-        "--bootstrap", type=int, default=100, help="resamples for the interval (default: 100)"
+        "--bootstrap",
+        type=non_negative_int,
+        default=100,
+        help="resamples for the interval (default: 100)",
     )
-    parser.add_argument("--level", type=float, default=0.95, help="interval level (default: 0.95)")
+    parser.add_argument(
+        "--level", type=interval_level, default=0.95, help="interval level (default: 0.95)"
+    )
     parser.add_argument(
         "--out-dir",
         type=Path,
@@ -32,20 +43,20 @@ def add_arguments(parser):
 
 
 def run(args):
-    if not args.target_flops > 0 or args.bootstrap < 0 or not 0 < args.level < 1:
-        raise SystemExit("--target-flops must be > 0, --bootstrap >= 0, --level in (0, 1)")
     check_out_dir(args.out_dir)
-    runs = load_runs_or_exit(args.runs)
-    records = json.loads(args.runs.read_text()) if args.runs else []
     from cs336_scaling.isoflops import fit_isoflops
     from cs336_scaling.parametric import fit_chinchilla
     from cs336_scaling.planner import closest_shape, shapes
+    from cs336_scaling.runs import as_runs, default_runs_path, read_run_records
+
+    records = read_run_records(args.runs)  # read once: the fits and the training settings
+    runs = as_runs(records, str(args.runs or default_runs_path()))
 
     try:
         iso = fit_isoflops(runs, "parabola", min_runs=3)
         law = fit_chinchilla(runs, bootstrap=args.bootstrap, level=args.level)
     except ValueError as e:
-        raise SystemExit(f"{args.runs or 'runs'}: {e}") from None
+        raise fit_error(args.runs, e) from None
     c = args.target_flops
     n_opt, d_opt = iso.predict(c)
     # Shapes beyond the service's ranges: the target is an extrapolation by design.

@@ -16,11 +16,10 @@ Example:
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
+import socket
 from pathlib import Path
 
+from cs336_common.errors import UserError
 from cs336_scaling.commands._common import add_state_dir, open_state
 
 
@@ -67,19 +66,21 @@ def add_arguments(parser):
 def run(args):
     settings = _settings(args)
     if settings.token_file is not None and not Path(settings.token_file).is_file():
-        raise SystemExit(f"--token-file {settings.token_file}: file not found")
+        raise UserError(f"--token-file {settings.token_file}: file not found")
     lock, store = open_state(args.state_dir, exclusive=True)
     from cs336_scaling.runner import DIED, Runner
-    from cs336_scaling.service import ScalingService, make_server
+    from cs336_scaling.server import serve
+    from cs336_scaling.service import ScalingService
 
+    try:
+        sock = socket.create_server((args.host, args.port))
+    except OSError as e:
+        lock.close()
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     died = store.fail_running(DIED)
     runner = Runner(store, settings, args.state_dir / "jobs")
-    try:
-        server = make_server(ScalingService(store, runner, settings), args.host, args.port)
-    except OSError as e:
-        raise SystemExit(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     runner.start()
-    host, port = server.server_address[:2]
+    host, port = sock.getsockname()[:2]
     print(
         f"cs336-scaling service on http://{host}:{port}/ (state: {args.state_dir}; "
         f"{len(store.list_keys())} keys, {len(store.runs())} runs"
@@ -87,18 +88,9 @@ def run(args):
         + ")",
         flush=True,
     )
-
-    def stop(signum, frame):
-        del frame
-        print(f"stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     try:
-        server.serve_forever()
+        serve(ScalingService(store, runner, settings), sock, on_stop=runner.shutdown)
     finally:
-        server.server_close()
         runner.shutdown()
         lock.close()
     return 0
@@ -116,7 +108,7 @@ def _settings(args):
         for item in args.slurm:
             key, sep, value = item.partition("=")
             if not sep:
-                raise SystemExit(f"--slurm {item!r}: expected KEY=VALUE")
+                raise UserError(f"--slurm {item!r}: expected KEY=VALUE")
             slurm[key] = int(value) if value.isdigit() else value
         overrides["slurm"] = slurm
     try:
@@ -124,4 +116,4 @@ def _settings(args):
             return ServiceSettings.from_file(args.settings, **overrides)
         return ServiceSettings.from_dict(overrides, "options")
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise UserError(str(e)) from None

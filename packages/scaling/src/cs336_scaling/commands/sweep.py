@@ -18,7 +18,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from cs336_common.cli import positive_float, positive_int
+from cs336_common.errors import InputError, UsageError, UserError
 from cs336_scaling.commands._common import check_out_dir
+
+SETTINGS_FIELDS = ("d_model", "num_layers", "num_heads", "batch_size", "train_flops")
 
 
 def add_arguments(parser):
@@ -40,15 +44,19 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--total-budget",
-        type=float,
+        type=positive_float,
         required=True,
         metavar="FLOPS",
         help="the most FLOPs the sweep may spend; the largest budgets are dropped first",
     )
-    parser.add_argument("--points", type=int, default=6, help="model sizes per budget (default: 6)")
+    parser.add_argument(
+        "--points", type=positive_int, default=6, help="model sizes per budget (default: 6)"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="(default: 1e-3)")
-    parser.add_argument("--parallel", type=int, default=4, help="queries in flight (default: 4)")
+    parser.add_argument(
+        "--parallel", type=positive_int, default=4, help="queries in flight (default: 4)"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("sweep.json"), help="results JSON (default: sweep.json)"
     )
@@ -56,14 +64,17 @@ def add_arguments(parser):
 
 
 def run(args):
+    if not args.dry_run and not args.api_key:
+        raise UsageError("--api-key is required (or set CS336_SCALING_API_KEY)")
+    check_out_dir(args.out.parent)
+    with _lock(args.out):
+        return _sweep(args)
+
+
+def _sweep(args):
     from cs336_scaling.client import ScalingClient, ScalingServiceError
     from cs336_scaling.settings import non_embedding_params
 
-    if args.points < 1 or args.parallel < 1:
-        raise SystemExit("--points and --parallel must be >= 1")
-    if not args.dry_run and not args.api_key:
-        raise SystemExit("--api-key is required (or set CS336_SCALING_API_KEY)")
-    check_out_dir(args.out.parent)
     done = _load(args.out)
     client = ScalingClient(args.url, args.api_key or "")
     settings = _service_settings(client)
@@ -109,6 +120,9 @@ def run(args):
                 "final_loss": loss,
                 **config,
             }
+            # the whole list, atomically: --out stays a runs JSON that isoflops, fit and
+            # predict read at any moment, and an answer takes seconds to minutes of
+            # training, so rewriting a few hundred records each time costs nothing
             write_text_atomic(args.out, json.dumps(list(done.values()), indent=1))
 
     pool = ThreadPoolExecutor(args.parallel)
@@ -134,11 +148,11 @@ def plan_sweep(args, settings: dict, done: dict):
 
     for b in args.budgets:
         if b not in settings["train_flops"]:
-            raise SystemExit(
+            raise UserError(
                 f"--budgets: {b:g} is not on the service's FLOPs grid {settings['train_flops']}"
             )
     if args.batch_size not in settings["batch_size"]:
-        raise SystemExit(
+        raise UserError(
             f"--batch-size must be one of {settings['batch_size']}, got {args.batch_size}"
         )
     candidates = shapes(settings["d_model"], settings["num_layers"], settings["num_heads"])
@@ -162,16 +176,49 @@ def plan_sweep(args, settings: dict, done: dict):
 
 
 def _service_settings(client) -> dict:
-    """The service's ranges (`GET /settings`), or the course's when it has no such page."""
+    """The service's ranges (`GET /settings`), or the course's when it has no such page
+    (the course's server has none)."""
+    import urllib.error
     import urllib.request
 
     from cs336_scaling.settings import ServiceSettings
 
+    url = f"{client.base_url}/settings"
     try:
-        with urllib.request.urlopen(f"{client.base_url}/settings", timeout=10) as resp:
-            return json.loads(resp.read())
-    except Exception:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise UserError(f"{url}: HTTP {e.code} {e.reason}") from None
+        print(f"{url}: no settings page; planning with the course's ranges")
         return ServiceSettings().to_dict()
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"cannot reach {client.base_url}: {getattr(e, 'reason', e)}") from None
+    try:
+        settings = json.loads(body)
+        ServiceSettings.from_dict(
+            {k: settings[k] for k in (*SETTINGS_FIELDS, "context_length")}, url
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+        raise UserError(f"{url}: not a settings JSON object ({e})") from None
+    except KeyError as e:
+        raise UserError(f"{url}: the settings lack the field {e}") from None
+    except ValueError as e:  # ServiceSettings names the field at fault
+        raise UserError(str(e)) from None
+    return settings
+
+
+def _lock(path: Path):
+    """One sweep at a time writes ``path`` (two would each drop the other's answers)."""
+    import fcntl
+
+    lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 -- held while sweeping
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UserError(f"--out {path}: another sweep is writing it") from None
+    return lock
 
 
 def _key(config: dict) -> str:
@@ -187,6 +234,6 @@ def _load(path: Path) -> dict:
         records = json.loads(path.read_text(encoding="utf-8"))
         return {_key(r): r for r in records}
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise SystemExit(
+        raise InputError(
             f"--out {path}: not a sweep results file ({e}); move it away or pick another"
         ) from None

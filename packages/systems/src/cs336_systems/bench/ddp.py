@@ -4,14 +4,18 @@ measurement).
 Variants: ``naive`` (blocking all-reduce per gradient after backward), ``flat`` (one
 all-reduce of all gradients), ``individual`` (`DDPIndividualParameters`), ``bucketed``
 (`DDPBucketed`, ``--bucket-mb``), ``torch`` (`torch.nn.parallel.DistributedDataParallel`
-at its best settings: same bucket size, ``gradient_as_bucket_view=True``), ``sharded``
-(bucketed + `ShardedOptimizer`), ``fsdp`` (`FullyShardedDataParallel`), ``torch-fsdp``
-(PyTorch's FSDP2 ``fully_shard`` on every block, then the root; NCCL only). All train
-with fused AdamW on ``--batch-size`` random sequences per rank. A ``compute`` row runs
-the same step with no communication at all; each variant's ``comm_ms`` is its step time
-minus that, i.e. the communication it fails to hide. ``sync_ms`` is the time spent in
-the explicit gradient sync after backward and ``opt_ms`` the optimizer step (which
-includes the sharded optimizer's all-gathers).
+at its best settings: same bucket size, ``gradient_as_bucket_view=True``),
+``torch-default`` (the same at PyTorch's default ``gradient_as_bucket_view=False``),
+``sharded`` (bucketed + `ShardedOptimizer`), ``fsdp`` (`FullyShardedDataParallel`),
+``torch-fsdp`` (PyTorch's FSDP2 ``fully_shard`` on every block, then the root; NCCL
+only). All train with fused AdamW on ``--batch-size`` random sequences per rank. A
+``compute`` row runs the same step with no communication at all; each variant's
+``comm_ms`` is its step time minus that, i.e. the communication it fails to hide.
+``sync_ms`` is the time spent in the explicit gradient sync after backward and
+``opt_ms`` the optimizer step (which includes the sharded optimizer's all-gathers).
+``host_ms`` is the time the host took to issue forward and backward (gradient hooks
+included) before waiting for the device: close to ``fwd_bwd_ms``, the step is bound by
+the host; well below it, by the GPU.
 
 Drift between runs (clocks, the host) is larger than some differences between variants,
 so the variants are interleaved: ``--rounds`` rounds each build and time every variant
@@ -19,11 +23,12 @@ once, in an order rotated by one each round. A round's time is the mean over ``-
 steps after ``--warmup``, from the slowest rank; the table gives the median over rounds
 with the spread (max - min) / median, and ``vs_ref`` = the median over rounds of the
 step time over that round's reference (``torch-fsdp`` for ``fsdp``, ``torch`` for the
-rest). ``loss`` is rank 0's after the last step of the last round: every communicating
-variant trains the same model on the same data, so they agree up to rounding. Memory is
-the peak allocated on the GPU (max over ranks and rounds; ``start_mem_gib`` is what was
-allocated before the variant built its model, 0 unless something leaked) and the
-optimizer state held per rank (a DTensor's local shard for FSDP2).
+rest), with its smallest and largest value (``vs_ref_min``, ``vs_ref_max``). ``loss`` is
+rank 0's after the last step of the last round: every communicating variant trains the
+same model on the same data, so they agree up to rounding. Memory is the peak allocated
+on the GPU (max over ranks and rounds; ``start_mem_gib`` is what was allocated before
+the variant built its model, 0 unless something leaked) and the optimizer state held per
+rank (a DTensor's local shard for FSDP2).
 ``ddp_bench_rounds.csv`` keeps every round.
 """
 
@@ -31,7 +36,17 @@ from __future__ import annotations
 
 import argparse
 
-VARIANTS = ("naive", "flat", "individual", "bucketed", "torch", "sharded", "fsdp", "torch-fsdp")
+VARIANTS = (
+    "naive",
+    "flat",
+    "individual",
+    "bucketed",
+    "torch",
+    "torch-default",
+    "sharded",
+    "fsdp",
+    "torch-fsdp",
+)
 
 
 NCCL_ONLY = ("torch-fsdp",)  # FSDP2 hung on gloo (CPU) in our tries
@@ -112,10 +127,10 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
     ]
     state_bytes = sum(v.numel() * v.element_size() for v in local if torch.is_tensor(v))
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
-    stats = [*times.values(), start, peak, state_bytes]
+    stats = [*times.values(), clock.host / args.steps, start, peak, state_bytes]
     stats = torch.tensor(stats, dtype=torch.float64, device=device)
     dist.all_reduce(stats, op=dist.ReduceOp.MAX)  # the slowest rank, the fullest memory
-    fwd_bwd, sync_s, opt_s, start, peak, state_bytes = stats.tolist()
+    fwd_bwd, sync_s, opt_s, host_s, start, peak, state_bytes = stats.tolist()
     del sync, opt, model, loop
     return {
         "variant": variant,
@@ -123,6 +138,7 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
         "fwd_bwd_ms": fwd_bwd * 1e3,
         "sync_ms": sync_s * 1e3,
         "opt_ms": opt_s * 1e3,
+        "host_ms": host_s * 1e3,
         "start_mem_gib": start / 2**30,
         "peak_mem_gib": peak / 2**30,
         "opt_state_gib": state_bytes / 2**30,
@@ -132,22 +148,27 @@ def _bench_variant(variant: str, args: argparse.Namespace) -> dict:
 
 class _PhaseClock:
     """`TrainLoop`'s ``on_phase`` hook: seconds per phase, summed over the steps after
-    ``warmup`` (the device is synchronised at every phase boundary)."""
+    ``warmup`` (the device is synchronised at every phase boundary), and ``host``: the
+    seconds forward+backward took to issue, before the wait for the device."""
 
     def __init__(self, device, warmup: int):
         self.device, self.warmup, self.steps = device, warmup, 0
         self.totals = {"fwd_bwd": 0.0, "sync": 0.0, "opt": 0.0}
+        self.host = 0.0
 
     def __call__(self, phase: str) -> None:
         import time
 
         from cs336_common.device import synchronize
 
+        issued = time.perf_counter()
         synchronize(self.device)
         now = time.perf_counter()
         if phase != "start" and self.steps >= self.warmup:
             key = {"forward_backward": "fwd_bwd", "sync": "sync", "optimizer": "opt"}[phase]
             self.totals[key] += now - self._last
+            if key == "fwd_bwd":
+                self.host += issued - self._last
         self.steps += phase == "optimizer"
         self._last = now
 
@@ -190,10 +211,13 @@ def _wrap(variant: str, model, args: argparse.Namespace):
             else ShardedOptimizer(model.parameters(), torch.optim.AdamW, **adamw)
         )
         return ddp, ddp.finish_gradient_synchronization, opt
-    if variant == "torch":
+    if variant in ("torch", "torch-default"):
         ids = [model.lm_head.weight.device.index] if model.lm_head.weight.is_cuda else None
         ddp = DistributedDataParallel(
-            model, device_ids=ids, bucket_cap_mb=args.bucket_mb, gradient_as_bucket_view=True
+            model,
+            device_ids=ids,
+            bucket_cap_mb=args.bucket_mb,
+            gradient_as_bucket_view=variant == "torch",
         )
         return ddp, no_sync, torch.optim.AdamW(model.parameters(), **adamw)
     if variant == "torch-fsdp":
@@ -221,6 +245,9 @@ def write_ddp_report(rounds: list[dict], args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'ddp_bench.csv'} and ddp_bench_rounds.csv")
 
 
+_PHASES = ("fwd_bwd_ms", "host_ms", "sync_ms", "opt_ms")
+
+
 def _summarize(rounds: list[dict]) -> list[dict]:
     """Per variant (in first-round order of the baseline, then the variants as asked):
     medians over rounds, the spread of the step time, and the per-round ratio to the
@@ -242,9 +269,11 @@ def _summarize(rounds: list[dict]) -> list[dict]:
                 "variant": v,
                 "step_ms": median(times),
                 "spread_pct": 100 * (max(times) - min(times)) / median(times),
-                **{k: median(r[k] for r in rs) for k in ("fwd_bwd_ms", "sync_ms", "opt_ms")},
+                **{k: median(r[k] for r in rs) for k in _PHASES},
                 "comm_ms": median(times) - compute,
                 "vs_ref": median(ratios) if ratios else float("nan"),
+                "vs_ref_min": min(ratios) if ratios else float("nan"),
+                "vs_ref_max": max(ratios) if ratios else float("nan"),
                 "ref": ref if ratios else "",
                 "start_mem_gib": max(r["start_mem_gib"] for r in rs),
                 "peak_mem_gib": max(r["peak_mem_gib"] for r in rs),

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--bucket-mb",
         type=positive_float,
         default=25.0,
-        help="MiB per bucket (bucketed, torch, sharded)",
+        help="MiB per bucket (bucketed, torch, torch-default, sharded)",
     )
     p.add_argument("--warmup", type=non_negative_int, default=3)
     p.add_argument("--steps", type=positive_int, default=5)
