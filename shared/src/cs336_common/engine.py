@@ -15,7 +15,8 @@ On CPU each step is the model's forward with that cache; the host reads every sa
 token at once and finished rows leave the batch and the cache at once. On a CUDA GPU the
 step has fixed shapes (`_StaticStep`: the prompts' cache is kept once per prompt, each
 row's generated keys/values go to preallocated slots, a Triton kernel attends over both)
-and is replayed as a CUDA graph; plain sampling is one fused kernel
+and is replayed as a CUDA graph; for a Llama-style model the step's norms, RoPE and SwiGLU
+gate are fused Triton ops (`cs336_common.nn.decode_ops`); plain sampling is one fused kernel
 (`cs336_common.fused_sampling`); the host reads the sampled tokens every `_CHECK_EVERY`
 steps while the next step runs, and the batch shrinks once half of it has finished.
 Inputs are checked once, at prefill: no decode step syncs with the host.
