@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cs336_common import Engine, TransformerLM
-from cs336_common.engine import _StaticStep
+from cs336_common.decode_step import StaticStep
 from cs336_common.nn import decode_ops as ops
 from cs336_common.nn.layers import RMSNorm
 from cs336_common.nn.rope import RotaryPositionalEmbedding
@@ -115,7 +115,7 @@ def test_static_step_fuses_only_the_llama_style_block():
     for variant, fused in (({}, True), (GPT2_STYLE, False), ({"ffn": "silu"}, False)):
         model = _model(**variant)
         cache, _ = Engine(model)._prefill([[1, 2, 3]], extra_slots=0)
-        step = _StaticStep(model, cache, torch.tensor([0]), torch.tensor([3]), 4, False)
+        step = StaticStep(model, cache, torch.tensor([0]), torch.tensor([3]), 4, False)
         assert (step.stacked is not None) == fused
 
 
@@ -126,13 +126,13 @@ def test_fused_step_with_the_triton_kernels_gives_uncached_logits(monkeypatch):
     pytest.importorskip("triton")
     from .test_engine import _model
 
-    monkeypatch.setattr(ops, "_fused", lambda x: True)  # float32 on CPU too
+    monkeypatch.setattr(ops, "INTERPRET_ON_CPU", True)  # float32 on CPU too
     model = _model().float().to(DEV)
     prompts = _prompts([5, 1, 9])
     cache, _ = Engine(model)._prefill(prompts, extra_slots=0)
     rows = [0, 2, 0, 1, 2]
     positions = torch.tensor([len(prompts[r]) for r in rows], device=DEV)
-    step = _StaticStep(model, cache, torch.tensor(rows, device=DEV), positions, 4, False)
+    step = StaticStep(model, cache, torch.tensor(rows, device=DEV), positions, 4, False)
     seqs = [list(prompts[r]) for r in rows]
     g = torch.Generator().manual_seed(0)
     for _ in range(4):
@@ -154,9 +154,9 @@ def test_fused_step_on_gpu_gives_the_models_logits(dtype):
     cache, _ = Engine(model)._prefill(prompts, extra_slots=0)
     rows = torch.tensor([0, 0, 1, 2, 2], device="cuda")
     positions = torch.tensor([len(prompts[r]) for r in rows.tolist()], device="cuda")
-    fused = _StaticStep(model, cache, rows, positions, 8, graphs=False)
-    plain = _StaticStep(model, cache, rows, positions, 8, graphs=False)
-    plain.stacked = None  # the model's own forward
+    fused = StaticStep(model, cache, rows, positions, 8, graphs=False)
+    plain = StaticStep(model, cache, rows, positions, 8, graphs=False, fused=False)
+    assert plain.stacked is None  # the model's own forward
     assert fused.stacked is not None
     g = torch.Generator("cuda").manual_seed(0)
     tol = 1e-4 if dtype == torch.float32 else 0.1  # logits of std ~0.6

@@ -1,4 +1,4 @@
-"""The engine's fixed-shape decode step (`_StaticStep`, what CUDA graphs capture): on CPU
+"""The engine's fixed-shape decode step (`StaticStep`, what CUDA graphs capture): on CPU
 without graphs against uncached forwards and the eager engine; on a GPU, graphs against
 the eager path. Seeded tiny models, float64 where tokens must match exactly."""
 
@@ -7,7 +7,7 @@ import torch
 
 from cs336_common import Engine, SamplingParams, TransformerLM
 from cs336_common import fused_sampling as fs
-from cs336_common.engine import _StaticStep
+from cs336_common.decode_step import StaticStep
 from cs336_common.nn import decode_attention as da
 
 from .test_engine import GPT2_STYLE, _greedy_uncached, _model, _prompts
@@ -15,10 +15,6 @@ from .test_engine import GPT2_STYLE, _greedy_uncached, _model, _prompts
 # rows of the 37..35-token prompts end at the context (40) within 5 tokens: half of the
 # 18 rows or more finish early, so the batch shrinks (and a GPU captures a second graph)
 LENGTHS = [5, 1, 12, 37, 36, 35]
-
-
-def _static(monkeypatch):
-    monkeypatch.setattr(Engine, "_decode_mode", lambda self: "static")
 
 
 @pytest.mark.parametrize("variant", [{}, GPT2_STYLE], ids=["rope", "gpt2-style"])
@@ -29,7 +25,7 @@ def test_static_step_gives_uncached_logits_for_samples_of_padded_prompts(variant
     cache, _ = Engine(model)._prefill(prompts, extra_slots=0)
     rows = [0, 2, 0, 1, 2]  # samples: rows share their prompt's cache
     positions = torch.tensor([len(prompts[r]) for r in rows])
-    step = _StaticStep(model, cache, torch.tensor(rows), positions, 6, graphs=False)
+    step = StaticStep(model, cache, torch.tensor(rows), positions, 6, graphs=False)
     seqs = [list(prompts[r]) for r in rows]
     g = torch.Generator().manual_seed(0)
     for n in range(6):
@@ -51,10 +47,10 @@ def test_static_engine_greedy_equals_uncached_per_row(monkeypatch, variant):
     eos = _greedy_uncached(model, prompts[0], 20)[4]
     want = [_greedy_uncached(model, p, 20, eos) for p in prompts]
     assert len(want[3]) == 3 and len(want[5]) == 5 and want[0][-1] == eos
-    _static(monkeypatch)
     sizes = []
-    monkeypatch.setattr(_StaticStep, "select_rows", _record(_StaticStep.select_rows, sizes))
-    out = Engine(model, eos_id=eos).generate(prompts, SamplingParams(20, 0.0, num_samples=3))
+    monkeypatch.setattr(StaticStep, "select_rows", _record(StaticStep.select_rows, sizes))
+    engine = Engine(model, eos_id=eos, static_step=True)
+    out = engine.generate(prompts, SamplingParams(20, 0.0, num_samples=3))
     assert [[c.ids for c in s] for s in out] == [[w] * 3 for w in want]
     # checked every 8 steps: at step 8, half or more of the 18 rows had finished
     assert sizes == [3 * sum(len(w) > 8 for w in want)] and sizes[0] <= 9
@@ -75,15 +71,14 @@ def test_cuda_graphs_on_cpu_are_refused_by_name():
     assert Engine(_model(), cuda_graphs=False).generate([[1, 2]], SamplingParams(3, 0.0))
 
 
-def test_static_engine_samples_like_the_eager_one(monkeypatch):
+def test_static_engine_samples_like_the_eager_one():
     model = _model()
     with torch.no_grad():
         model.lm_head.weight.mul_(0.1)  # flat distributions: the samples differ
     prompts = _prompts([3, 9, 1])
     params = SamplingParams(10, temperature=0.8, top_k=20, top_p=0.95, num_samples=4, seed=3)
     eager = Engine(model).generate(prompts, params)
-    _static(monkeypatch)
-    static = Engine(model).generate(prompts, params)
+    static = Engine(model, static_step=True).generate(prompts, params)
     # no row finishes early, so both draw the same noise for the same rows
     assert [[c.ids for c in s] for s in static] == [[c.ids for c in s] for s in eager]
     assert len({tuple(c.ids) for c in static[0]}) > 1

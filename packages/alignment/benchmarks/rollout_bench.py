@@ -43,7 +43,6 @@ def main() -> None:
 
     from cs336_alignment.hf_export import to_hf_model
     from cs336_common import TransformerLM
-    from cs336_common import engine as engine_module
     from cs336_common.device import synchronize
     from cs336_common.engine import Engine, SamplingParams
 
@@ -60,16 +59,11 @@ def main() -> None:
     params = SamplingParams(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples)
 
     def run_engine(cuda_graphs, fused=True):
-        engine = Engine(ours, None, device=device, cuda_graphs=cuda_graphs)
+        # fused=False: the step runs the model's forward (the engine before the fused ops)
+        engine = Engine(ours, None, device=device, cuda_graphs=cuda_graphs, fused_ops=fused)
 
         def run():
-            fusable = engine_module._fusable
-            if not fused:  # the step runs the model's forward (the engine before the ops)
-                engine_module._fusable = lambda model: False
-            try:
-                outs = engine.generate(prompts, params)
-            finally:
-                engine_module._fusable = fusable
+            outs = engine.generate(prompts, params)
             assert sum(len(c.ids) for o in outs for c in o) == n_tokens
 
         return run
