@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cs336_common.cli import non_negative_float, positive_int, probability, run_cli
+from cs336_common.cli import fraction, non_negative_float, positive_int, probability, run_cli
 from cs336_common.errors import InputError, UsageError, UserError
 
 
@@ -95,6 +95,7 @@ def test_help_prints_the_commands_and_debug(monkeypatch, capsys):
         (positive_int, {"3": 3}, ["0", "-1", "1.5", "x"]),
         (non_negative_float, {"0": 0.0, "2.5": 2.5}, ["-0.1", "nan", "inf", "x"]),
         (probability, {"1": 1.0, "0.9": 0.9}, ["0", "1.01", "nan"]),
+        (fraction, {"0": 0.0, "1": 1.0, "0.5": 0.5}, ["-0.1", "1.01", "nan", "x"]),
     ],
 )
 def test_number_types(parse, good, bad):

@@ -117,6 +117,11 @@ def probability(text: str) -> float:
     return _number(text, float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
+def fraction(text: str) -> float:
+    """A number in [0, 1], e.g. a classifier's score threshold."""
+    return _number(text, float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
 def _number(text: str, kind: type, ok, expected: str):
     try:
         value = kind(text)

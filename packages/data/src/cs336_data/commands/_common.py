@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from cs336_common.cli import non_negative_float
 from cs336_data.executor import add_executor_arguments
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1] (a probability threshold)."""
-    try:
-        value = non_negative_float(text)
-    except argparse.ArgumentTypeError:
-        value = 2.0
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
 
 
 def add_io_arguments(parser, out_help: str = "output directory for the document shards") -> None:

