@@ -97,10 +97,16 @@ def train_dpo(
     *, resume: bool = False,
 ) -> list[dict]:  # fmt: skip
     """DPO into ``out``: loss, reward margin and preference accuracy per step."""
-    from cs336_alignment.rl_common import make_optimizer, print_row, save_final, write_config
+    from cs336_alignment.rl_common import (
+        loop_config,
+        make_optimizer,
+        print_row,
+        save_final,
+        write_config,
+    )
     from cs336_alignment.run_log import RunLog
     from cs336_common.errors import InputError
-    from cs336_common.train.loop import LoopConfig, TrainLoop
+    from cs336_common.train.loop import TrainLoop
 
     micro = cfg.batch_size // cfg.gradient_accumulation_steps
     if len(pairs) < micro:
@@ -126,10 +132,7 @@ def train_dpo(
 
     loop = TrainLoop(
         policy, make_optimizer(policy, cfg.learning_rate), PairBatches(len(enc), micro, cfg.seed),
-        LoopConfig(max_steps=cfg.steps, grad_accum_steps=cfg.gradient_accumulation_steps,
-                   grad_clip=cfg.grad_clip, precision=cfg.precision, log_every=1,
-                   checkpoint_every=cfg.checkpoint_every, keep_checkpoints=2,
-                   checkpoint_dir=str(out / "checkpoints"), resume=resume),
+        loop_config(cfg, cfg.steps, out, resume),
         loss_fn=loss_fn,
     )  # fmt: skip
     log = RunLog(out, loop.start())

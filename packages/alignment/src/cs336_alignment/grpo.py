@@ -270,23 +270,13 @@ def train_grpo(
     """Run GRPO into ``out`` (see `run_log`); returns the metrics rows."""
     from cs336_alignment.generation import make_generator
     from cs336_alignment.grader import r1_zero_reward_fn
-    from cs336_alignment.rl_common import PeriodicEval, make_optimizer, save_final
+    from cs336_alignment.rl_common import PeriodicEval, loop_config, make_optimizer, save_final
     from cs336_alignment.run_log import RunLog
     from cs336_alignment.tasks import math_score
-    from cs336_common.train.loop import LoopConfig, TrainLoop
+    from cs336_common.train.loop import TrainLoop
 
     generator = generator or make_generator("engine", policy, tokenizer)
-    loop_cfg = LoopConfig(
-        max_steps=cfg.total_steps,
-        grad_accum_steps=cfg.gradient_accumulation_steps,
-        grad_clip=cfg.grad_clip,
-        precision=cfg.precision,
-        log_every=1,
-        checkpoint_every=cfg.checkpoint_every,
-        keep_checkpoints=2,
-        checkpoint_dir=str(out / "checkpoints"),
-        resume=resume,
-    )
+    loop_cfg = loop_config(cfg, cfg.total_steps, out, resume)
     log_holder: dict[str, Any] = {}
     batches = RolloutBatches(
         policy, generator, tokenizer, train_examples, reward_fn or r1_zero_reward_fn, cfg,

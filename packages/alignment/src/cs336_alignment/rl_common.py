@@ -30,6 +30,24 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0)
     return AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
 
 
+def loop_config(cfg, max_steps: int, out: Path, resume: bool):
+    """The training core's settings of an SFT, GRPO or DPO run: one log row per step, two
+    checkpoints kept in ``out/checkpoints``."""
+    from cs336_common.train.loop import LoopConfig
+
+    return LoopConfig(
+        max_steps=max_steps,
+        grad_accum_steps=cfg.gradient_accumulation_steps,
+        grad_clip=cfg.grad_clip,
+        precision=cfg.precision,
+        log_every=1,
+        checkpoint_every=cfg.checkpoint_every,
+        keep_checkpoints=2,
+        checkpoint_dir=str(out / "checkpoints"),
+        resume=resume,
+    )
+
+
 class PeriodicEval:
     """Greedy accuracy on held-out examples every ``every`` steps (and when asked). A
     sample of the generations, correct and incorrect, goes to the run log with reward,

@@ -106,6 +106,7 @@ def train_sft(
     from cs336_alignment.generation import make_generator
     from cs336_alignment.rl_common import (
         PeriodicEval,
+        loop_config,
         make_optimizer,
         print_row,
         save_final,
@@ -114,7 +115,7 @@ def train_sft(
     from cs336_alignment.run_log import RunLog
     from cs336_alignment.tasks import math_score
     from cs336_common.train import get_lr_cosine_schedule
-    from cs336_common.train.loop import LoopConfig, TrainLoop
+    from cs336_common.train.loop import TrainLoop
 
     if not examples:
         from cs336_common.errors import InputError
@@ -127,17 +128,7 @@ def train_sft(
         policy,
         make_optimizer(policy, cfg.learning_rate, cfg.weight_decay),
         batches,
-        LoopConfig(
-            max_steps=cfg.steps,
-            grad_accum_steps=cfg.gradient_accumulation_steps,
-            grad_clip=cfg.grad_clip,
-            precision=cfg.precision,
-            log_every=1,
-            checkpoint_every=cfg.checkpoint_every,
-            keep_checkpoints=2,
-            checkpoint_dir=str(out / "checkpoints"),
-            resume=resume,
-        ),
+        loop_config(cfg, cfg.steps, out, resume),
         loss_fn=sft_loss,
         lr_schedule=lambda step: get_lr_cosine_schedule(
             step, cfg.learning_rate, cfg.learning_rate * 0.1, cfg.warmup_steps, cfg.steps
