@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from cs336_scaling.jobs import run_job
-from cs336_scaling.settings import ServiceSettings
+from cs336_scaling.settings import CONFIG_FIELDS, ServiceSettings
 from cs336_scaling.store import Store
 
 DIED = "the server stopped while this run was running"
@@ -86,17 +86,7 @@ class Runner:
             if not self.store.claim(run["id"]):
                 continue
             slot = free[launched]
-            config = {
-                k: run[k]
-                for k in (
-                    "d_model",
-                    "num_layers",
-                    "num_heads",
-                    "batch_size",
-                    "learning_rate",
-                    "train_flops",
-                )
-            }
+            config = {k: run[k] for k in CONFIG_FIELDS}
             try:
                 job = self.executor.submit(run_job, config, self.settings.to_dict(), slot)
             except Exception as e:

@@ -25,7 +25,12 @@ import json
 
 from cs336_scaling.runner import Runner
 from cs336_scaling.server import Request, Response
-from cs336_scaling.settings import InvalidConfig, ServiceSettings, validate_config
+from cs336_scaling.settings import (
+    CONFIG_FIELDS,
+    InvalidConfig,
+    ServiceSettings,
+    validate_config,
+)
 from cs336_scaling.store import STATUSES, BudgetExceeded, InvalidKey, Store
 
 
@@ -200,18 +205,7 @@ def _config(params: dict, settings: ServiceSettings) -> dict:
 
 def _public(run: dict, brief: bool = False) -> dict:
     if brief:
-        return {
-            k: run[k]
-            for k in (
-                "d_model",
-                "num_layers",
-                "num_heads",
-                "batch_size",
-                "learning_rate",
-                "train_flops",
-                "loss",
-            )
-        }
+        return {k: run[k] for k in (*CONFIG_FIELDS, "loss")}
     return {k: v for k, v in run.items() if k != "api_key"}
 
 
