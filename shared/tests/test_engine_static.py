@@ -102,6 +102,11 @@ def test_cuda_graphs_greedy_equals_uncached_and_shrinks_the_batch():
     for s, e in zip(out, eager, strict=True):
         for a, b in zip(s, e, strict=True):
             assert a.logprobs == pytest.approx(b.logprobs, rel=1e-9, abs=1e-9)
+    # static_step=False turns the default graphs off (the model's forward on a GPU)
+    plain = Engine(model, eos_id=eos, static_step=False)
+    assert plain.generate(prompts, SamplingParams(20, 0.0, num_samples=3)) == eager
+    with pytest.raises(ValueError, match="cuda_graphs=True needs the static step"):
+        Engine(model, cuda_graphs=True, static_step=False).generate(prompts, SamplingParams(2))
 
 
 @pytest.mark.gpu

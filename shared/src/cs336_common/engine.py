@@ -389,8 +389,12 @@ class Engine:
         """``"graphs"`` (the static step in CUDA graphs), ``"static"`` (that step run
         eagerly) or ``"eager"`` (the model's forward and its growing cache)."""
         graphs = self.cuda_graphs
-        if graphs is None:
-            graphs = self.device.type == "cuda" and hasattr(self.model, "masked_features")
+        if graphs is None:  # graphs capture the static step: off when that is turned off
+            graphs = (
+                self.device.type == "cuda"
+                and hasattr(self.model, "masked_features")
+                and self.static_step is not False
+            )
         elif graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=True needs a CUDA device; the model is on {self.device}")
         if graphs and self.static_step is False:
