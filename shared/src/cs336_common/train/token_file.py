@@ -82,7 +82,8 @@ def open_token_file(path: str | os.PathLike, vocab_size: int | None = None) -> n
                 f"has vocab_size={vocab_size}; encode it with the model's tokenizer"
             )
         # a sweep opens the same file for every run: scan each version of a file once
-        key = (str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns, vocab_size)
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, vocab_size)
         if key not in _IDS_CHECKED:
             check_token_ids(data, vocab_size, path)
             _IDS_CHECKED.add(key)
