@@ -13,7 +13,13 @@ from torch import Tensor, nn
 
 from cs336_common.nn.config import ModelConfig
 from cs336_common.nn.decode_attention import decode_attention
-from cs336_common.nn.decode_ops import add_rms_norm, rope_write_kv, silu_mul, stacked_matmul
+from cs336_common.nn.decode_ops import (
+    add_rms_norm,
+    rope_write_kv,
+    side_stream,
+    silu_mul,
+    stacked_matmul,
+)
 from cs336_common.nn.kv_cache import KVCache
 
 
@@ -138,7 +144,7 @@ class StaticStep:
         # a new batch size: this step runs eagerly on a side stream (which also warms up
         # the kernels, as capture wants), then the next ones are captured for replay
         device = self.token.device
-        side = torch.cuda.Stream(device)
+        side = side_stream(device, 0)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             logits = self._forward()

@@ -114,7 +114,7 @@ def _side_by_side(calls: list, device: torch.device) -> None:
     two or three of them side by side take about the time of one over stacked weights; in
     a CUDA graph they are parallel branches."""
     main = torch.cuda.current_stream(device)
-    side = _side_streams(device)[: len(calls) - 1]
+    side = [side_stream(device, i) for i in range(1, len(calls))]
     for stream in side:
         stream.wait_stream(main)
     calls[0]()
@@ -126,10 +126,12 @@ def _side_by_side(calls: list, device: torch.device) -> None:
 
 
 @functools.cache
-def _side_streams(device: torch.device) -> tuple[torch.cuda.Stream, ...]:
-    # made once per device: every stream that runs a GEMM keeps a cuBLAS workspace of its
-    # own (32 MiB on Hopper), so new streams per call would pile them up
-    return tuple(torch.cuda.Stream(device) for _ in range(2))
+def side_stream(device: torch.device, index: int) -> torch.cuda.Stream:
+    """The decode step's CUDA stream ``index`` (0: the step's warm-up before a capture;
+    1, 2: GEMMs beside the current stream), made once per device: every stream that runs
+    a GEMM keeps a cuBLAS workspace of its own (32 MiB on Hopper), so new streams per
+    call would pile them up."""
+    return torch.cuda.Stream(device)
 
 
 def _triton_add_rms_norm(x, residual, weight, eps):
