@@ -155,8 +155,9 @@ def test_cuda_graphs_generate_without_a_copy_of_the_weights():
     """The fused step's q/k/v and w1/w3 GEMMs read the model's own weights: a call needs
     far less memory than a stacked copy of them (2/3 of the layers, 536 MiB here)."""
     torch.manual_seed(0)
-    model = TransformerLM(512, 64, 2048, 8, 32, attention_backend="torch")  # d_head 64
-    model = model.to("cuda", torch.bfloat16).eval()
+    model = TransformerLM(
+        512, 64, 2048, 8, 32, attention_backend="torch", device="cuda", dtype=torch.bfloat16
+    ).eval()  # d_head 64, as GPT-2-small's
     stacked = sum(
         m.weight.nbytes
         for b in model.layers
