@@ -89,9 +89,9 @@ def silu_mul(gate_up: Tensor) -> Tensor:
 
 
 def stacked_matmul(x: Tensor, weights: Sequence[Tensor]) -> Tensor:
-    """x: (batch, in); weights: up to three (out_i, in) -> ``x @ cat(weights).T``, (batch,
-    sum of out_i), without concatenating the weights: each product is written into its
-    columns of the output. Weights are read where they are, so a call after an in-place
+    """x: (batch, in); weights: (out_i, in) each -> ``x @ cat(weights).T``, (batch, sum of
+    out_i), without concatenating the weights: each product is written into its columns
+    of the output. Weights are read where they are, so a call after an in-place
     update (an RL step, `Engine.load_weights`) sees the new ones."""
     sizes = [w.shape[0] for w in weights]
     out = x.new_empty(x.shape[0], sum(sizes))
@@ -110,9 +110,9 @@ def stacked_matmul(x: Tensor, weights: Sequence[Tensor]) -> Tensor:
 
 def _side_by_side(calls: list, device: torch.device) -> None:
     """Run calls[0] on the current stream and the others on side streams, each after the
-    work queued so far, then join. A narrow decode GEMM alone leaves most SMs idle, so
-    two or three of them side by side take about the time of one over stacked weights; in
-    a CUDA graph they are parallel branches."""
+    work queued so far, then join. A narrow decode GEMM alone leaves most SMs idle; side
+    by side, the GEMMs fill them as one over stacked weights would. In a CUDA graph they
+    are parallel branches."""
     main = torch.cuda.current_stream(device)
     side = [side_stream(device, i) for i in range(1, len(calls))]
     for stream in side:
