@@ -58,6 +58,9 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=20_000_000, help="ids in the token file")
     p.add_argument("--steps", type=int, default=1000, help="trainer steps per run")
     p.add_argument("--skip", type=int, default=200, help="trainer steps left out as warm-up")
+    p.add_argument(
+        "--budget-s", type=float, default=420, help="start no round that would end past this"
+    )
     p.add_argument("--bench-child", help=argparse.SUPPRESS)  # internal: run bench variants
     args = p.parse_args()
     if args.tiny:
@@ -75,7 +78,12 @@ def main() -> None:
 def _run(args, work: Path, out: Path | None) -> None:
     config = _write_inputs(args, work)
     results: dict[str, list[dict]] = {}
+    start = time.perf_counter()
     for r in range(args.rounds):
+        elapsed = time.perf_counter() - start
+        if r and elapsed / r + elapsed > args.budget_s:
+            print(f"== stopping after {r} rounds: another would pass --budget-s", flush=True)
+            break
         print(f"== round {r + 1} of {args.rounds}", flush=True)
         for row in _bench(args):
             results.setdefault(row["name"], []).append(row)
@@ -84,13 +92,13 @@ def _run(args, work: Path, out: Path | None) -> None:
             row = _train(args, work, config, name, extra, r, out)
             results.setdefault(name, []).append(row)
             print(f"  {name}: {_fmt(row.get('tokens_per_s'))} tokens/s", flush=True)
-    table = _table(args, results)
+        table = _table(args, results, r + 1)
+        if out is not None:  # after every round: a run cut short still leaves its table
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "trainer_vs_step.md").write_text(table + "\n")
+            (out / "trainer_vs_step.json").write_text(json.dumps(results, indent=1) + "\n")
     print()
     print(table)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "trainer_vs_step.md").write_text(table + "\n")
-        (out / "trainer_vs_step.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 # ---- inputs ---------------------------------------------------------------------------
@@ -207,7 +215,7 @@ def _env() -> dict:
 # ---- the table --------------------------------------------------------------------------
 
 
-def _table(args, results: dict[str, list[dict]]) -> str:
+def _table(args, results: dict[str, list[dict]], rounds: int) -> str:
     import torch
 
     from cs336_common.device import peak_flops
@@ -220,21 +228,28 @@ def _table(args, results: dict[str, list[dict]]) -> str:
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     speeds = {k: [row.get("tokens_per_s", float("nan")) for row in v] for k, v in results.items()}
     lines = [
-        f"{hardware}, torch {torch.__version__}, {args.rounds} interleaved rounds; trainer: "
+        f"{hardware}, torch {torch.__version__}, {rounds} interleaved round(s); trainer: "
         f"{args.steps} steps, speed after step {args.skip}",
         "",
         "| run | tokens/s (each round) | median | MFU | vs its bench step (each round) |",
         "|---|---:|---:|---:|---:|",
     ]
-    labels = {"b": "bench (b) compiled", "f": "bench (f) compiled + CUDA graphs"}
+    labels = {
+        "b": "bench (b): compiled",
+        "train": "`cs336-basics train`, compile (vs b)",
+        "f": "bench (f): compiled + CUDA graphs",
+        "train + CG": "`cs336-basics train`, compile + cuda_graphs (vs f)",
+    }
     bench_of = {trainer: bench for trainer, bench in PAIRS}
     for name in ("b", "train", "f", "train + CG"):
         s = speeds.get(name, [])
         med = statistics.median(s) if s else float("nan")
         ratios = ""
         if name in bench_of:
-            base = speeds.get(bench_of[name], [])
-            ratios = ", ".join(f"{a / b:.3f}" for a, b in zip(s, base, strict=False))
+            each = [a / b for a, b in zip(s, speeds.get(bench_of[name], []), strict=False)]
+            ratios = ", ".join(f"{x:.3f}" for x in each)
+            if len(each) > 1:
+                ratios += f" (median {statistics.median(each):.3f})"
         lines.append(
             f"| {labels.get(name, name)} | {', '.join(_fmt(x) for x in s)} | {_fmt(med)} | "
             f"{med * flops / peak:.1%} | {ratios} |"
