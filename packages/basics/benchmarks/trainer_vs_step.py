@@ -254,7 +254,13 @@ def _table(args, results: dict[str, list[dict]], rounds: int) -> str:
             f"| {labels.get(name, name)} | {', '.join(_fmt(x) for x in s)} | {_fmt(med)} | "
             f"{med * flops / peak:.1%} | {ratios} |"
         )
-    lines += ["", *_checks(results)]
+    graphed_vs_b = zip(speeds.get("train + CG", []), speeds.get("b", []), strict=False)
+    lines += [
+        "",
+        "`cs336-basics train` with cuda_graphs against bench (b), the default compiled step: "
+        + ", ".join(f"{a / b:.3f}" for a, b in graphed_vs_b),
+        *_checks(results),
+    ]
     return "\n".join(lines)
 
 
