@@ -80,11 +80,19 @@ def test_overrides_are_typed_and_dotted(base):
         ("beta2=1.0", "beta2 must lie in"),
         ("precision=fp16", "precision must be one of"),
         ("nonsense", "expected KEY=VALUE"),
+        ("cuda_graphs=true", "cuda_graphs needs compile = true"),
     ],
 )
 def test_bad_values_name_the_field(base, override, message):
     with pytest.raises(ValueError, match=message):
         load_train_config(base, [override])
+
+
+def test_cuda_graphs_need_one_micro_batch_per_step(base):
+    cfg = load_train_config(base, ["compile=true", "cuda_graphs=true"])
+    assert cfg.cuda_graphs and cfg.grad_accum_steps == 1
+    with pytest.raises(ValueError, match="cuda_graphs needs grad_accum_steps = 1"):
+        load_train_config(base, ["compile=true", "cuda_graphs=true", "grad_accum_steps=2"])
 
 
 def test_base_inheritance_and_sweeps(base, tmp_path):
