@@ -13,13 +13,7 @@ from torch import Tensor, nn
 
 from cs336_common.nn.config import ModelConfig
 from cs336_common.nn.decode_attention import decode_attention
-from cs336_common.nn.decode_ops import (
-    add_rms_norm,
-    rope_write_kv,
-    side_stream,
-    silu_mul,
-    stacked_matmul,
-)
+from cs336_common.nn.decode_ops import add_rms_norm, rope_write_kv, silu_mul
 from cs336_common.nn.kv_cache import KVCache
 
 
@@ -81,8 +75,9 @@ class StaticStep:
         self.token = torch.zeros_like(self.positions)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: Tensor | None = None
-        # the Llama-style block's step runs fused ops (on the model's weights as they are)
-        self.fused = fused and fusable(model)
+        # the Llama-style block's step runs fused ops over weights stacked once per call
+        # (the weights cannot change during a call; the next call stacks them again)
+        self.stacked = stacked_weights(model) if fused and fusable(model) else None
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """The KV-cache interface of the attention layers: write the new token at the slot."""
@@ -106,7 +101,7 @@ class StaticStep:
         self.slot.add_(n)
 
     def _forward(self) -> Tensor:
-        if self.fused:
+        if self.stacked is not None:
             logits = self.model.lm_head(self._fused_features())
         else:
             x = self.model.masked_features(self.token[:, None], self.positions[:, None], None, self)
@@ -116,21 +111,19 @@ class StaticStep:
 
     def _fused_features(self) -> Tensor:
         """`TransformerLM.masked_features` of a pre-norm RMSNorm/RoPE/SwiGLU model for one
-        token per row, (batch, d_model), in about twelve kernels per layer: the residual
-        add rides in the next norm, RoPE writes the cache, SwiGLU's gate is one kernel,
-        and q/k/v (w1/w3) are GEMMs side by side into one output."""
+        token per row, (batch, d_model), in about nine kernels per layer: the residual
+        add rides in the next norm, RoPE writes the cache, SwiGLU's gate is one kernel."""
         model, batch = self.model, len(self.token)
         x, residual = model.token_embeddings(self.token), None
-        for i, layer in enumerate(model.layers):
-            attn, ffn = layer.attn, layer.ffn
+        for i, (layer, (w_qkv, w13)) in enumerate(zip(model.layers, self.stacked, strict=True)):
             h, residual = add_rms_norm(x, residual, layer.ln1)
-            qkv = stacked_matmul(h, (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight))
             q = rope_write_kv(
-                qkv, self.positions, attn.rope, self.gen_k[i], self.gen_v[i], self.slot
-            )
-            x = attn.output_proj(self.attend(i, q).reshape(batch, -1))
+                h @ w_qkv.t(), self.positions, layer.attn.rope, self.gen_k[i], self.gen_v[i],
+                self.slot,
+            )  # fmt: skip
+            x = layer.attn.output_proj(self.attend(i, q).reshape(batch, -1))
             h, residual = add_rms_norm(x, residual, layer.ln2)
-            x = ffn.w2(silu_mul(stacked_matmul(h, (ffn.w1.weight, ffn.w3.weight))))
+            x = layer.ffn.w2(silu_mul(h @ w13.t()))
         self.advance(1)
         return add_rms_norm(x, residual, model.ln_final)[0]
 
@@ -144,7 +137,7 @@ class StaticStep:
         # a new batch size: this step runs eagerly on a side stream (which also warms up
         # the kernels, as capture wants), then the next ones are captured for replay
         device = self.token.device
-        side = side_stream(device, 0)
+        side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             logits = self._forward()
@@ -178,3 +171,14 @@ def fusable(model: nn.Module) -> bool:
         and cfg.ffn == "swiglu"
         and not cfg.absolute_positions
     )
+
+
+def stacked_weights(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    """Per layer: q/k/v weights stacked (one GEMM), and SwiGLU's w1/w3."""
+    return [
+        (
+            torch.cat((b.attn.q_proj.weight, b.attn.k_proj.weight, b.attn.v_proj.weight)),
+            torch.cat((b.ffn.w1.weight, b.ffn.w3.weight)),
+        )
+        for b in model.layers
+    ]

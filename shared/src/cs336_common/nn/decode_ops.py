@@ -10,17 +10,11 @@ float32 from 16- or 32-bit inputs:
   written straight into the step's cache slot (a device tensor, so a CUDA graph replays);
 - `silu_mul`: SwiGLU's ``silu(gate) * up``.
 
-`stacked_matmul` feeds the first two: q/k/v (or w1/w3) in one output, from the model's
-own weights (no stacked copy of them, which would cost 2/3 of the layers' memory).
-
 Elsewhere (CPU, no Triton) each runs the model's own modules, so the engine's CPU
 results and the training path are unchanged.
 """
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -86,52 +80,6 @@ def silu_mul(gate_up: Tensor) -> Tensor:
         return _triton_silu_mul(gate_up)
     gate, up = gate_up.chunk(2, dim=-1)
     return silu(gate) * up
-
-
-def stacked_matmul(x: Tensor, weights: Sequence[Tensor]) -> Tensor:
-    """x: (batch, in); weights: (out_i, in) each -> ``x @ cat(weights).T``, (batch, sum of
-    out_i), without concatenating the weights: each product is written into its columns
-    of the output. Weights are read where they are, so a call after an in-place
-    update (an RL step, `Engine.load_weights`) sees the new ones."""
-    sizes = [w.shape[0] for w in weights]
-    out = x.new_empty(x.shape[0], sum(sizes))
-    products = [
-        # cols: a strided view of out, which BLAS writes in place (no temporary)
-        functools.partial(torch.mm, x, w.t(), out=cols)
-        for w, cols in zip(weights, out.split(sizes, dim=1), strict=True)
-    ]
-    if x.is_cuda:
-        _side_by_side(products, x.device)
-    else:
-        for product in products:
-            product()
-    return out
-
-
-def _side_by_side(calls: list, device: torch.device) -> None:
-    """Run calls[0] on the current stream and the others on side streams, each after the
-    work queued so far, then join. A narrow decode GEMM alone leaves most SMs idle; side
-    by side, the GEMMs fill them as one over stacked weights would. In a CUDA graph they
-    are parallel branches."""
-    main = torch.cuda.current_stream(device)
-    side = [side_stream(device, i) for i in range(1, len(calls))]
-    for stream in side:
-        stream.wait_stream(main)
-    calls[0]()
-    for stream, call in zip(side, calls[1:], strict=True):
-        with torch.cuda.stream(stream):
-            call()
-    for stream in side:
-        main.wait_stream(stream)
-
-
-@functools.cache
-def side_stream(device: torch.device, index: int) -> torch.cuda.Stream:
-    """The decode step's CUDA stream ``index`` (0: the step's warm-up before a capture;
-    1, 2: GEMMs beside the current stream), made once per device: every stream that runs
-    a GEMM keeps a cuBLAS workspace of its own (32 MiB on Hopper), so new streams per
-    call would pile them up."""
-    return torch.cuda.Stream(device)
 
 
 def _triton_add_rms_norm(x, residual, weight, eps):
