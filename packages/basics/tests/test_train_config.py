@@ -80,7 +80,6 @@ def test_overrides_are_typed_and_dotted(base):
         ("beta2=1.0", "beta2 must lie in"),
         ("precision=fp16", "precision must be one of"),
         ("nonsense", "expected KEY=VALUE"),
-        ("cuda_graphs=true", "cuda_graphs needs compile = true"),
     ],
 )
 def test_bad_values_name_the_field(base, override, message):
@@ -88,11 +87,18 @@ def test_bad_values_name_the_field(base, override, message):
         load_train_config(base, [override])
 
 
-def test_cuda_graphs_need_one_micro_batch_per_step(base):
-    cfg = load_train_config(base, ["compile=true", "cuda_graphs=true"])
-    assert cfg.cuda_graphs and cfg.grad_accum_steps == 1
-    with pytest.raises(ValueError, match="cuda_graphs needs grad_accum_steps = 1"):
-        load_train_config(base, ["compile=true", "cuda_graphs=true", "grad_accum_steps=2"])
+def test_cuda_graphs_apply_only_to_one_compiled_cuda_micro_batch(base):
+    import torch
+
+    from cs336_basics.trainer import uses_cuda_graphs
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    on = ["compile=true", "cuda_graphs=true"]
+    assert uses_cuda_graphs(load_train_config(base, on), cuda)
+    assert not uses_cuda_graphs(load_train_config(base, on), cpu)
+    assert not uses_cuda_graphs(load_train_config(base, ["cuda_graphs=true"]), cuda)
+    assert not uses_cuda_graphs(load_train_config(base, [*on, "grad_accum_steps=2"]), cuda)
+    assert not uses_cuda_graphs(load_train_config(base, ["compile=true"]), cuda)
 
 
 def test_base_inheritance_and_sweeps(base, tmp_path):

@@ -66,8 +66,10 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda > mps > cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
     compile: bool = False  # torch.compile the forward pass with the loss, and AdamW's update
-    # with compile, on CUDA: replay forward and backward as CUDA graphs (torch.compile's
-    # mode="reduce-overhead"), one launch instead of hundreds; ignored on other devices
+    # with compile, on CUDA, one micro-batch per step: replay forward and backward as CUDA
+    # graphs (torch.compile's mode="reduce-overhead"), one launch instead of hundreds;
+    # otherwise ignored (with accumulation a replay would overwrite the earlier
+    # micro-batches' gradients)
     cuda_graphs: bool = False
     seed: int = 0
     # optional Weights & Biases logging (only when the package is installed)
@@ -96,14 +98,6 @@ class TrainConfig:
             "set exactly one of max_steps and total_tokens",
         )
         _check("max_steps", self.num_steps >= 1, f"the run would have {self.num_steps} steps")
-        _check("cuda_graphs", self.compile or not self.cuda_graphs, "needs compile = true")
-        # a graph's outputs live in memory its next replay overwrites: with accumulation,
-        # that would be the gradients of the earlier micro-batches
-        _check(
-            "cuda_graphs",
-            self.grad_accum_steps == 1 or not self.cuda_graphs,
-            "needs grad_accum_steps = 1",
-        )
 
     @property
     def tokens_per_step(self) -> int:

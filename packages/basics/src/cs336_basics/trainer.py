@@ -191,10 +191,22 @@ def _mean_loss(model, loss_fn, batches) -> float:
 # ---- setup ---------------------------------------------------------------------------
 
 
+def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
+    """``cuda_graphs`` takes effect when compiling on CUDA with one micro-batch per step (a
+    replay would overwrite the earlier micro-batches' gradients); the run's banner says
+    whether it did."""
+    return (
+        config.cuda_graphs
+        and config.compile
+        and device.type == "cuda"
+        and (config.grad_accum_steps == 1)
+    )
+
+
 def _loss_fn(config: TrainConfig, device: torch.device):
     if not config.compile:
         return lm_loss
-    if not (config.cuda_graphs and device.type == "cuda"):
+    if not uses_cuda_graphs(config, device):
         return torch.compile(lm_loss, dynamic=False)
     graphed = torch.compile(lm_loss, dynamic=False, mode="reduce-overhead")
 
@@ -306,7 +318,7 @@ def _summary(config, model, device, precision, step, data_on_device) -> str:
     start = f", resuming at step {step}" if step else ""
     how = [precision]
     if config.compile:
-        graphs = config.cuda_graphs and device.type == "cuda"
+        graphs = uses_cuda_graphs(config, device)
         how.append("compiled with CUDA graphs" if graphs else "compiled")
     if data_on_device:
         how.append("token file in GPU memory")
