@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -124,3 +125,78 @@ def test_sft_then_grpo_commands(tmp_path, capsys):
     assert main(grpo) == 1  # the folder holds a run: --resume or another folder
     assert "already holds checkpoints" in capsys.readouterr().err
     assert main([*grpo, "--resume"]) == 0  # finished: nothing left to do
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\xff\xfe", ": not UTF-8 text (invalid start byte at byte 0)"),
+        (b"", ": no examples (the file is empty)"),
+        (b"[1]\n", ":1: expected a JSON object, got list"),
+    ],
+)
+def test_malformed_eval_data_is_one_line_naming_the_file(tmp_path, capsys, content, expected):
+    model_dir, data = _save_tiny(tmp_path), tmp_path / "d.jsonl"
+    data.write_bytes(content)
+    code = main(["eval", "math", "--model", str(model_dir), "--out", str(tmp_path / "o"),
+                 "--data", str(data)])  # fmt: skip
+    assert code == 1 and f"{data}{expected}" in _error(capsys)
+
+
+def test_training_data_that_is_not_objects_is_one_line(tmp_path, capsys):
+    model_dir, data = _save_tiny(tmp_path), tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n3\n')
+    code = main(["sft", "--model", str(model_dir), "--out", str(tmp_path / "o"),
+                 "--data", str(data), "--steps", "1"])  # fmt: skip
+    assert code == 1 and f"{data}:2: expected a JSON object, got int" in _error(capsys)
+
+
+def test_data_folder_is_named_as_a_folder(tmp_path, capsys):
+    model_dir = _save_tiny(tmp_path)
+    code = main(["eval", "math", "--model", str(model_dir), "--out", str(tmp_path / "o"),
+                 "--data", str(tmp_path)])  # fmt: skip
+    assert code == 1 and f"{tmp_path} is a folder; expected a data file" in _error(capsys)
+
+
+@pytest.mark.parametrize("command", [["eval", "arithmetic"], ["sft"]])
+def test_out_that_is_the_model_directory_is_refused(tmp_path, capsys, command):
+    model_dir = _save_tiny(tmp_path)
+    before = sorted(p.name for p in model_dir.iterdir())
+    code = main([*command, "--model", str(model_dir), "--out", str(model_dir)])
+    assert code == 1 and "is the --model directory" in _error(capsys)
+    assert sorted(p.name for p in model_dir.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--learning-rate", "-1", "expected a finite number >= 0, got '-1'"),
+        ("--group-size", "0", "expected an integer >= 1, got '0'"),
+        ("--eval-every", "-1", "expected an integer >= 0, got '-1'"),
+        ("--precision", "fp13", "invalid choice: 'fp13'"),
+    ],
+)
+def test_out_of_range_config_flag_is_a_usage_error(tmp_path, capsys, flag, value, expected):
+    with pytest.raises(SystemExit) as e:
+        main(["grpo", "--model", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: {expected}" in err
+
+
+def test_eval_entropies_fit_a_response_that_re_encodes_longer(our_tokenizer):
+    """A sampled text may re-encode into more tokens than the context holds."""
+    from cs336_alignment.rl_common import PeriodicEval
+    from cs336_common import TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM(our_tokenizer.vocab_size, 16, 32, 1, 2, 64)
+    evaluator = PeriodicEval(None, our_tokenizer, [], None, 8, 1, None)
+    records = [{"prompt": "one two three four", "response": " five" * 30}]
+    (entropy,) = evaluator._entropies(model, records)
+    assert 0 < entropy <= math.log(our_tokenizer.vocab_size) + 1e-4

@@ -3,7 +3,6 @@ fixed-length examples (`PackedSFTDataset`) and a batch iterator over them."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,22 +11,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cs336_alignment.jsonl import read_jsonl
 from cs336_alignment.prompt_templates import load_prompt
 from cs336_alignment.text_tokenizer import as_text_tokenizer
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a malformed line raises ValueError naming file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-    return rows
 
 
 class PackedSFTDataset(Dataset):

@@ -96,6 +96,10 @@ class PeriodicEval:
         batch = tokenize_prompt_and_output(
             [r["prompt"] for r in records], [r["response"] for r in records], self.tokenizer
         )
+        # re-encoding a sampled text may take more tokens than sampling did: keep what fits
+        context = getattr(getattr(model, "config", None), "context_length", None)
+        if context is not None:
+            batch = {k: v[:, :context] for k, v in batch.items()}
         device = next(model.parameters()).device
         ent = get_response_log_probs(
             model, batch["input_ids"].to(device), batch["labels"].to(device), True

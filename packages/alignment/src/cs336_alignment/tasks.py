@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from cs336_alignment.grader import last_boxed, r1_zero_reward_fn
+from cs336_alignment.jsonl import parse_jsonl
 from cs336_alignment.parsing import parse_gsm8k_response, parse_mmlu_response
 from cs336_alignment.prompt_templates import load_prompt
 from cs336_common.errors import InputError
@@ -33,17 +33,6 @@ def _packaged(name: str) -> bytes:
     return gzip.decompress(data) if name.endswith(".gz") else data
 
 
-def _jsonl(raw: bytes, where: str) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}:{n}: not valid JSON ({e.msg})") from None
-    return rows
-
-
 def _read_rows(path: str | Path | None, packaged: str | None, task: str) -> list[dict]:
     if path is None:
         if packaged is None:
@@ -56,13 +45,26 @@ def _read_rows(path: str | Path | None, packaged: str | None, task: str) -> list
             raw = gzip.decompress(raw)
     name = name.removesuffix(".gz")
     if name.endswith(".csv"):
-        return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    if name.endswith(".json"):
+        rows = list(csv.DictReader(io.StringIO(_utf8(raw, where))))
+    elif name.endswith(".json"):
         try:
-            return json.loads(raw)
+            rows = json.loads(_utf8(raw, where))
         except json.JSONDecodeError as e:
             raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-    return _jsonl(raw, where)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise InputError(f"{where}: expected a JSON list of objects")
+    else:
+        return parse_jsonl(raw, where)
+    if not rows:
+        raise InputError(f"{where}: no examples (the file is empty)")
+    return rows
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _need(rows: list[dict], fields: tuple[str, ...], task: str) -> None:

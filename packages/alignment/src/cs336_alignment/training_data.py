@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cs336_alignment.packed_sft import read_jsonl
+from cs336_alignment.jsonl import read_jsonl
 from cs336_alignment.prompt_templates import load_prompt
 from cs336_common.errors import InputError
 

@@ -34,7 +34,7 @@ def setup(args: argparse.Namespace, inputs=()):
     from cs336_common.device import resolve_device
 
     model_dir = check_model_dir(args.model)
-    out = check_paths(args.out, inputs)
+    out = check_paths(args.out, inputs, model_dir)
     device = resolve_device(args.device)
     policy, tokenizer = load_policy(model_dir, device)
     policy.train()
@@ -42,15 +42,20 @@ def setup(args: argparse.Namespace, inputs=()):
     return policy, tokenizer, generator, out
 
 
-def check_paths(out: str, inputs=()) -> Path:
+def check_paths(out: str, inputs=(), model_dir: Path | None = None) -> Path:
     """The output folder ``out``, once every given input file exists and ``out`` may be
-    written without replacing one of them."""
+    written without replacing one of them or the ``--model`` directory."""
     from cs336_common.checks import check_output
+    from cs336_common.errors import UserError
 
     inputs = [p for p in inputs if p is not None]
     for path in inputs:
+        if Path(path).is_dir():
+            raise UserError(f"{path} is a folder; expected a data file")
         if not Path(path).is_file():
             raise FileNotFoundError(2, "No such file or directory", path)
+    if model_dir is not None and Path(out).resolve() == model_dir.resolve():
+        raise UserError(f"--out {out} is the --model directory; it would be overwritten")
     return Path(check_output(out, inputs=inputs, directory=True))
 
 

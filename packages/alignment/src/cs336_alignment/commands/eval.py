@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     task = TASKS[args.task]
     model_dir = check_model_dir(args.model)
-    out = check_paths(args.out, [args.data])
+    out = check_paths(args.out, [args.data], model_dir)
     prompt = args.prompt or task.default_prompt
     if args.task in ("math", "alpaca_eval") and args.data is None:
         raise UsageError(f"task {args.task} needs --data (its data is not shipped)")
