@@ -13,6 +13,7 @@ import torch
 from cs336_basics import TrainConfig, train
 from cs336_basics.cli import main
 from cs336_common import ModelConfig, Tokenizer
+from cs336_common.errors import UserError
 from cs336_common.train.token_file import save_token_file
 
 EOT = "<|endoftext|>"
@@ -146,6 +147,8 @@ def test_tokenizer_usage_errors(work, capsys):
     fails([*argv, "--vocab-size", "100"], capsys, work, r"vocab_size=100 is too small")
     argv[3] = work / "nope.txt"
     fails([*argv, "--vocab-size", "300"], capsys, work, r"input file not found: .*nope\.txt")
+    fails([*argv, "--vocab-size", "300", "--special-token", ""], capsys, work,
+          r"--special-token: a special token cannot be empty", 2)  # fmt: skip
 
 
 # ---- generate --------------------------------------------------------------------------
@@ -188,10 +191,19 @@ def test_generate_run_errors(work, capsys):
     (work / "empty_run").mkdir()
     argv[2] = work / "empty_run"
     fails(argv, capsys, work, r"empty_run/config\.json not found")
+    argv[2] = work / "tok"  # a folder, but not a run: say so, not "keeps no tokenizer"
+    del argv[3:5]
+    fails(argv, capsys, work, r"--run .*tok: .*tok/config\.json not found; not a training run")
+    argv = _generate(work)
     fails(_generate(work, "--device", "nonsense"), capsys, work, r"unknown device 'nonsense'")
     fails(_generate(work, "--prompt", "x" * 9), capsys, work,
           r"--prompt 2 is 9 tokens long; .* context_length=8")  # fmt: skip
     fails(_generate(work, "--eos-token", "", "--prompt", ""), capsys, work, r"--prompt 2 is empty")
+
+
+def test_generate_malformed_run_config_names_the_file(work, capsys):
+    (work / "lm" / "config.json").write_text("{")
+    fails(_generate(work), capsys, work, r"lm/config\.json'?: Expecting")
 
 
 def test_generate_corrupt_checkpoint(work, capsys):
@@ -234,6 +246,9 @@ def test_train_config_mistakes(work, capsys):
     fails(["train", "--resume", work / "nowhere"], capsys, work, r"nowhere/config\.json not found")
     (work / "bad.toml").write_text("lr = = 3\n")
     fails(["train", work / "bad.toml"], capsys, work, r"config .*bad\.toml: .*line 1")
+    (work / "bad.toml").write_bytes(b"lr = 3\n\xff\n")
+    fails(["train", work / "bad.toml"], capsys, work,
+          r"config .*bad\.toml: not UTF-8 text \(invalid start byte at byte 7\)$")  # fmt: skip
 
 
 def test_train_yaml_error_names_the_file(work, capsys):
@@ -368,3 +383,13 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
         main(["--debug", *argv])
     with pytest.raises(FileNotFoundError, match="nowhere"):
         main([*argv, "--debug"])
+
+
+def test_debug_after_a_nested_action(tmp_path, capsys):
+    argv = ["tokenizer", "train", "--input", str(tmp_path / "nope.txt"), "--vocab-size", "300",
+            "--out", str(tmp_path / "tok")]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="nope"):
+        main([*argv, "--debug"])
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="f is a file"):
+        main(["data", "download", "owt", "--out", str(tmp_path / "f"), "--debug"])

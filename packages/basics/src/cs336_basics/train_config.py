@@ -272,7 +272,10 @@ def _load_file(source: str | Path, relative_to: Path | None = None, seen=()) -> 
     path = _resolve(source, relative_to)
     if path in seen:
         raise ValueError(f"config {path}: its 'base' chain loops back to itself")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"config {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         if path.suffix == ".json":  # a run directory's resolved config.json
             d = json.loads(text)

@@ -177,7 +177,7 @@ def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") 
     checkpoint = run.latest_checkpoint()
     if checkpoint is None:
         raise FileNotFoundError(f"{run.checkpoints} holds no checkpoint yet")
-    model = TransformerLM.from_config(load_model_config(run.path), device=device)
+    model = TransformerLM.from_config(load_model_config(run.config), device=device)
     load_checkpoint(checkpoint, model)
     return model.eval()
 

@@ -46,11 +46,16 @@ def add_arguments(parser):
 
 def run(args):
     from cs336_basics.generation import generate
+    from cs336_basics.run_dir import RunDir
     from cs336_common.device import resolve_device
     from cs336_common.tokenizer import Tokenizer
 
     if not Path(args.run).is_dir():
         raise FileNotFoundError(f"--run {args.run}: no such training run directory")
+    if not RunDir(args.run).config.is_file():
+        raise FileNotFoundError(
+            f"--run {args.run}: {RunDir(args.run).config} not found; not a training run directory"
+        )
     tokenizer = Tokenizer.load(_tokenizer_path(args))
     model = _load_model(args.run, resolve_device(args.device))
     eos = args.eos_token if args.eos_token in tokenizer.special_tokens else None

@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+from cs336_basics.commands import add_debug_flag
 from cs336_common.cli import positive_int
 
 _SAMPLE_BYTES = 1 << 20  # compression is measured on the input's first MiB
@@ -40,6 +41,7 @@ def add_arguments(parser):
         "--special-token",
         action="append",
         default=[],
+        type=_special_token,
         metavar="TOKEN",
         help="a special token, e.g. '<|endoftext|>' (repeatable)",
     )
@@ -47,6 +49,7 @@ def add_arguments(parser):
     train.add_argument(
         "--workers", type=positive_int, default=None, help="processes (default: CPUs)"
     )
+    add_debug_flag(train)
     train.set_defaults(_action=_train)
 
     encode = sub.add_parser(
@@ -60,7 +63,14 @@ def add_arguments(parser):
     encode.add_argument(
         "--workers", type=positive_int, default=None, help="processes (default: CPUs)"
     )
+    add_debug_flag(encode)
     encode.set_defaults(_action=_encode)
+
+
+def _special_token(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a special token cannot be empty")
+    return text
 
 
 def run(args):
