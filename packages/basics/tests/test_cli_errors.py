@@ -393,3 +393,27 @@ def test_debug_after_a_nested_action(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match="f is a file"):
         main(["data", "download", "owt", "--out", str(tmp_path / "f"), "--debug"])
+
+
+def test_sigterm_leaves_no_partial_output(work):
+    """SIGTERM mid-encode (here: from inside the first chunk) exits 143 like Ctrl-C, with
+    no traceback and neither the token file nor its temporary file left behind."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "import cs336_basics.corpus_encoding as enc\n"
+        "enc._encode_chunk = lambda *a: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5)\n"
+        "from cs336_basics.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = work / "enc"
+    out.mkdir()
+    argv = ["tokenizer", "encode", "--tokenizer", work / "tok", "--input", work / "corpus.txt",
+            "--out", out / "c.bin", "--workers", "1"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, argv)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 143, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().endswith("interrupted")
+    assert list(out.iterdir()) == []

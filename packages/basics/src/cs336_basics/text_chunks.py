@@ -15,6 +15,7 @@ import itertools
 import multiprocessing
 import os
 import re
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -184,6 +185,9 @@ _worker_state: Any = None  # set only in pool worker processes, by _init_worker
 
 def _init_worker(state: Any, make_state: Callable[[Any], Any] | None) -> None:
     global _worker_state
+    # the parent handles the signals; a worker ends quietly when the pool terminates it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_state = make_state(state) if make_state is not None else state
 
 
