@@ -200,3 +200,11 @@ def test_eval_entropies_fit_a_response_that_re_encodes_longer(our_tokenizer):
     records = [{"prompt": "one two three four", "response": " five" * 30}]
     (entropy,) = evaluator._entropies(model, records)
     assert 0 < entropy <= math.log(our_tokenizer.vocab_size) + 1e-4
+
+
+def test_export_errors_name_its_positional_arguments(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope"), str(tmp_path / "x")]) == 1
+    assert f"SRC {tmp_path / 'nope'}: no such directory" in _error(capsys)
+    model_dir = _save_tiny(tmp_path)
+    assert main(["export", str(model_dir), str(model_dir)]) == 1
+    assert f"DST {model_dir} is also an input" in _error(capsys)

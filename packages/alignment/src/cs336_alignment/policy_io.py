@@ -19,13 +19,14 @@ def is_our_dir(path: str | Path) -> bool:
     return (Path(path) / OUR_CONFIG).is_file()
 
 
-def check_model_dir(path: str | Path) -> Path:
-    """``path`` if it holds a model of either kind, else a one-line InputError."""
+def check_model_dir(path: str | Path, flag: str = "--model") -> Path:
+    """``path`` if it holds a model of either kind, else a one-line InputError naming
+    ``flag``, the argument that gave it."""
     path = Path(path)
     if not path.is_dir():
-        raise InputError(f"--model {path}: no such directory")
+        raise InputError(f"{flag} {path}: no such directory")
     if not is_our_dir(path) and not (path / "config.json").is_file():
-        raise InputError(f"--model {path}: neither {OUR_CONFIG} (ours) nor config.json (HF)")
+        raise InputError(f"{flag} {path}: neither {OUR_CONFIG} (ours) nor config.json (HF)")
     return path
 
 

@@ -13,8 +13,12 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="model directory to convert (ours or Hugging Face Llama)")
-    p.add_argument("dst", help="output directory (created; must not exist or be empty)")
+    p.add_argument(
+        "src", metavar="SRC", help="model directory to convert (ours or Hugging Face Llama)"
+    )
+    p.add_argument(
+        "dst", metavar="DST", help="output directory (created; must not exist or be empty)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from cs336_common.checks import check_output
     from cs336_common.errors import InputError
 
-    src = check_model_dir(args.src)
-    dst = check_output(args.dst, inputs=[src], directory=True)
+    src = check_model_dir(args.src, flag="SRC")
+    dst = check_output(args.dst, inputs=[src], flag="DST", directory=True)
     if dst.exists() and any(Path(dst).iterdir()):
         raise InputError(f"{dst}: exists and is not empty; choose a new folder")
     try:  # a model with no equivalent on the other side: one line, not a traceback
