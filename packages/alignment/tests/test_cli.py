@@ -208,3 +208,37 @@ def test_export_errors_name_its_positional_arguments(tmp_path, capsys):
     model_dir = _save_tiny(tmp_path)
     assert main(["export", str(model_dir), str(model_dir)]) == 1
     assert f"DST {model_dir} is also an input" in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (
+            ["eval"],
+            [
+                "--max-new-tokens MAX_NEW_TOKENS default 512",
+                "prompts per call (default 64)",
+                "--top-p TOP_P default 1.0: off",
+                "(default: all)",
+            ],
+        ),
+        (
+            ["grpo"],
+            [
+                "--precision {fp32,bf16} default fp32",
+                "--no-use-std-normalization default True",
+                "(default 4096)",
+                "held-out examples (default 256)",
+            ],
+        ),
+        (["dpo"], ["held-out pairs (default 256)"]),
+        (["demo"], ["default cpu"]),
+    ],
+)
+def test_help_shows_the_defaults(capsys, command, shown):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0
+    for text in shown:
+        assert text in out

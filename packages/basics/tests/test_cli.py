@@ -39,3 +39,25 @@ def test_command_help_answers_its_questions(capsys, argv, expected):
     out = _help(argv, capsys)
     for text in expected:
         assert text in out, (argv, text)
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (
+            ["generate"],
+            [
+                "default 128",
+                "0: greedy (default 1.0)",
+                "(default 1.0: off)",
+                "default <|endoftext|>",
+            ],
+        ),
+        (["quickstart"], ["output directory (default runs/quickstart)", "--seed SEED  default 0"]),
+        (["plot"], ["default step", "figure title"]),
+    ],
+)
+def test_help_shows_the_defaults(capsys, command, shown):
+    out = " ".join(_help(command, capsys).split())
+    for text in shown:
+        assert " ".join(text.split()) in out

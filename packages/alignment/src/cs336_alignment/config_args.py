@@ -24,7 +24,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, prefix: str = "") -> 
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kind = hints[f.name]
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                               help=f"default {default}")  # fmt: skip
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         if f.name == "precision":

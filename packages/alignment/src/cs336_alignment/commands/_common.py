@@ -16,11 +16,16 @@ def add_policy_args(p: argparse.ArgumentParser, data_help: str, eval_data: bool 
     p.add_argument("--out", required=True, help="run folder (metrics, curves, checkpoints)")
     p.add_argument("--data", help=data_help + " (default: generated arithmetic problems)")
     p.add_argument("--examples", type=positive_int, default=4096,
-                   help="generated examples when --data is not given")  # fmt: skip
+                   help="generated examples when --data is not given (default %(default)s)")  # fmt: skip
     if eval_data:
         p.add_argument("--eval-data", help="held-out questions JSONL (question+answer or "
                        "prompt+ground_truth); default: generated arithmetic problems")  # fmt: skip
-        p.add_argument("--eval-limit", type=positive_int, default=256, help="held-out examples")
+        p.add_argument(
+            "--eval-limit",
+            type=positive_int,
+            default=256,
+            help="held-out examples (default %(default)s)",
+        )
     p.add_argument("--generator", choices=GENERATORS, default=None,
                    help="rollout sampler (default: engine for our models, hf for HF ones; "
                    "vllm: HF models, needs the cs336-alignment[vllm] extra and a GPU)")  # fmt: skip

@@ -16,7 +16,8 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (must not hold a run)")
     p.add_argument("--preset", choices=("test", "cpu", "gpu"), default="cpu",
-                   help="size: test (seconds), cpu (minutes), gpu (the reported run)")  # fmt: skip
+                   help="size: test (seconds), cpu (minutes), gpu (the reported run); "
+                   "default %(default)s")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
 
 

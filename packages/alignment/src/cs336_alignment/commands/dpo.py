@@ -21,7 +21,8 @@ from ._common import add_policy_args, setup, training_run
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_policy_args(p, "JSONL of prompt+chosen+rejected", eval_data=False)
     p.add_argument("--eval-data", help="held-out preference pairs JSONL")
-    p.add_argument("--eval-limit", type=positive_int, default=256)
+    p.add_argument("--eval-limit", type=positive_int, default=256,
+                   help="held-out pairs (default %(default)s)")  # fmt: skip
     add_config_flags(p, DPOConfig)
 
 

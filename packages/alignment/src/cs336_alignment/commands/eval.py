@@ -33,16 +33,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--data", help="examples file (required for math and alpaca_eval)")
     p.add_argument("--prompt", choices=PROMPT_NAMES, help="prompt template (task default)")
-    p.add_argument("--limit", type=positive_int, help="evaluate only the first N examples")
+    p.add_argument(
+        "--limit", type=positive_int, help="evaluate only the first N examples (default: all)"
+    )
     p.add_argument("--generator", choices=GENERATORS, default=None,
                    help="sampler: engine (ours, default for our models), hf, vllm (HF models; "
                    "needs the cs336-alignment[vllm] extra and a GPU)")  # fmt: skip
-    p.add_argument("--batch-size", type=positive_int, default=64, help="prompts per call")
-    p.add_argument("--max-new-tokens", type=positive_int, default=512)
+    p.add_argument(
+        "--batch-size", type=positive_int, default=64, help="prompts per call (default %(default)s)"
+    )
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="default %(default)s")
     p.add_argument("--temperature", type=non_negative_float, default=0.0,
                    help="0 (default) is greedy")  # fmt: skip
-    p.add_argument("--top-p", type=probability, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top-p", type=probability, default=1.0, help="default %(default)s: off")
+    p.add_argument("--seed", type=int, default=0, help="default %(default)s")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
 

@@ -32,16 +32,33 @@ def add_arguments(parser):
         required=True,
         help="prompt text; repeat for a batch (an empty prompt starts a new document)",
     )
-    parser.add_argument("--max-new-tokens", type=non_negative_int, default=128)
-    parser.add_argument("--temperature", type=non_negative_float, default=1.0, help="0: greedy")
-    parser.add_argument("--top-p", type=probability, default=1.0, help="nucleus mass in (0, 1]")
+    parser.add_argument(
+        "--max-new-tokens", type=non_negative_int, default=128, help="default %(default)s"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=non_negative_float,
+        default=1.0,
+        help="0: greedy (default %(default)s)",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=probability,
+        default=1.0,
+        help="nucleus mass in (0, 1] (default %(default)s: off)",
+    )
     parser.add_argument(
         "--eos-token",
         default="<|endoftext|>",
-        help="special token that ends a continuation ('' or absent from the tokenizer: none)",
+        help="special token that ends a continuation ('' or absent from the tokenizer: none; "
+        "default %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
-    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="makes sampling reproducible (default: none)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda > mps > cpu, the default), cpu, cuda, ..."
+    )
 
 
 def run(args):

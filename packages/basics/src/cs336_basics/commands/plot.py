@@ -16,9 +16,11 @@ def add_arguments(parser):
         required=True,
         help="image to write; its suffix picks the format (.png, .pdf, .svg)",
     )
-    parser.add_argument("--x-axis", choices=["step", "tokens"], default="step")
+    parser.add_argument(
+        "--x-axis", choices=["step", "tokens"], default="step", help="default %(default)s"
+    )
     parser.add_argument("--log-y", action="store_true", help="logarithmic loss axis")
-    parser.add_argument("--title", default=None)
+    parser.add_argument("--title", default=None, help="figure title (default: none)")
 
 
 def run(args):

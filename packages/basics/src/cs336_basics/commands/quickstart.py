@@ -16,12 +16,16 @@ from cs336_common.cli import positive_int
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", default="runs/quickstart", help="output directory")
+    parser.add_argument(
+        "--out", default="runs/quickstart", help="output directory (default %(default)s)"
+    )
     parser.add_argument(
         "--steps", type=positive_int, default=None, help="training steps (default 400)"
     )
-    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda > mps > cpu, the default), cpu, cuda"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="default %(default)s")
     parser.add_argument(
         "--threads",
         type=positive_int,
