@@ -162,10 +162,11 @@ class _Gated(torch.nn.Module):
 
 # per step: zero_grad's set_to_none (None: no zero_grad), and whether each micro-batch
 # uses ``extra`` (the first under no_sync). ``extra`` gets a gradient from the no_sync
-# pass only; none in a step after zeroing (stays zeros) or dropping (stays None) its
-# gradient; one from the synced pass only.
+# pass only; none in a step without zeroing (keeps the last), after zeroing (stays
+# zeros) or dropping (stays None) its gradient; one from the synced pass only.
 _GATED_STEPS = (
     (None, (True, False)),
+    (None, (False, False)),
     (False, (False, False)),
     (True, (False, False)),
     (True, (False, True)),
