@@ -139,7 +139,8 @@ class DDPBucketed(_OverlappedDDP):
                 "inside no_sync()"
             )
         b.got[i] = _SYNCED
-        _into_slot(p, b.slots[i])
+        if p.grad is not b.slots[i]:  # dropped after forward: autograd made a new tensor
+            _into_slot(p, b.slots[i])
         if self._arrivals is not None:
             self._arrivals.append(p)
         b.missing -= 1
