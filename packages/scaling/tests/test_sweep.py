@@ -6,7 +6,7 @@ import math
 import pytest
 
 from cs336_scaling.cli import main
-from cs336_scaling.planner import closest_shape, plan_profile, shapes
+from cs336_scaling.planner import closest_shape, edge_extension, plan_profile, shapes
 from cs336_scaling.settings import non_embedding_params, tokens_for
 
 
@@ -160,3 +160,65 @@ def test_a_malformed_settings_page_is_one_clear_error(tmp_path, capsys, status, 
         server.shutdown()
     err = capsys.readouterr().err
     assert err.startswith("cs336-scaling: error: ") and message in err and err.count("\n") == 1
+
+
+def _runs(sizes_losses, budget=1e16):
+    """Answered runs of one profile: (d_model, num_layers) -> loss."""
+    return [
+        dict(d_model=d, num_layers=n, num_heads=d // 64, batch_size=128, learning_rate=1e-3,
+             train_flops=budget, final_loss=loss)
+        for (d, n), loss in sizes_losses.items()
+    ]  # fmt: skip
+
+
+def test_edge_extension_goes_one_step_beyond_the_edge_holding_the_minimum():
+    cands = shapes((64, 1024), (2, 24), (2, 16))
+    shape = {(256, 4): 0, (384, 6): 1, (512, 8): 2}
+    sizes = [12 * n * d * d for d, n in shape]
+
+    def extend(losses):
+        runs = _runs(dict(zip(shape, losses, strict=True)))
+        return edge_extension(runs, cands, 3.0, 128, 1e-3, 512)
+
+    assert extend([5.0, 4.9, 5.1]) == []  # bracketed
+    (down,) = extend([4.8, 4.9, 5.1])
+    assert abs(math.log(non_embedding_params(down) / (sizes[0] / 3))) < 0.3
+    (up,) = extend([5.2, 5.0, 4.9])
+    assert abs(math.log(non_embedding_params(up) / (sizes[-1] * 3))) < 0.3
+    assert up["train_flops"] == 1e16 and up["d_model"] % up["num_heads"] == 0
+    # at the edge of the service's ranges there is nothing further out
+    smallest = _runs({(64, 2): 4.0, (64, 4): 4.5, (128, 2): 4.6})
+    assert edge_extension(smallest, cands, 3.0, 128, 1e-3, 512) == []
+    # two runs are not a profile yet
+    assert edge_extension(_runs({(256, 4): 4.0, (512, 8): 5.0}), cands, 3.0, 128, 1e-3, 512) == []
+
+
+def test_sweep_extends_a_profile_until_its_minimum_is_bracketed(svc, tmp_path, capsys):
+    state = tmp_path / "state"
+    key = svc.create_key(state, "sweeper", budget=1e20)
+    # every model learns like one 16x smaller: the optimum lies above the planned profile
+    server = svc.Server(
+        state,
+        {
+            "trainer": "cs336_scaling.simulate:simulated_loss",
+            "trainer_options": {"n_scale": 1 / 16},
+            "max_parallel": 4,
+        },
+    )
+    try:
+        out = tmp_path / "sweep.json"
+        args = ["sweep", "--url", server.url, "--api-key", key, "--budgets", "1e16",
+                "--total-budget", "1e19", "--points", "3", "--out", str(out)]  # fmt: skip
+        assert main([*args, "--extend", "0"]) == 0
+        assert len(json.loads(out.read_text())) == 3
+        capsys.readouterr()
+        assert main(args) == 0
+        printed = capsys.readouterr().out
+        runs = sorted(json.loads(out.read_text()), key=lambda r: r["parameters"])
+        assert 4 <= len(runs) <= 5 and printed.count("extend ") == len(runs) - 3
+        losses = [r["final_loss"] for r in runs]
+        assert 0 < losses.index(min(losses)) < len(runs) - 1  # bracketed now
+        assert main(args) == 0  # resumed: the extensions are not asked again
+        assert "extend " not in capsys.readouterr().out
+    finally:
+        server.stop()

@@ -72,3 +72,40 @@ def plan_profile(
         seen.add((d, n))
         configs.append(config)
     return sorted(configs, key=non_embedding_params)
+
+
+def edge_extension(
+    runs: list[dict],
+    candidates,
+    step: float,
+    batch_size: int,
+    learning_rate: float,
+    context_length: int,
+) -> list[dict]:
+    """Where the lowest loss of an answered profile (``runs`` at one budget, at least three)
+    lies at its smallest or largest model, the next shape beyond that edge, a factor
+    ``step`` further out: the minimum the fits need must have a point on either side.
+    Empty when the minimum is inside, or when the service's ranges have no further shape."""
+    if len(runs) < 3:
+        return []
+    runs = sorted(runs, key=non_embedding_params)
+    best = min(range(len(runs)), key=lambda i: runs[i]["final_loss"])
+    if best not in (0, len(runs) - 1):
+        return []
+    edge = runs[best]
+    target = non_embedding_params(edge) * (step if best else 1 / step)
+    d, n, h = closest_shape(target, candidates)
+    config = dict(
+        d_model=d,
+        num_layers=n,
+        num_heads=h,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        train_flops=edge["train_flops"],
+    )
+    # the ranges may have no shape further out: the closest is then the edge itself
+    ratio = non_embedding_params(config) / non_embedding_params(edge)
+    outward = ratio < 1 if best == 0 else ratio > 1
+    if not outward or tokens_for(config) < 10 * batch_size * context_length:
+        return []
+    return [config]

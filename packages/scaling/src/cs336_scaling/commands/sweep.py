@@ -2,7 +2,9 @@
 them (the local `cs336-scaling serve` or the course's server). Several model shapes per
 compute budget, log-spaced around the Chinchilla guess D = 20 N, with num_layers and
 num_heads chosen for each d_model. Answers go to --out as they arrive (a runs JSON that
-`isoflops`, `fit` and `predict` read); a re-run asks only what is not there yet.
+`isoflops`, `fit` and `predict` read); a re-run asks only what is not there yet. A
+profile whose lowest loss lies at its smallest or largest model is extended beyond that
+edge (--extend shapes at most), so that the fits see the minimum bracketed.
 
 Example:
   cs336-scaling sweep --url http://127.0.0.1:8000 --api-key $KEY \\
@@ -18,7 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from cs336_common.cli import positive_float, positive_int
+from cs336_common.cli import non_negative_int, positive_float, positive_int
 from cs336_common.errors import InputError, UsageError, UserError
 from cs336_scaling.commands._common import check_out_dir
 
@@ -60,6 +62,14 @@ def add_arguments(parser):
     parser.add_argument(
         "--out", type=Path, default=Path("sweep.json"), help="results JSON (default: sweep.json)"
     )
+    parser.add_argument(
+        "--extend",
+        type=non_negative_int,
+        default=2,
+        metavar="K",
+        help="per profile, up to K more shapes beyond an edge where its minimum lies, "
+        "asked once the profile is answered (default: 2; 0: off)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
 
 
@@ -95,10 +105,8 @@ def _sweep(args):
             else ""
         )
     )
-    if args.dry_run or not todo:
+    if args.dry_run:
         return 0
-    from tqdm import tqdm
-
     from cs336_common.io import write_text_atomic
 
     lock, stop, failures = threading.Lock(), threading.Event(), []
@@ -125,22 +133,74 @@ def _sweep(args):
             # training, so rewriting a few hundred records each time costs nothing
             write_text_atomic(args.out, json.dumps(list(done.values()), indent=1))
 
-    pool = ThreadPoolExecutor(args.parallel)
+    base, asked = {_key(c) for c in plan}, set()
+    spent = sum(c["train_flops"] for c in todo)
+    while True:  # each profile is extended once its runs are answered, until bracketed
+        more = _extensions(args, settings, plan, base, done, asked, spent)
+        for c in more:
+            print(f"  extend  C={c['train_flops']:.0e}  d_model={c['d_model']:<5} "
+                  f"layers={c['num_layers']:<3} N={non_embedding_params(c):.3g}")  # fmt: skip
+        todo += more
+        spent += sum(c["train_flops"] for c in more)
+        if not todo:
+            break
+        asked.update(map(_key, todo))
+        if _ask_all(ask, todo, args.parallel, stop) == 130:
+            print(f"interrupted: {len(done)} answers saved in {args.out}; re-run to continue")
+            return 130
+        todo = []
+        if stop.is_set():
+            break
+    print(f"{len(done)} answers in {args.out}")
+    if failures:
+        print(f"{len(failures)} queries failed; first: {failures[0]}")
+        return 1
+    return 0
+
+
+def _ask_all(ask, todo, parallel: int, stop) -> int:
+    from tqdm import tqdm
+
+    pool = ThreadPoolExecutor(parallel)
     try:
         futures = [pool.submit(ask, c) for c in todo]
         for f in tqdm(as_completed(futures), total=len(futures), desc="sweep"):
             f.result()
     except KeyboardInterrupt:
         stop.set()
-        print(f"interrupted: {len(done)} answers saved in {args.out}; re-run to continue")
         pool.shutdown(wait=False, cancel_futures=True)
         return 130
     pool.shutdown()
-    print(f"{len(done)} answers in {args.out}")
-    if failures:
-        print(f"{len(failures)} queries failed; first: {failures[0]}")
-        return 1
     return 0
+
+
+def _extensions(args, settings, plan, base, done, asked, spent) -> list[dict]:
+    """The next shape beyond the edge of every answered profile whose minimum lies there,
+    while the total budget allows and the profile has fewer than --extend extra shapes
+    (counted over resumed sweeps too, so a re-run asks what the first run would have)."""
+    from cs336_scaling.planner import edge_extension, shapes
+
+    candidates = shapes(settings["d_model"], settings["num_layers"], settings["num_heads"])
+    step = 16 ** (1 / max(args.points - 1, 1))  # the profiles' own spacing (4x either side)
+    more = []
+    for budget in sorted({c["train_flops"] for c in plan}):
+        if any(_key(c) not in done for c in plan if c["train_flops"] == budget):
+            continue  # not all answered (yet, or a run failed)
+        runs = [
+            r
+            for r in done.values()
+            if r["compute_budget"] == budget
+            and r.get("batch_size") == args.batch_size
+            and r.get("learning_rate") == args.learning_rate
+        ]
+        if sum(_key(r) not in base for r in runs) >= args.extend:
+            continue
+        ctx = settings["context_length"]
+        for c in edge_extension(runs, candidates, step, args.batch_size, args.learning_rate, ctx):
+            if _key(c) not in asked and spent + c["train_flops"] <= args.total_budget:
+                more.append(c)
+                spent += c["train_flops"]
+    return more
 
 
 def plan_sweep(args, settings: dict, done: dict):
