@@ -188,6 +188,8 @@ def _check_partial_use(rank: int, world: int, cap_mb: float | None) -> None:
         if set_to_none is not None:
             ours.zero_grad(set_to_none=set_to_none)
             ref.zero_grad(set_to_none=set_to_none)
+        ddp(x[rank, 0])  # a forward without backward (evaluation) lends the dropped grads
+        ddp.on_train_batch_start()
         with ddp.no_sync():
             _gated_loss(ddp, ours, x[rank, 0], uses[0]).backward()
         _gated_loss(ddp, ours, x[rank, 1], uses[1]).backward()

@@ -66,19 +66,21 @@ class _Bucket:
     params: list[nn.Parameter]
     flat: Tensor
     slots: list[Tensor]  # per parameter: its gradient's view of ``flat``, shaped like it
-    # per step: per parameter, _NOTHING/_LOCAL/_SYNCED, and whether `forward` lent it
-    # its slot (its grad was None); how many have not reached _SYNCED; the all-reduce
-    got: list[int] = field(init=False)
+    # per parameter: whether `forward` lent it its slot (its grad was None) since the
+    # last sync; per step: _NOTHING/_LOCAL/_SYNCED per parameter, how many have not
+    # reached _SYNCED, the all-reduce
     lent: list[bool] = field(init=False)
+    got: list[int] = field(init=False)
     missing: int = field(init=False)
     work: dist.Work | None = field(init=False)
 
     def __post_init__(self) -> None:
+        self.lent = [False] * len(self.params)
         self.reset()
 
     def reset(self) -> None:
         n = len(self.params)
-        self.got, self.lent, self.missing, self.work = [_NOTHING] * n, [False] * n, n, None
+        self.got, self.missing, self.work = [_NOTHING] * n, n, None
 
 
 class DDPBucketed(_OverlappedDDP):
@@ -122,7 +124,8 @@ class DDPBucketed(_OverlappedDDP):
             torch._foreach_zero_(zero)
 
     def on_train_batch_start(self) -> None:
-        """Forget the previous step's bookkeeping (a step abandoned mid-way included)."""
+        """Forget the previous step's bookkeeping (a step abandoned mid-way included);
+        which gradients `forward` lent is kept until the next sync."""
         for b in self.buckets:
             b.reset()
         self._launched = 0
@@ -167,6 +170,7 @@ class DDPBucketed(_OverlappedDDP):
             b.work.wait()
             if not self._averages:
                 b.flat.div_(self._world)
+            b.lent = [False] * len(b.params)
         if self._arrivals:
             self._rebuild_in_arrival_order()
         self.on_train_batch_start()
