@@ -16,8 +16,8 @@ with the layers below.
         optimizer.zero_grad()                       # set_to_none=True or False: both work
 
 This is what PyTorch DDP's reducer does with ``gradient_as_bucket_view=True``. The
-gradient hooks run in Python on the thread that drives backward, so a large model's
-step is bound by their cost; they are kept to a few list operations:
+gradient hooks run in Python on the thread that drives backward (their cost is step
+time when the host is the bottleneck), so they are kept to a few list operations:
 
 - Every ``p.grad`` is a view of its bucket ("slot"), so autograd accumulates straight
   into the bucket. The optimizer's ``zero_grad(set_to_none=True)`` drops those views;
@@ -40,8 +40,9 @@ order, so every rank agrees): buckets then complete in launch order and none wai
 a gradient that backward produces much later than its others.
 
 A parameter that gets no gradient in a step (in no micro-batch) keeps the ``grad`` it
-had before the step (None after ``zero_grad()``), as in one process; its bucket is all-reduced in `finish_gradient_synchronization`. One that got a
-gradient only inside `no_sync` is synced there too. Like PyTorch DDP without
+had before the step (None after ``zero_grad()``), as in one process; its bucket is
+all-reduced in `finish_gradient_synchronization`. One that got a gradient only inside
+`no_sync` is synced there too. Like PyTorch DDP without
 ``find_unused_parameters``, every rank is assumed to use the same parameters.
 """
 
