@@ -27,7 +27,12 @@ def config(tmp_path):
 def test_train_resume_longer_and_plot(config, tmp_path, capsys):
     assert main(["train", str(config), "--no-progress", "--set", "lr=3e-3"]) == 0
     run = RunDir(tmp_path / "runs" / "a")
-    assert "6 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "6 steps" in out
+    # the steady speed: the median of the rows after the first (compilation) one
+    speeds = [r["tokens_per_s"] for r in RunDir(tmp_path / "runs" / "a").read_metrics()]
+    shown = int(re.search(r"([\d,]+) tokens/s", out).group(1).replace(",", ""))
+    assert shown == round(float(np.median(speeds[1:]))) and "MFU" not in out  # CPU: no peak
     assert json.loads(run.config.read_text())["lr"] == 3e-3
     # resuming the finished run says so and changes nothing
     resume = ["train", "--resume", str(run.path), "--no-progress"]

@@ -87,6 +87,20 @@ def test_bad_values_name_the_field(base, override, message):
         load_train_config(base, [override])
 
 
+def test_cuda_graphs_apply_only_to_one_compiled_cuda_micro_batch(base):
+    import torch
+
+    from cs336_basics.trainer import uses_cuda_graphs
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    on = ["compile=true", "cuda_graphs=true"]
+    assert uses_cuda_graphs(load_train_config(base, on), cuda)
+    assert not uses_cuda_graphs(load_train_config(base, on), cpu)
+    assert not uses_cuda_graphs(load_train_config(base, ["cuda_graphs=true"]), cuda)
+    assert not uses_cuda_graphs(load_train_config(base, [*on, "grad_accum_steps=2"]), cuda)
+    assert not uses_cuda_graphs(load_train_config(base, ["compile=true"]), cuda)
+
+
 def test_base_inheritance_and_sweeps(base, tmp_path):
     (tmp_path / "sweep.toml").write_text(
         'base = "base.toml"\n[model]\nuse_rope = false\n'

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cs336_basics import TrainConfig, TrainingDiverged, load_trained_model, train
+from cs336_basics import TrainConfig, TrainingDiverged, load_trained_model, train, trainer
 from cs336_basics.run_dir import RunDir
 from cs336_common.nn import ModelConfig
+from cs336_common.train.batches import RandomBatches
 from cs336_common.train.loop import TrainLoop
 from cs336_common.train.token_file import save_token_file
 
@@ -173,3 +174,42 @@ def test_wandb_logging_is_optional(data, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="wandb is not installed"):
         train(_config(data, tmp_path / "b", max_steps=4, wandb=True), progress=False)
     assert RunDir(tmp_path / "b").read_metrics()[-1]["step"] == 4
+
+
+def _same_rows(a: RunDir, b: RunDir, tol: float = 0.0) -> None:
+    rows_a, rows_b = a.read_metrics(), b.read_metrics()
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        assert (ra["val_loss"] is None) == (rb["val_loss"] is None)
+        for key in ("train_loss", "val_loss", "grad_norm"):
+            if ra[key] is not None:
+                assert ra[key] == pytest.approx(rb[key], rel=tol, abs=tol), (ra["step"], key)
+
+
+def test_token_file_in_device_memory_gives_the_same_run(data, tmp_path, monkeypatch):
+    """The windows are gathered from a device copy of the token file (where it fits on
+    a GPU): the same batches as from the memmap, so the same run, bit for bit."""
+    host = _config(data, tmp_path / "host")
+    train(host, progress=False)
+    made = []
+
+    def on_device_batches(*args, **kwargs):
+        made.append(kwargs.get("on_device"))
+        return RandomBatches(*args, **{**kwargs, "on_device": True})
+
+    monkeypatch.setattr(trainer, "RandomBatches", on_device_batches)
+    train(_config(data, tmp_path / "device", seed=host.seed), progress=False)
+    assert made == [False, None]  # the training draws (not on the CPU by default), validation
+    _same_rows(RunDir(tmp_path / "host"), RunDir(tmp_path / "device"))
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_train_like_the_eager_step(data, tmp_path):
+    """compile + cuda_graphs (graphs replayed for the training and the evaluation
+    passes, checkpoints between them) follows the eager run's losses in fp32."""
+    common = dict(device="cuda", precision="fp32", seed=5, max_steps=16)
+    eager = _config(data, tmp_path / "eager", **common)
+    train(eager, progress=False)
+    graphs = _config(data, tmp_path / "graphs", compile=True, cuda_graphs=True, **common)
+    train(graphs, progress=False)
+    _same_rows(RunDir(eager.out_dir), RunDir(graphs.out_dir), tol=2e-2)

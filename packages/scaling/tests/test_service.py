@@ -154,6 +154,25 @@ def test_killed_run_and_runs_that_died_with_the_server_are_failed(tmp_path, svc)
         server.stop(signal.SIGKILL)
 
 
+def test_sigterm_with_a_run_in_flight_stops_cleanly(tmp_path, svc):
+    state = tmp_path / "state"
+    key = svc.create_key(state, "carol")
+    server = svc.Server(state, {**svc.TINY, "trainer_options": {"seconds": 120}})
+    client = ScalingClient(server.url, key)
+    run = client.submit(**CONFIG)
+    svc.wait_for(lambda: _job(state, run["id"]))
+    server.proc.send_signal(signal.SIGTERM)
+    _, err = server.proc.communicate(timeout=60)
+    # the cancelled job's controller reports its interrupt in the job logs, not here
+    assert server.proc.returncode == 0 and "Traceback" not in err, err
+    assert "KeyboardInterrupt" in svc.wait_for(
+        lambda: (
+            next(state.rglob("controllers.err"), None)
+            and next(state.rglob("controllers.err")).read_text()
+        )
+    )
+
+
 def _job(state, run_id):
     import sqlite3
 

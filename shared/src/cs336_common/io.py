@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +64,22 @@ def _create_beside(path: Path) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -> None:
     with atomic_path(path, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def stderr_to(path: str | os.PathLike) -> Iterator[None]:
+    """Point file descriptor 2 at ``path`` (appending) for the duration: child processes
+    started meanwhile inherit it. submitit's local job controllers print a KeyboardInterrupt
+    traceback when their job is cancelled; started under this, that goes to a log file, not
+    to the user's terminal."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -66,6 +66,11 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda > mps > cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
     compile: bool = False  # torch.compile the forward pass with the loss, and AdamW's update
+    # with compile, on CUDA, one micro-batch per step: replay forward and backward as CUDA
+    # graphs (torch.compile's mode="reduce-overhead"), one launch instead of hundreds;
+    # otherwise ignored (with accumulation a replay would overwrite the earlier
+    # micro-batches' gradients)
+    cuda_graphs: bool = False
     seed: int = 0
     # optional Weights & Biases logging (only when the package is installed)
     wandb: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class TrainResult:
     val_loss: float | None  # on the fixed validation batches after the last step
     wall_time_s: float  # across all sessions of a resumed run
     already_finished: bool = False  # resumed a run that had reached its last step
+    tokens_per_s: float | None = None  # median of this session's logged rows but the first
+    mfu: float | None = None  # model FLOPs utilisation at that speed (None: unknown peak)
 
 
 def train(
@@ -91,14 +94,17 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
         torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.seed)
     model = TransformerLM.from_config(config.model, device=device)
+    train_data = open_train_data(config.train_data, config.model)
+    data_on_device = _fits_on_device(train_data, device)
     batches = RandomBatches(
-        open_train_data(config.train_data, config.model),
+        train_data,
         config.batch_size,
         config.model.context_length,
         device,
         config.seed,
+        on_device=data_on_device,
     )
-    loss_fn = torch.compile(lm_loss, dynamic=False) if config.compile else lm_loss
+    loss_fn = _loss_fn(config, device)
     val_batches = _fixed_val_batches(config, device)
     loop = TrainLoop(
         model,
@@ -130,11 +136,13 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
     log = MetricsLog(run.metrics, _wandb(config, run))
     bar = tqdm(total=config.num_steps, initial=step, unit="step", disable=not progress)
     if progress:
-        bar.write(_summary(config, model, device, precision, step))
+        bar.write(_summary(config, model, device, precision, step, data_on_device))
+    speeds = []  # tokens/s of this session's rows
 
     def on_log(row: dict) -> None:
         row["mfu"] = model_flops_utilization(row["tokens_per_s"], fwd_flops, peak)
         log.write(row)
+        speeds.append(row["tokens_per_s"])
         bar.set_postfix(_postfix(row), refresh=False)
 
     loop.on_log = on_log
@@ -147,6 +155,8 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
     finally:
         bar.close()
         log.close()
+    # the first row holds the compilation: the median of the others is the steady speed
+    speed = statistics.median(speeds[1:] or speeds) if speeds else None
     return TrainResult(
         run_dir=run.path,
         steps=result.steps,
@@ -154,6 +164,8 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
         train_loss=result.train_loss,
         val_loss=result.val_loss,
         wall_time_s=result.wall_time_s,
+        tokens_per_s=speed,
+        mfu=None if speed is None else model_flops_utilization(speed, fwd_flops, peak),
     )
 
 
@@ -177,6 +189,43 @@ def _mean_loss(model, loss_fn, batches) -> float:
 
 
 # ---- setup ---------------------------------------------------------------------------
+
+
+def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
+    """``cuda_graphs`` takes effect when compiling on CUDA with one micro-batch per step (a
+    replay would overwrite the earlier micro-batches' gradients); the run's banner says
+    whether it did."""
+    return (
+        config.cuda_graphs
+        and config.compile
+        and device.type == "cuda"
+        and (config.grad_accum_steps == 1)
+    )
+
+
+def _loss_fn(config: TrainConfig, device: torch.device):
+    if not config.compile:
+        return lm_loss
+    if not uses_cuda_graphs(config, device):
+        return torch.compile(lm_loss, dynamic=False)
+    graphed = torch.compile(lm_loss, dynamic=False, mode="reduce-overhead")
+
+    def loss_fn(model, batch):
+        # A new step: the graphs' outputs from the last one may be overwritten. The loop
+        # keeps copies of its losses only, and the gradients are gone (zero_grad).
+        torch.compiler.cudagraph_mark_step_begin()
+        return graphed(model, batch)
+
+    return loss_fn
+
+
+def _fits_on_device(data: np.ndarray, device: torch.device) -> bool:
+    """Keep the token file in GPU memory (batches gathered there: no host work per step
+    but one small copy) when it takes at most an eighth of the free memory."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return data.nbytes <= free // 8
 
 
 def _loop_config(config: TrainConfig, run: RunDir, precision: str, resume: bool) -> LoopConfig:
@@ -264,18 +313,26 @@ def _fixed_val_batches(
     return [next(draws) for _ in range(config.eval_batches)]
 
 
-def _summary(config, model, device, precision, step) -> str:
+def _summary(config, model, device, precision, step, data_on_device) -> str:
     params = sum(p.numel() for p in model.parameters())
     start = f", resuming at step {step}" if step else ""
+    how = [precision]
+    if config.compile:
+        graphs = uses_cuda_graphs(config, device)
+        how.append("compiled with CUDA graphs" if graphs else "compiled")
+    if data_on_device:
+        how.append("token file in GPU memory")
     return (
-        f"training {params / 1e6:.2f}M parameters on {device} ({precision}"
-        f"{', compiled' if config.compile else ''}): {config.num_steps} steps of "
-        f"{config.tokens_per_step:,} tokens into {config.out_dir}{start}"
+        f"training {params / 1e6:.2f}M parameters on {device} ({', '.join(how)}): "
+        f"{config.num_steps} steps of {config.tokens_per_step:,} tokens into "
+        f"{config.out_dir}{start}"
     )
 
 
 def _postfix(row: dict) -> dict:
     postfix = {"loss": f"{row['train_loss']:.3f}", "tok/s": f"{row['tokens_per_s']:,.0f}"}
+    if row["mfu"] is not None:
+        postfix["MFU"] = f"{row['mfu']:.1%}"
     if row["val_loss"] is not None:
         postfix["val"] = f"{row['val_loss']:.3f}"
     return postfix

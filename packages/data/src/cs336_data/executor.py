@@ -4,16 +4,14 @@ command resumes it; outputs are renamed into place whole, so nothing is duplicat
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cs336_common.errors import UserError
+from cs336_common.io import stderr_to
 
 EXECUTORS = ("local", "slurm", "inline")
 
@@ -79,23 +77,6 @@ def _run_chunk(fn: Callable, tasks: Sequence) -> list[tuple[list[str], str]]:
     return failures
 
 
-@contextlib.contextmanager
-def _stderr_to(path: Path):
-    """Point file descriptor 2 at `path` while submitit starts its local job controllers:
-    they inherit it, and on cancel they print a KeyboardInterrupt traceback there rather
-    than on the user's terminal."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "ab") as f:
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -148,7 +129,7 @@ def _run_submitit(fn, todo, cfg: ExecutorConfig, logs: Path, bar, done, desc) ->
         ex = submitit.LocalExecutor(folder=logs)
         ex.update_parameters(timeout_min=cfg.time_min)
     chunks = [todo[w :: cfg.workers] for w in range(min(cfg.workers, len(todo)))]
-    with _stderr_to(logs / "controllers.err"):
+    with stderr_to(logs / "controllers.err"):
         jobs = [ex.submit(_run_chunk, fn, chunk) for chunk in chunks]
     try:
         while not all(job.done() for job in jobs):

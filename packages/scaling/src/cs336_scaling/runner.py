@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from cs336_common.io import stderr_to
 from cs336_scaling.jobs import run_job
 from cs336_scaling.settings import CONFIG_FIELDS, ServiceSettings
 from cs336_scaling.store import Store
@@ -18,6 +19,7 @@ DIED = "the server stopped while this run was running"
 class Runner:
     def __init__(self, store: Store, settings: ServiceSettings, folder: Path):
         self.store, self.settings = store, settings
+        self.folder = folder
         self.executor = _executor(settings, folder)
         self.slots = _slots(settings)
         self.inflight: dict[int, tuple[object, str | None]] = {}  # run id -> (job, slot)
@@ -88,7 +90,9 @@ class Runner:
             slot = free[launched]
             config = {k: run[k] for k in CONFIG_FIELDS}
             try:
-                job = self.executor.submit(run_job, config, self.settings.to_dict(), slot)
+                # a cancelled local job's controller prints a traceback: into the job logs
+                with stderr_to(self.folder / "controllers.err"):
+                    job = self.executor.submit(run_job, config, self.settings.to_dict(), slot)
             except Exception as e:
                 self.store.fail(run["id"], f"could not start the job: {_one_line(e)}")
                 continue

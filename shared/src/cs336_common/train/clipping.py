@@ -26,10 +26,11 @@ def gradient_clipping(
     if not by_device:
         return torch.tensor(0.0)
     first = next(iter(by_device))
+    # one stack per device (not a conversion per tensor): the host cost of every step
     norms = [
-        n.float().to(first) for grads in by_device.values() for n in torch._foreach_norm(grads)
+        torch.stack(torch._foreach_norm(grads)).float().to(first) for grads in by_device.values()
     ]
-    total = torch.linalg.vector_norm(torch.stack(norms))
+    total = torch.linalg.vector_norm(norms[0] if len(norms) == 1 else torch.cat(norms))
     scale = (max_l2_norm / (total + eps)).clamp(max=1.0)
     for device, grads in by_device.items():
         torch._foreach_mul_(grads, scale.to(device))

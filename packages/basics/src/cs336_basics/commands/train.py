@@ -93,13 +93,21 @@ def run(args):
                 "--set max_steps=N --allow-schedule-change"
             )
             continue
-        val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
-        print(
-            f"{result.run_dir}: {result.steps} steps, {result.tokens:,} tokens, "
-            f"train loss {result.train_loss:.4f}, val loss {val}, "
-            f"{result.wall_time_s / 60:.1f} min"
-        )
+        print(_result_line(result))
     return 1 if failed else 0
+
+
+def _result_line(result) -> str:
+    val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
+    speed = ""
+    if result.tokens_per_s is not None:
+        mfu = "" if result.mfu is None else f", {result.mfu:.1%} MFU"
+        speed = f", {result.tokens_per_s:,.0f} tokens/s{mfu}"
+    return (
+        f"{result.run_dir}: {result.steps} steps, {result.tokens:,} tokens, "
+        f"train loss {result.train_loss:.4f}, val loss {val}, "
+        f"{result.wall_time_s / 60:.1f} min{speed}"
+    )
 
 
 def _runtime_message(error: RuntimeError) -> str | None:
