@@ -4,7 +4,10 @@ One spawn runs all checks (a spawn costs seconds): 3 models (frozen + unused
 parameters, tied weights, a TransformerLM) x naive, flat, per-parameter hooks, buckets
 of every size, and gradient accumulation under ``no_sync``; wrappers must be freed once
 unreferenced (gradient hooks must not keep them alive). Ranks other than 0 start
-from different weights, so the construction-time broadcast is tested too.
+from different weights, so the construction-time broadcast is tested too. Besides:
+`DDPBucketed`'s gradients equal PyTorch DDP's (``gradient_as_bucket_view=True``) step by
+step, the same check as on NCCL; autograd accumulates into the buckets; parameters used
+only inside ``no_sync`` or in no micro-batch get one process's gradients.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from packages.systems.tests.dist_models import (
     make,
     train_reference,
 )
+from packages.systems.tests.test_ddp_nccl import grads_match_torch_ddp
 
 STEPS = 3
 
@@ -210,6 +214,7 @@ def _check_partial_use(rank: int, world: int, cap_mb: float | None) -> None:
 
 
 def _worker(rank: int, world: int) -> None:
+    grads_match_torch_ddp(rank, world, torch.device("cpu"))
     for cap_mb in (None, 1e-9):  # one bucket; one per parameter
         _check_partial_use(rank, world, cap_mb)
     for name, variants in VARIANTS.items():
