@@ -338,6 +338,9 @@ def test_plot_errors(work, capsys):
     fails(["plot", work / "lm", *out], capsys, work, r"metrics\.jsonl:3: malformed JSON")
     # the trainer reads the same file on resume: the same one line, not a traceback
     fails(["train", "--resume", str(work / "lm")], capsys, work, r"metrics\.jsonl:3: malformed")
+    (work / "lm" / "metrics.jsonl").write_bytes(b'{"step": 1}\n\xff\n')
+    fails(["plot", work / "lm", *out], capsys, work,
+          r"metrics\.jsonl: not UTF-8 text \(invalid start byte at byte 12\)$")  # fmt: skip
 
 
 @pytest.mark.parametrize(

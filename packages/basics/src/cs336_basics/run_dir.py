@@ -71,18 +71,23 @@ class RunDir:
         object is an `InputError` naming the file and line."""
         if not self.metrics.is_file():
             return []
+        try:
+            text = self.metrics.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{self.metrics}: not UTF-8 text ({e.reason} at byte {e.start})"
+            ) from None
         rows = []
-        with open(self.metrics, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{self.metrics}:{n}: malformed JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{self.metrics}:{n}: expected a JSON object")
-                rows.append(row)
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{self.metrics}:{n}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{self.metrics}:{n}: expected a JSON object")
+            rows.append(row)
         return rows
 
     def append_history(self, step: int, changes: dict[str, list]) -> None:
