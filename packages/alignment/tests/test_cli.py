@@ -242,3 +242,47 @@ def test_help_shows_the_defaults(capsys, command, shown):
     assert e.value.code == 0
     for text in shown:
         assert text in out
+
+
+_SFT = ["--steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1",
+        "--examples", "4", "--eval-limit", "2", "--eval-max-tokens", "4", "--eval-every", "0",
+        "--checkpoint-every", "1"]  # fmt: skip
+
+
+@pytest.fixture
+def sft_run(tmp_path, capsys):
+    model_dir, out = _save_tiny(tmp_path), tmp_path / "run"
+    assert main(["sft", "--model", str(model_dir), "--out", str(out), *_SFT]) == 0
+    capsys.readouterr()
+    return model_dir, out
+
+
+def _resume_fails(capsys, argv, out, expected):
+    before = (out / "metrics.jsonl").read_bytes()
+    assert main([*argv, "--out", str(out), "--resume"]) == 1
+    assert expected in _error(capsys)
+    assert (out / "metrics.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_other_settings_another_command_and_another_model(tmp_path, capsys, sft_run):
+    model_dir, out = sft_run
+    sft = ["sft", "--model", str(model_dir), *_SFT]
+    _resume_fails(capsys, [*sft, "--batch-size", "4"], out, "--resume: batch_size 2 -> 4;")
+    grpo = ["grpo", "--model", str(model_dir), "--rollout-batch-size", "4", "--group-size", "2",
+            "--train-batch-size", "4", "--gradient-accumulation-steps", "2"]  # fmt: skip
+    _resume_fails(capsys, grpo, out, "config.json holds the settings of another command's run")
+    from cs336_alignment.demo import byte_tokenizer
+    from cs336_alignment.policy_io import save_policy
+    from cs336_common import TransformerLM
+
+    other = save_policy(TransformerLM(257, 1024, 16, 1, 2, 64), byte_tokenizer(), tmp_path / "o")
+    _resume_fails(capsys, ["sft", "--model", str(other), *_SFT, "--steps", "2"], out,
+                  "its checkpoint does not fit --model")  # fmt: skip
+
+
+def test_resume_with_a_damaged_log_is_one_line(capsys, sft_run):
+    model_dir, out = sft_run
+    with open(out / "metrics.jsonl", "ab") as f:
+        f.write(b"\xff\n")
+    argv = ["sft", "--model", str(model_dir), *_SFT, "--steps", "2"]
+    _resume_fails(capsys, argv, out, "metrics.jsonl: not UTF-8 text")

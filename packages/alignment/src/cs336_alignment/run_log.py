@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cs336_alignment.jsonl import parse_jsonl
 from cs336_common.io import write_text_atomic
 
 
@@ -39,9 +40,7 @@ class RunLog:
             _append(self.generations, {"step": step, **r})
 
     def rows(self) -> list[dict]:
-        if not self.metrics.is_file():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line]
+        return _read_rows(self.metrics)
 
     def plot(self, keys: list[str], title: str) -> Path:
         return plot_curves(self.rows(), keys, self.out / "curves.png", title)
@@ -55,12 +54,15 @@ def _append(path: Path, row: dict) -> None:
 def _truncate_after(path: Path, step: int) -> None:
     if not path.is_file():
         return
-    keep = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line and json.loads(line).get("step", 0) <= step
-    ]
-    write_text_atomic(path, "".join(line + "\n" for line in keep))
+    keep = [row for row in _read_rows(path) if row.get("step", 0) <= step]
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """The rows of a log ([] before the first); a damaged file is an `InputError`
+    naming it and the line."""
+    raw = path.read_bytes() if path.is_file() else b""
+    return parse_jsonl(raw, str(path)) if raw.strip() else []
 
 
 def plot_curves(rows: list[dict], keys: list[str], png: Path, title: str) -> Path:

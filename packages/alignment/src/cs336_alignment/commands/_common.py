@@ -33,13 +33,16 @@ def add_policy_args(p: argparse.ArgumentParser, data_help: str, eval_data: bool 
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
-def setup(args: argparse.Namespace, inputs=()):
-    """Check paths first, then load (policy, tokenizer, generator, out)."""
+def setup(args: argparse.Namespace, inputs=(), cfg=None):
+    """Check paths (and, with --resume, that ``cfg`` may continue the run in --out)
+    first, then load (policy, tokenizer, generator, out)."""
     from cs336_alignment.policy_io import check_model_dir, load_policy
     from cs336_common.device import resolve_device
 
     model_dir = check_model_dir(args.model)
     out = check_paths(args.out, inputs, model_dir)
+    if args.resume and cfg is not None:
+        check_resume(out, cfg)
     device = resolve_device(args.device)
     policy, tokenizer = load_policy(model_dir, device)
     policy.train()
@@ -62,6 +65,36 @@ def check_paths(out: str, inputs=(), model_dir: Path | None = None) -> Path:
     if model_dir is not None and Path(out).resolve() == model_dir.resolve():
         raise UserError(f"--out {out} is the --model directory; it would be overwritten")
     return Path(check_output(out, inputs=inputs, directory=True))
+
+
+# what a resumed run may change: its length and how often it evaluates and checkpoints
+_FREE_ON_RESUME = ("steps", "n_grpo_steps", "eval_every", "eval_max_tokens", "checkpoint_every")
+
+
+def check_resume(out: Path, cfg) -> None:
+    """Refuse to resume the run in ``out`` (its config.json) with settings of another
+    command, or with other settings than those it was trained with."""
+    import dataclasses
+
+    from cs336_common.checks import read_json
+    from cs336_common.errors import UserError
+
+    saved_file = out / "config.json"
+    if not saved_file.is_file():
+        return
+    saved, current = read_json(saved_file, "run config"), dataclasses.asdict(cfg)
+    if not isinstance(saved, dict) or saved.keys() != current.keys():
+        raise UserError(
+            f"--resume: {saved_file} holds the settings of another command's run, not "
+            f"{type(cfg).__name__}; choose another --out"
+        )
+    changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in current.items()
+               if saved[k] != v and k not in _FREE_ON_RESUME]  # fmt: skip
+    if changed:
+        raise UserError(
+            f"--resume: {', '.join(changed)}; a resumed run keeps its settings (its length "
+            "and eval/checkpoint cadence may change); start a new run in another --out"
+        )
 
 
 def policy_generator(kind: str | None, model_dir: Path, policy, tokenizer, device):
@@ -94,3 +127,10 @@ def training_run(out: Path) -> Iterator[None]:
             yield
         except TrainingDiverged as e:
             raise UserError(str(e)) from None
+        except RuntimeError as e:  # torch's load_state_dict: a checkpoint of another model
+            if not str(e).startswith("Error(s) in loading state_dict"):
+                raise
+            raise UserError(
+                f"{out}: its checkpoint does not fit --model (was the run started from "
+                "another model?)"
+            ) from None

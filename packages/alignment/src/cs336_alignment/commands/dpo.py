@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None:
         raise UsageError("dpo needs --data (preference pairs)")
     cfg = config_from_args(args, DPOConfig)
-    policy, tok, _, out = setup(args, [args.data, args.eval_data])
+    policy, tok, _, out = setup(args, [args.data, args.eval_data], cfg)
     pairs = preference_pairs(args.data)
     held = preference_pairs(args.eval_data)[: args.eval_limit] if args.eval_data else []
     with training_run(out):

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from cs336_alignment.training_data import questions
 
     cfg = config_from_args(args, GRPOConfig)
-    policy, tok, gen, out = setup(args, [args.data, args.eval_data])
+    policy, tok, gen, out = setup(args, [args.data, args.eval_data], cfg)
     train = questions(args.data, None, args.examples, seed=3)
     with training_run(out):
         rows = train_grpo(

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from cs336_alignment.training_data import sft_examples
 
     cfg = config_from_args(args, SFTConfig)
-    policy, tok, gen, out = setup(args, [args.data, getattr(args, "eval_data", None)])
+    policy, tok, gen, out = setup(args, [args.data, getattr(args, "eval_data", None)], cfg)
     with training_run(out):
         rows = train_sft(
             policy, tok, sft_examples(args.data, args.examples, seed=2), eval_questions(args),
