@@ -286,3 +286,24 @@ def test_resume_with_a_damaged_log_is_one_line(capsys, sft_run):
         f.write(b"\xff\n")
     argv = ["sft", "--model", str(model_dir), *_SFT, "--steps", "2"]
     _resume_fails(capsys, argv, out, "metrics.jsonl: not UTF-8 text")
+
+
+@pytest.mark.parametrize(("prompt", "start"), [("alpaca_sft", "Below is an instruction"),
+                                               ("zero_shot_system_prompt", "# Instruction")])  # fmt: skip
+def test_eval_gsm8k_takes_the_instruction_templates(tmp_path, capsys, prompt, start):
+    model_dir, out = _save_tiny(tmp_path), tmp_path / "o"
+    argv = ["eval", "gsm8k", "--model", str(model_dir), "--out", str(out), "--limit", "1",
+            "--max-new-tokens", "2", "--prompt", prompt]  # fmt: skip
+    assert main(argv) == 0
+    (row,) = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    assert row["prompt"].startswith(start) and "{" not in row["prompt"][:200]
+
+
+def test_eval_refuses_a_prompt_its_task_ignores(tmp_path, capsys):
+    model_dir = _save_tiny(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "sst", "--model", str(model_dir), "--out", str(tmp_path / "o"),
+              "--prompt", "r1_zero"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "--prompt r1_zero does not apply to task sst, which always uses zero_shot" in err

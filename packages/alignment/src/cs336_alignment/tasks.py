@@ -17,7 +17,7 @@ from pathlib import Path
 from cs336_alignment.grader import last_boxed, r1_zero_reward_fn
 from cs336_alignment.jsonl import parse_jsonl
 from cs336_alignment.parsing import parse_gsm8k_response, parse_mmlu_response
-from cs336_alignment.prompt_templates import load_prompt
+from cs336_alignment.prompt_templates import PROMPT_NAMES, alpaca_prompt, load_prompt
 from cs336_common.errors import InputError
 
 MMLU_INSTRUCTION = (
@@ -74,8 +74,15 @@ def _need(rows: list[dict], fields: tuple[str, ...], task: str) -> None:
             raise InputError(f"{task} data: example {n} lacks field(s) {', '.join(missing)}")
 
 
-def _r1_prompt(question: str, prompt: str) -> str:
-    return load_prompt(prompt).format(question=question)
+def _question_prompt(question: str, prompt: str) -> str:
+    """``question`` in the template ``prompt``: its question slot, or the instruction
+    slot of the instruction-following templates."""
+    if prompt == "alpaca_sft":
+        return alpaca_prompt(question)
+    template = load_prompt(prompt)
+    if "{instruction}" in template:
+        return template.format(instruction=question)
+    return template.format(question=question)
 
 
 def math_score(prompt: str):
@@ -101,7 +108,7 @@ def gsm8k(path, prompt: str) -> list[dict]:
     _need(rows, ("question", "answer"), "gsm8k")
     return [
         {
-            "prompt": _r1_prompt(r["question"], prompt),
+            "prompt": _question_prompt(r["question"], prompt),
             "ground_truth": r["answer"].split("####")[-1].strip().replace(",", ""),
         }
         for r in rows
@@ -117,7 +124,7 @@ def math(path, prompt: str) -> list[dict]:
             raise InputError(
                 f"math data: example {n} needs 'problem' and 'answer' (or a solution with \\boxed{{}})"
             )
-        out.append({"prompt": _r1_prompt(r["problem"], prompt), "ground_truth": truth})
+        out.append({"prompt": _question_prompt(r["problem"], prompt), "ground_truth": truth})
     return out
 
 
@@ -190,11 +197,12 @@ class Task:
     score: Callable[[str], Callable[[str, dict], dict]]
     default_prompt: str
     stop: tuple[str, ...]
+    prompts: tuple[str, ...] = ()  # the templates --prompt may pick (none: only the default)
 
 
 TASKS = {
-    "gsm8k": Task(gsm8k, math_score, "r1_zero", ("</answer>",)),
-    "math": Task(math, math_score, "r1_zero", ("</answer>",)),
+    "gsm8k": Task(gsm8k, math_score, "r1_zero", ("</answer>",), PROMPT_NAMES),
+    "math": Task(math, math_score, "r1_zero", ("</answer>",), PROMPT_NAMES),
     "mmlu": Task(mmlu, lambda p: _mmlu_score, "zero_shot_system_prompt", ("# Query:",)),
     "alpaca_eval": Task(
         alpaca_eval, lambda p: _open_ended, "zero_shot_system_prompt", ("# Query:",)

@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory (Hugging Face or ours)")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--data", help="examples file (required for math and alpaca_eval)")
-    p.add_argument("--prompt", choices=PROMPT_NAMES, help="prompt template (task default)")
+    p.add_argument("--prompt", choices=PROMPT_NAMES,
+                   help="prompt template (default: the task's; gsm8k and math take any, the "
+                   "other tasks only their own)")  # fmt: skip
     p.add_argument(
         "--limit", type=positive_int, help="evaluate only the first N examples (default: all)"
     )
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     model_dir = check_model_dir(args.model)
     out = check_paths(args.out, [args.data], model_dir)
     prompt = args.prompt or task.default_prompt
+    if prompt not in (*task.prompts, task.default_prompt):
+        raise UsageError(
+            f"--prompt {prompt} does not apply to task {args.task}, which always uses "
+            f"{task.default_prompt}"
+        )
     if args.task in ("math", "alpaca_eval") and args.data is None:
         raise UsageError(f"task {args.task} needs --data (its data is not shipped)")
     examples = task.load(args.data, prompt)[: args.limit]
