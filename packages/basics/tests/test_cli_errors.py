@@ -420,3 +420,26 @@ def test_sigterm_leaves_no_partial_output(work):
     assert proc.returncode == 143, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.strip().endswith("interrupted")
     assert list(out.iterdir()) == []
+
+
+def test_compile_without_a_cxx_compiler_is_one_line(work, tmp_path):
+    """`compile = true` (as in the shipped tinystories config) on a machine without a C++
+    compiler: one line that says how to go on, not inductor's traceback."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _config(work, compile=True)
+    env = {**os.environ, "CXX": str(tmp_path / "no-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "cs336_basics.cli", "train", str(cfg),
+                           "--no-progress"], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "compile = true, but torch.compile finds no working C++ compiler (gcc or clang; its "
+            "CXX variable); install one or --set compile=false"
+        )
+    )

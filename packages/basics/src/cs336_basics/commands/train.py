@@ -111,15 +111,21 @@ def _result_line(result) -> str:
 
 
 def _runtime_message(error: RuntimeError) -> str | None:
-    """One line for the runtime errors a user causes: out of GPU memory, and a checkpoint
-    whose weights do not fit the model of the run's config.json (torch's load_state_dict
-    error, whose first detail names the tensor); None for any other, a bug."""
+    """One line for the runtime errors a user causes: out of GPU memory, ``compile = true``
+    without a C++ compiler, and a checkpoint whose weights do not fit the model of the
+    run's config.json (torch's load_state_dict error, whose first detail names the
+    tensor); None for any other, a bug."""
     import torch
 
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return (
             "out of GPU memory; lower batch_size (raise grad_accum_steps to keep the tokens "
             "per step) or context_length"
+        )
+    if "InvalidCxxCompiler" in str(error):
+        return (
+            "compile = true, but torch.compile finds no working C++ compiler (gcc or clang; "
+            "its CXX variable); install one or --set compile=false"
         )
     lines = str(error).splitlines()
     if not lines or not lines[0].startswith("Error(s) in loading state_dict"):
