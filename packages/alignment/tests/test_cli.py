@@ -307,3 +307,15 @@ def test_eval_refuses_a_prompt_its_task_ignores(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2
     assert "--prompt r1_zero does not apply to task sst, which always uses zero_shot" in err
+
+
+def test_eval_never_overwrites_its_data(tmp_path, capsys):
+    model_dir, out = _save_tiny(tmp_path), tmp_path / "evals"
+    out.mkdir()
+    data = out / "examples.jsonl"  # the name eval gives its own output
+    data.write_text('{"question": "1+1?", "answer": "2"}\n')
+    before = data.read_bytes()
+    code = main(["eval", "arithmetic", "--model", str(model_dir), "--out", str(out),
+                 "--data", str(data), "--max-new-tokens", "2"])  # fmt: skip
+    assert code == 1 and f"--out {data} is also an input" in _error(capsys)
+    assert data.read_bytes() == before and sorted(out.iterdir()) == [data]

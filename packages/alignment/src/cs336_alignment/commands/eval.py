@@ -25,6 +25,10 @@ from cs336_alignment.prompt_templates import PROMPT_NAMES
 from cs336_common.cli import non_negative_float, positive_int, probability
 
 TASK_NAMES = ("gsm8k", "math", "mmlu", "alpaca_eval", "sst", "arithmetic")
+# what _write may write into --out (one JSONL per `evaluate.category`)
+OUTPUTS = ("metrics.json", "examples.jsonl", "correct.jsonl", "wrong_answer.jsonl",
+           "format_error.jsonl", "ungraded.jsonl", "alpaca_eval_outputs.json",
+           "sst_outputs.jsonl")  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cs336_alignment.policy_io import check_model_dir
     from cs336_alignment.tasks import TASKS
+    from cs336_common.checks import check_output
     from cs336_common.errors import UsageError
 
     from ._common import check_paths
@@ -62,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     task = TASKS[args.task]
     model_dir = check_model_dir(args.model)
     out = check_paths(args.out, [args.data], model_dir)
+    for name in OUTPUTS:  # --data may lie in --out, e.g. a previous run's examples.jsonl
+        check_output(out / name, inputs=[args.data] if args.data else [])
     prompt = args.prompt or task.default_prompt
     if prompt not in (*task.prompts, task.default_prompt):
         raise UsageError(
