@@ -51,6 +51,14 @@ def test_bad_config_value_is_a_usage_error(tmp_path, capsys):
     assert e.value.code == 2 and "multiple of group_size" in capsys.readouterr().err
 
 
+def test_zero_length_normalization_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["grpo", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
+              "--length-normalization", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "length_normalization must be > 0 (a token count), got 0.0" in err
+
+
 def test_dpo_bad_batch_split_is_a_usage_error(tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')

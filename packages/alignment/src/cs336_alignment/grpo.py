@@ -57,6 +57,10 @@ class GRPOConfig:
     def __post_init__(self):
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.length_normalization is not None and not self.length_normalization > 0:
+            raise ValueError(
+                f"length_normalization must be > 0 (a token count), got {self.length_normalization}"
+            )
         if self.rollout_batch_size % self.group_size:
             raise ValueError(
                 f"rollout_batch_size {self.rollout_batch_size} must be a multiple of "
