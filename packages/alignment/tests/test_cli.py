@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -327,3 +328,17 @@ def test_eval_never_overwrites_its_data(tmp_path, capsys):
                  "--data", str(data), "--max-new-tokens", "2"])  # fmt: skip
     assert code == 1 and f"--out {data} is also an input" in _error(capsys)
     assert data.read_bytes() == before and sorted(out.iterdir()) == [data]
+
+
+def test_interrupted_export_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    import cs336_alignment.hf_export as hf_export
+
+    def export_then_ctrl_c(model, tokenizer, out):
+        (Path(out) / "config.json").write_text("{}")  # a first file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hf_export, "export_to_hf", export_then_ctrl_c)
+    src = _save_tiny(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["export", str(src), str(tmp_path / "hf")]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no hf/, no temporary folder

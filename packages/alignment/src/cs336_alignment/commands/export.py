@@ -33,13 +33,32 @@ def run(args: argparse.Namespace) -> int:
     if dst.exists() and any(Path(dst).iterdir()):
         raise InputError(f"{dst}: exists and is not empty; choose a new folder")
     try:  # a model with no equivalent on the other side: one line, not a traceback
-        _convert(src, dst)
+        _convert_atomically(src, dst)
     except InputError:
         raise
     except ValueError as e:
         raise InputError(f"{src}: {e}") from None
     print(f"wrote {dst}")
     return 0
+
+
+def _convert_atomically(src, dst) -> None:
+    """Convert into a hidden folder beside ``dst``, renamed to ``dst`` once complete: an
+    error or Ctrl-C leaves no half-written model (and nothing that blocks a retry)."""
+    import os
+    import secrets
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(6)}.tmp")
+    tmp.mkdir()
+    try:
+        _convert(src, tmp)
+        if dst.exists():
+            dst.rmdir()  # empty: checked before converting
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _convert(src, dst) -> None:
