@@ -342,3 +342,27 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path, capsys, monkeypatch)
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["export", str(src), str(tmp_path / "hf")]) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no hf/, no temporary folder
+
+
+@pytest.mark.parametrize(
+    ("command", "row", "expected"),
+    [
+        (
+            ["sft"],
+            '{"prompt": "a", "response": 3}',
+            "example 1: 'response' must be a string, got int",
+        ),
+        (
+            ["dpo"],
+            '{"prompt": ["a"], "chosen": "b", "rejected": "c"}',
+            "example 1: 'prompt' must be a string, got list",
+        ),
+    ],
+)
+def test_training_data_fields_must_be_text(tmp_path, capsys, command, row, expected):
+    data = tmp_path / "d.jsonl"
+    data.write_text(row + "\n")
+    # no model there: the data is read first, so its mistake is the one reported
+    code = main([*command, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o"),
+                 "--data", str(data)])  # fmt: skip
+    assert code == 1 and f"{data}: {expected}" in _error(capsys)

@@ -18,11 +18,21 @@ def _rows(path: str | Path) -> list[dict]:
         raise InputError(str(e)) from None
 
 
+# fields that are text (an answer or ground truth may also be a number)
+_TEXT_FIELDS = ("prompt", "response", "chosen", "rejected", "question")
+
+
 def _require(rows: list[dict], path, *options: tuple[str, ...]) -> None:
     for n, row in enumerate(rows, 1):
-        if not any(all(k in row for k in keys) for keys in options):
+        keys = next((keys for keys in options if all(k in row for k in keys)), None)
+        if keys is None:
             want = " or ".join("+".join(keys) for keys in options)
             raise InputError(f"{path}: example {n} needs fields {want}")
+        for k in keys:
+            if k in _TEXT_FIELDS and not isinstance(row[k], str):
+                raise InputError(
+                    f"{path}: example {n}: {k!r} must be a string, got {type(row[k]).__name__}"
+                )
 
 
 def questions(path: str | Path | None, task: str | None, n: int, seed: int) -> list[dict]:

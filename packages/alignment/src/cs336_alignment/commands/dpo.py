@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None:
         raise UsageError("dpo needs --data (preference pairs)")
     cfg = config_from_args(args, DPOConfig)
-    policy, tok, _, out = setup(args, [args.data, args.eval_data], cfg)
+    # the data first: a malformed file fails before a large model loads
     pairs = preference_pairs(args.data)
     held = preference_pairs(args.eval_data)[: args.eval_limit] if args.eval_data else []
+    policy, tok, _, out = setup(args, [args.data, args.eval_data], cfg)
     with training_run(out):
         train_dpo(policy, tok, pairs, held, cfg, out, resume=args.resume)
     return 0

@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, EIConfig)
     sft_cfg = config_from_args(args, SFTConfig, prefix="sft_")
+    # the data first: a malformed file fails before a large model loads
+    train, held = questions(args.data, None, args.examples, seed=3), eval_questions(args)
     policy, tok, gen, out = setup(args, [args.data, args.eval_data])
-    train = questions(args.data, None, args.examples, seed=3)
     with training_run(out):
-        expert_iteration(policy, tok, train, eval_questions(args), cfg, sft_cfg, out, generator=gen)
+        expert_iteration(policy, tok, train, held, cfg, sft_cfg, out, generator=gen)
     return 0

@@ -35,12 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from cs336_alignment.training_data import questions
 
     cfg = config_from_args(args, GRPOConfig)
+    # the data first: a malformed file fails before a large model loads
+    train, held = questions(args.data, None, args.examples, seed=3), eval_questions(args)
     policy, tok, gen, out = setup(args, [args.data, args.eval_data], cfg)
-    train = questions(args.data, None, args.examples, seed=3)
     with training_run(out):
-        rows = train_grpo(
-            policy, tok, train, eval_questions(args), cfg, out, generator=gen,
-            resume=args.resume,
-        )  # fmt: skip
+        rows = train_grpo(policy, tok, train, held, cfg, out, generator=gen, resume=args.resume)
     print(f"done: {out}/final ({len(rows)} rows in {out}/metrics.jsonl)")
     return 0

@@ -30,11 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from cs336_alignment.training_data import sft_examples
 
     cfg = config_from_args(args, SFTConfig)
-    policy, tok, gen, out = setup(args, [args.data, getattr(args, "eval_data", None)], cfg)
+    # the data first: a malformed file fails before a large model loads
+    train, held = sft_examples(args.data, args.examples, seed=2), eval_questions(args)
+    policy, tok, gen, out = setup(args, [args.data, args.eval_data], cfg)
     with training_run(out):
-        rows = train_sft(
-            policy, tok, sft_examples(args.data, args.examples, seed=2), eval_questions(args),
-            cfg, out, generator=gen, resume=args.resume,
-        )  # fmt: skip
+        rows = train_sft(policy, tok, train, held, cfg, out, generator=gen, resume=args.resume)
     print(f"done: {out}/final ({len(rows)} rows in {out}/metrics.jsonl)")
     return 0
