@@ -366,3 +366,18 @@ def test_training_data_fields_must_be_text(tmp_path, capsys, command, row, expec
     code = main([*command, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o"),
                  "--data", str(data)])  # fmt: skip
     assert code == 1 and f"{data}: {expected}" in _error(capsys)
+
+
+def test_eval_data_of_unexpected_shape(tmp_path, capsys):
+    model_dir, data = _save_tiny(tmp_path), tmp_path / "d.jsonl"
+    data.write_text('{"question": "2+3?", "answer": 5}\n')  # a number, not GSM8K's text
+    argv = ["eval", "gsm8k", "--model", str(model_dir), "--data", str(data),
+            "--max-new-tokens", "2"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "g")]) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / "g" / "examples.jsonl").open()]
+    assert row["ground_truth"] == "5"
+    capsys.readouterr()
+    data.write_text('{"subject": "s", "question": "q", "options": ["a", "b"], "answer": "A"}\n')
+    argv[1] = "mmlu"
+    assert main([*argv, "--out", str(tmp_path / "mmlu")]) == 1
+    assert "example 1: 'options' must be a list of 4 choices" in _error(capsys)

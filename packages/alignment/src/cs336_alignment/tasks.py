@@ -109,7 +109,7 @@ def gsm8k(path, prompt: str) -> list[dict]:
     return [
         {
             "prompt": _question_prompt(r["question"], prompt),
-            "ground_truth": r["answer"].split("####")[-1].strip().replace(",", ""),
+            "ground_truth": str(r["answer"]).split("####")[-1].strip().replace(",", ""),
         }
         for r in rows
     ]
@@ -133,7 +133,9 @@ def mmlu(path, prompt: str) -> list[dict]:
     _need(rows, ("subject", "question", "options", "answer"), "mmlu")
     system = load_prompt("zero_shot_system_prompt")
     out = []
-    for r in rows:
+    for n, r in enumerate(rows, 1):
+        if not isinstance(r["options"], list) or len(r["options"]) != 4:
+            raise InputError(f"mmlu data: example {n}: 'options' must be a list of 4 choices")
         a, b, c, d = r["options"]
         subject = r["subject"].replace("_", " ")
         q = MMLU_INSTRUCTION.format(subject=subject, question=r["question"], a=a, b=b, c=c, d=d)
