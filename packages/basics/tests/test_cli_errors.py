@@ -214,12 +214,16 @@ def test_generate_corrupt_checkpoint(work, capsys):
     fails(_generate(work), capsys, work, r"checkpoints holds no checkpoint")
 
 
-def test_generate_refuses_a_tokenizer_larger_than_the_model(work, capsys):
+def test_generate_refuses_a_tokenizer_of_another_size_than_the_model(work, capsys):
     big = Tokenizer({i: bytes([i]) for i in range(256)}, [], [EOT, "<a>", "<b>"])
     big.save(work / "big")
     argv = _generate(work)
     argv[4] = work / "big"
     fails(argv, capsys, work, r"--tokenizer .*big has 259 tokens .* vocab_size=257")
+    # smaller: the model would sample ids the tokenizer cannot decode
+    Tokenizer({i: bytes([i]) for i in range(256)}, [], []).save(work / "small")
+    argv[4] = work / "small"
+    fails(argv, capsys, work, r"--tokenizer .*small has 256 tokens .* vocab_size=257")
 
 
 # ---- train -----------------------------------------------------------------------------

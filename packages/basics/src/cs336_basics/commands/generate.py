@@ -137,7 +137,7 @@ def _check_fits(args, tokenizer, model, eos: str | None) -> None:
     from cs336_common.errors import UserError
 
     cfg = model.config
-    if tokenizer.vocab_size > cfg.vocab_size:
+    if tokenizer.vocab_size != cfg.vocab_size:  # smaller: the model samples ids it lacks
         raise UserError(
             f"--tokenizer {args.tokenizer} has {tokenizer.vocab_size} tokens but the model of "
             f"--run {args.run} has vocab_size={cfg.vocab_size}: not the tokenizer it was "
