@@ -22,14 +22,17 @@ from pathlib import Path
 
 from cs336_common.cli import non_negative_int, positive_float, positive_int
 from cs336_common.errors import InputError, UsageError, UserError
-from cs336_scaling.commands._common import check_out_dir
+from cs336_scaling.commands._common import url
 
 SETTINGS_FIELDS = ("d_model", "num_layers", "num_heads", "batch_size", "train_flops")
 
 
 def add_arguments(parser):
     parser.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
+        "--url",
+        type=url,
+        default="http://127.0.0.1:8000",
+        help="the service (default: %(default)s)",
     )
     parser.add_argument(
         "--api-key",
@@ -38,7 +41,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--budgets",
-        type=float,
+        type=positive_float,
         nargs="+",
         required=True,
         metavar="FLOPS",
@@ -54,8 +57,10 @@ def add_arguments(parser):
     parser.add_argument(
         "--points", type=positive_int, default=6, help="model sizes per budget (default: 6)"
     )
-    parser.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="(default: 1e-3)")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="(default: 128)")
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=1e-3, help="(default: 1e-3)"
+    )
     parser.add_argument(
         "--parallel", type=positive_int, default=4, help="queries in flight (default: 4)"
     )
@@ -76,7 +81,11 @@ def add_arguments(parser):
 def run(args):
     if not args.dry_run and not args.api_key:
         raise UsageError("--api-key is required (or set CS336_SCALING_API_KEY)")
-    check_out_dir(args.out.parent)
+    from cs336_common.checks import check_output
+
+    check_output(args.out)
+    if args.dry_run:  # reads --out, writes nothing: no lock
+        return _sweep(args)
     with _lock(args.out):
         return _sweep(args)
 
