@@ -77,6 +77,33 @@ def test_example_config_is_a_valid_config(tmp_path, capsys):
             ["tokenize", "{tmp}/in.warc", "-o", "{tmp}/t.bin", "--tokenizer", "{tmp}/none"],
             "no tokenizer",
         ),
+        (
+            ["langid", "{tmp}/in.warc", "-o", "{tmp}/o", "--model", "{tmp}/none.bin"],
+            "error: [langid] model {tmp}/none.bin: no such file",
+        ),
+        (
+            ["classify", "{tmp}/in.warc", "-o", "{tmp}/o", "--toxic-model", "{tmp}/none.bin"],
+            "error: [harmful] toxic_model {tmp}/none.bin: no such file",
+        ),
+        (
+            ["pipeline", "--config", "{tmp}/score.toml"],
+            "error: [langid] min_score must be a number in [0, 1], got 7",
+        ),
+        (
+            ["pipeline", "--config", "{tmp}/lang.toml"],
+            "error: [langid] languages must be a list of ISO codes like ['en'], got 'en'",
+        ),
+        (
+            ["pipeline", "--config", "{tmp}/none.toml"],
+            "error: config {tmp}/none.toml: 'inputs' must name at least one file",
+        ),
+        (
+            [
+                *["quality", "train", "--positives", "{tmp}/text.txt", "--negatives"],
+                *["{tmp}/in.pdf", "--out", "{tmp}/q.bin"],
+            ],
+            "error: {tmp}/in.pdf: no text (one document a line); need both labels",
+        ),
     ],
 )
 def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
@@ -88,6 +115,14 @@ def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
     (tmp_path / "mem.toml").write_text(
         'inputs = ["in.warc"]\noutput = "o"\n[executor]\nmem_gb = 0\n'
     )
+    (tmp_path / "score.toml").write_text(
+        'inputs = "in.warc"\noutput = "o"\n[langid]\nmin_score = 7\n'
+    )
+    (tmp_path / "lang.toml").write_text(
+        'inputs = "in.warc"\noutput = "o"\n[langid]\nlanguages = "en"\n'
+    )
+    (tmp_path / "none.toml").write_text('inputs = []\noutput = "o"\n')
+    (tmp_path / "text.txt").write_text("a wiki page\n")
     argv = [a.format(tmp=tmp_path) for a in argv]
     message = message.format(tmp=tmp_path)
     proc = subprocess.run(
@@ -113,6 +148,8 @@ def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
         (["dedup", "--num-bands", "0"], "argument --num-bands: expected an integer >= 1"),
         (["pipeline", "--workers", "-1"], "argument --workers: expected an integer >= 1"),
         (["quality", "--epoch", "0"], "argument --epoch: expected an integer >= 1"),
+        (["langid", "--languages", "en,,de"], "argument --languages: expected 'all' or codes"),
+        (["classify", "--no-harmful", "--no-quality"], "leave nothing to classify"),
     ],
 )
 def test_bad_values_are_usage_errors_exit_2(capsys, argv, message):

@@ -105,6 +105,10 @@ def filter_stage(
 ) -> dict[str, StageStats]:
     """Extraction (raw inputs) and per-document steps, one streaming pass per shard;
     `collect(output shard)` names what to gather for the next stage (collectors.py)."""
+    from cs336_data.steps import STEPS
+
+    for name, opts in steps:
+        STEPS[name](**opts)  # bad options or a missing model fail now, not in every worker
     tasks = [
         FilterTask(str(i), str(o), steps, max_bytes, collect(o) if collect else None)
         for i, o in zip(inputs, outputs(inputs, out_dir), strict=True)
