@@ -177,11 +177,3 @@ def test_serve_refuses_a_trainer_that_is_not_there(tmp_path, capsys):
     argv = ["serve", "--state-dir", str(tmp_path / "s"), "--port", "0", "--trainer", "nope:fn"]
     assert main(argv) == 1
     assert one_error(capsys) == "trainer nope:fn: no module named 'nope'"
-
-
-def test_a_dry_run_leaves_no_lock_file(tmp_path, capsys):
-    out = tmp_path / "sweep.json"
-    argv = ["sweep", "--url", "http://127.0.0.1:9", "--budgets", "1e13", "--total-budget", "1e15"]
-    assert main([*argv, "--dry-run", "--out", str(out)]) == 1
-    assert one_error(capsys).startswith("cannot reach http://127.0.0.1:9")
-    assert list(tmp_path.iterdir()) == []

@@ -25,7 +25,13 @@ PLOTS = ("isoflops_profiles.png", "n_opt.png", "loss.png")
 
 def add_arguments(parser):
     add_runs_argument(parser)
-    parser.add_argument("--target-flops", type=positive_float, default=1e19, help="(default: 1e19)")
+    parser.add_argument(
+        "--target-flops",
+        type=positive_float,
+        default=1e19,
+        metavar="FLOPS",
+        help="the compute budget to predict for (default: 1e19)",
+    )
     parser.add_argument(
         "--bootstrap",
         type=non_negative_int,
