@@ -99,16 +99,23 @@ def run(args):
 
 
 def _check_trainer(trainer: str) -> None:
-    """A trainer module that is not there fails every run: say so now. (Finding it does not
-    import it, so torch stays out of the server process.)"""
+    """A trainer module that is not there fails every run: say so now. Its file is looked
+    up without importing it (torch stays out of the server). Submodules are searched in
+    their parent's folders: `find_spec` of the dotted name here made
+    test_sigterm_with_a_run_in_flight_stops_cleanly fail (cause not found)."""
+    import importlib.machinery
     import importlib.util
 
     module = trainer.partition(":")[0]
+    top, *rest = module.split(".")
     try:
-        found = importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(top)
+        for part in rest:
+            where = spec and spec.submodule_search_locations
+            spec = where and importlib.machinery.PathFinder.find_spec(part, list(where))
     except (ImportError, ValueError):
-        found = False
-    if not found:
+        spec = None
+    if not spec:
         raise UserError(f"trainer {trainer}: no module named {module!r}")
 
 
