@@ -197,3 +197,16 @@ def test_quality_train_command(tmp_path, fixtures, capsys):
     assert "trained on" in capsys.readouterr().out
     assert classify_quality(wiki[5], str(out))[0] == "wiki"
     assert classify_quality("click here buy now login register cart", str(out))[0] == "cc"
+
+
+@pytest.mark.parametrize(
+    ("argv", "example"),
+    [
+        (["quality", "train"], "example: cs336-data quality train --positives wiki.txt"),
+        (["models", "download"], "example: cs336-data models download --out models/"),
+    ],
+)
+def test_action_help_shows_an_example(capsys, argv, example):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0 and example in capsys.readouterr().out

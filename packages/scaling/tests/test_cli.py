@@ -177,3 +177,10 @@ def test_serve_refuses_a_trainer_that_is_not_there(tmp_path, capsys):
     argv = ["serve", "--state-dir", str(tmp_path / "s"), "--port", "0", "--trainer", "nope:fn"]
     assert main(argv) == 1
     assert one_error(capsys) == "trainer nope:fn: no module named 'nope'"
+
+
+def test_keys_create_help_shows_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["keys", "create", "--help"])
+    assert e.value.code == 0
+    assert "cs336-scaling keys create bob --budget 1e17" in capsys.readouterr().out
