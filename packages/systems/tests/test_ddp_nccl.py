@@ -1,8 +1,10 @@
 """`DDPBucketed` on NCCL (2 GPUs): its gradients equal PyTorch DDP's
 (``gradient_as_bucket_view=True``) at every step, before and after the buckets are
-rebuilt in arrival order, and training matches one process on the full batch on the same
-GPU (with a frozen and an unused parameter). NCCL averages inside the all-reduce
-(``ReduceOp.AVG``) where gloo pre-scales, so this path is not covered by the CPU tests."""
+rebuilt in arrival order, whether ``p.grad`` was lent its slot, kept or dropped after
+forward, and training matches one process on the full batch on the same GPU (with a
+frozen and an unused parameter). NCCL averages inside the all-reduce (``ReduceOp.AVG``)
+where gloo sums and divides, so this path is not covered by the CPU tests (which run the
+same gradient comparison on gloo)."""
 
 from __future__ import annotations
 
@@ -45,18 +47,24 @@ def _train_ours(name: str, rank: int, world: int, device) -> None:
     assert_same_params(model.state_dict(), want, f"{name} on nccl, rank {rank}", **TRAINED)
 
 
-def _grads_match_torch_ddp(rank: int, world: int, device) -> None:
+def grads_match_torch_ddp(rank: int, world: int, device) -> None:
     ours_model = make("lm", seed=rank).to(device)
     ref_model = make("lm", seed=rank).to(device)
     ours = DDPBucketed(ours_model, 0.001)  # a few parameters a bucket
     ref = DistributedDataParallel(
-        ref_model, device_ids=[device.index], bucket_cap_mb=0.001, gradient_as_bucket_view=True
+        ref_model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        bucket_cap_mb=0.001,
+        gradient_as_bucket_view=True,
     )
     opts = adamw(ours_model.parameters()), adamw(ref_model.parameters())
     for step in range(STEPS):
         x, y = (local(t, rank, world).to(device) for t in batch("lm", step))
         ours.on_train_batch_start()
-        loss_fn(ours, x, y).backward()
+        loss = loss_fn(ours, x, y)
+        if step == STEPS - 1:  # dropped after forward: copied into the buckets, not lent
+            ours_model.zero_grad(set_to_none=True)
+        loss.backward()
         ours.finish_gradient_synchronization()
         loss_fn(ref, x, y).backward()
         pairs = zip(ours_model.named_parameters(), ref_model.parameters(), strict=True)
@@ -64,12 +72,12 @@ def _grads_match_torch_ddp(rank: int, world: int, device) -> None:
             torch.testing.assert_close(p.grad, q.grad, **TIGHT, msg=f"step {step} {name}")
         for opt in opts:
             opt.step()
-            opt.zero_grad(set_to_none=step % 2 == 0)  # both paths: copy in, accumulate in
+            opt.zero_grad(set_to_none=step % 2 == 0)  # lent again, or kept: both accumulate in
 
 
 def _worker(rank: int, world: int) -> None:
     device = torch.device("cuda", rank)
-    _grads_match_torch_ddp(rank, world, device)
+    grads_match_torch_ddp(rank, world, device)
     for name in ("mlp", "lm"):
         _train_ours(name, rank, world, device)
 

@@ -27,6 +27,8 @@ class DDPIndividualParameters(_OverlappedDDP):
         self._pending: list[dist.Work] = []
 
     def _grad_ready(self, p: Tensor) -> None:
+        if not self._sync:  # accumulating locally (no_sync)
+            return
         p.grad.div_(self._world)  # divide first: the sum could overflow in 16 bits
         self._pending.append(dist.all_reduce(p.grad, async_op=True))
 
