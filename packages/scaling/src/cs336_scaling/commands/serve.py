@@ -99,10 +99,9 @@ def run(args):
 
 
 def _check_trainer(trainer: str) -> None:
-    """A trainer module that is not there fails every run: say so now. Its file is looked
-    up without importing it (torch stays out of the server). Submodules are searched in
-    their parent's folders: `find_spec` of the dotted name here made
-    test_sigterm_with_a_run_in_flight_stops_cleanly fail (cause not found)."""
+    """A trainer module that is not there fails every run: say so now. Submodules are
+    looked up in their parents' folders, so nothing is imported (`find_spec` of a dotted
+    name imports the parents) and torch stays out of the server process."""
     import importlib.machinery
     import importlib.util
 
