@@ -210,3 +210,30 @@ def test_action_help_shows_an_example(capsys, argv, example):
     with pytest.raises(SystemExit) as e:
         main([*argv, "--help"])
     assert e.value.code == 0 and example in capsys.readouterr().out
+
+
+def test_a_rerun_with_other_options_is_refused(tmp_path, capsys):
+    (tmp_path / "in.warc").write_bytes(b"")
+    argv = ["langid", str(tmp_path / "in.warc"), "-o", str(tmp_path / "o"), "--executor"]
+    assert main([*argv, "inline"]) == 0
+    assert main([*argv, "local", "--workers", "1"]) == 0  # how it runs may change
+    capsys.readouterr()
+    assert main([*argv, "inline", "--min-score", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"cs336-data: error: --out {tmp_path / 'o'} holds results made with other options "
+        "(min_score: 0.65 then, 0.3 now); use another folder or delete it\n"
+    )
+
+
+def test_a_pipeline_rerun_with_another_config_is_refused(tmp_path, capsys):
+    (tmp_path / "in.warc").write_bytes(b"")
+    config = 'inputs = ["in.warc"]\noutput = "o"\n[executor]\nkind = "inline"\n[minhash]\n'
+    (tmp_path / "p.toml").write_text(config)
+    assert main(["pipeline", "--config", str(tmp_path / "p.toml")]) == 0
+    (tmp_path / "p.toml").write_text(config + "ngrams = 3\n")
+    capsys.readouterr()
+    assert main(["pipeline", "--config", str(tmp_path / "p.toml")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"cs336-data: error: output {tmp_path / 'o'} holds results made with")
+    assert "(minhash: {" in err and err.count("\n") == 1
