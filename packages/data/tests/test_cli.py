@@ -237,3 +237,20 @@ def test_a_pipeline_rerun_with_another_config_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"cs336-data: error: output {tmp_path / 'o'} holds results made with")
     assert "(minhash: {" in err and err.count("\n") == 1
+
+
+def test_tokenize_again_with_another_tokenizer_is_refused(tmp_path, capsys):
+    from cs336_data.tokenize_stage import load_tokenizer
+
+    shard = tmp_path / "docs.jsonl"
+    shard.write_text('{"id": "1", "text": "hello world", "metadata": {}}\n')
+    other = load_tokenizer("gpt2").save(tmp_path / "tok")
+    argv = ["tokenize", str(shard), "-o", str(tmp_path / "t.bin"), "--executor", "inline"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--tokenizer", str(other)]) == 1
+    assert capsys.readouterr().err == (
+        f"cs336-data: error: --out {tmp_path / 't.bin'}: its work folder {tmp_path / '_work_tokens'} "
+        "holds results made with other "
+        f"options (tokenizer: 'gpt2' then, '{other}' now); use another folder or delete it\n"
+    )
