@@ -256,6 +256,7 @@ def test_a_signal_stops_the_sweep_at_once(slow_service, svc, tmp_path, sig, code
     lines = []
     while not any("runs planned" in line for line in lines):  # then it starts asking
         lines.append(proc.stdout.readline())
+        assert lines[-1] or proc.poll() is None, proc.stderr.read()  # EOF: it died early
     client = ScalingClient(server.url, key)
     svc.wait_for(lambda: client.runs())  # a query is in flight
     time.sleep(0.5)
