@@ -50,6 +50,23 @@ def test_expected_errors_are_one_line_exit_1(monkeypatch, capsys, action, line):
         cli("do", "--debug")
 
 
+def test_debug_is_taken_after_a_nested_action(monkeypatch):
+    module = types.ModuleType("fake_nested", "Has actions.")
+
+    def add_arguments(p):
+        sub = p.add_subparsers(dest="action", required=True)
+        sub.add_parser("create").add_argument("name")
+
+    module.add_arguments = add_arguments
+    module.run = lambda args: (_ for _ in ()).throw(UserError(f"cannot create {args.name}"))
+    monkeypatch.setitem(sys.modules, "fake_nested", module)
+    commands = {"keys": ("fake_nested", "keys")}
+    assert run_cli("prog", "A test CLI.", commands, ["keys", "create", "x"]) == 1
+    for argv in (["--debug", "keys", "create", "x"], ["keys", "create", "x", "--debug"]):
+        with pytest.raises(UserError, match="cannot create x"):  # --debug: the traceback
+            run_cli("prog", "A test CLI.", commands, argv)
+
+
 def test_usage_errors_exit_2_with_the_usage(monkeypatch, capsys):
     cli = _cli(monkeypatch, _raise(UsageError("give A or B")))
     with pytest.raises(SystemExit) as e:

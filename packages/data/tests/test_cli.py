@@ -77,6 +77,33 @@ def test_example_config_is_a_valid_config(tmp_path, capsys):
             ["tokenize", "{tmp}/in.warc", "-o", "{tmp}/t.bin", "--tokenizer", "{tmp}/none"],
             "no tokenizer",
         ),
+        (
+            ["langid", "{tmp}/in.warc", "-o", "{tmp}/o", "--model", "{tmp}/none.bin"],
+            "error: [langid] model {tmp}/none.bin: no such file",
+        ),
+        (
+            ["classify", "{tmp}/in.warc", "-o", "{tmp}/o", "--toxic-model", "{tmp}/none.bin"],
+            "error: [harmful] toxic_model {tmp}/none.bin: no such file",
+        ),
+        (
+            ["pipeline", "--config", "{tmp}/score.toml"],
+            "error: [langid] min_score must be a number in [0, 1], got 7",
+        ),
+        (
+            ["pipeline", "--config", "{tmp}/lang.toml"],
+            "error: [langid] languages must be a list of ISO codes like ['en'], got 'en'",
+        ),
+        (
+            ["pipeline", "--config", "{tmp}/none.toml"],
+            "error: config {tmp}/none.toml: 'inputs' must name at least one file",
+        ),
+        (
+            [
+                *["quality", "train", "--positives", "{tmp}/text.txt", "--negatives"],
+                *["{tmp}/in.pdf", "--out", "{tmp}/q.bin"],
+            ],
+            "error: {tmp}/in.pdf: no text (one document a line); need both labels",
+        ),
     ],
 )
 def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
@@ -88,6 +115,14 @@ def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
     (tmp_path / "mem.toml").write_text(
         'inputs = ["in.warc"]\noutput = "o"\n[executor]\nmem_gb = 0\n'
     )
+    (tmp_path / "score.toml").write_text(
+        'inputs = "in.warc"\noutput = "o"\n[langid]\nmin_score = 7\n'
+    )
+    (tmp_path / "lang.toml").write_text(
+        'inputs = "in.warc"\noutput = "o"\n[langid]\nlanguages = "en"\n'
+    )
+    (tmp_path / "none.toml").write_text('inputs = []\noutput = "o"\n')
+    (tmp_path / "text.txt").write_text("a wiki page\n")
     argv = [a.format(tmp=tmp_path) for a in argv]
     message = message.format(tmp=tmp_path)
     proc = subprocess.run(
@@ -113,6 +148,8 @@ def test_expected_mistakes_are_one_line_and_exit_1(tmp_path, argv, message):
         (["dedup", "--num-bands", "0"], "argument --num-bands: expected an integer >= 1"),
         (["pipeline", "--workers", "-1"], "argument --workers: expected an integer >= 1"),
         (["quality", "--epoch", "0"], "argument --epoch: expected an integer >= 1"),
+        (["langid", "--languages", "en,,de"], "argument --languages: expected 'all' or codes"),
+        (["classify", "--no-harmful", "--no-quality"], "leave nothing to classify"),
     ],
 )
 def test_bad_values_are_usage_errors_exit_2(capsys, argv, message):
@@ -160,3 +197,60 @@ def test_quality_train_command(tmp_path, fixtures, capsys):
     assert "trained on" in capsys.readouterr().out
     assert classify_quality(wiki[5], str(out))[0] == "wiki"
     assert classify_quality("click here buy now login register cart", str(out))[0] == "cc"
+
+
+@pytest.mark.parametrize(
+    ("argv", "example"),
+    [
+        (["quality", "train"], "example: cs336-data quality train --positives wiki.txt"),
+        (["models", "download"], "example: cs336-data models download --out models/"),
+    ],
+)
+def test_action_help_shows_an_example(capsys, argv, example):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0 and example in capsys.readouterr().out
+
+
+def test_a_rerun_with_other_options_is_refused(tmp_path, capsys):
+    (tmp_path / "in.warc").write_bytes(b"")
+    argv = ["langid", str(tmp_path / "in.warc"), "-o", str(tmp_path / "o"), "--executor"]
+    assert main([*argv, "inline"]) == 0
+    assert main([*argv, "local", "--workers", "1"]) == 0  # how it runs may change
+    capsys.readouterr()
+    assert main([*argv, "inline", "--min-score", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"cs336-data: error: --out {tmp_path / 'o'} holds results made with other options "
+        "(min_score: 0.65 then, 0.3 now); use another folder or delete it\n"
+    )
+
+
+def test_a_pipeline_rerun_with_another_config_is_refused(tmp_path, capsys):
+    (tmp_path / "in.warc").write_bytes(b"")
+    config = 'inputs = ["in.warc"]\noutput = "o"\n[executor]\nkind = "inline"\n[minhash]\n'
+    (tmp_path / "p.toml").write_text(config)
+    assert main(["pipeline", "--config", str(tmp_path / "p.toml")]) == 0
+    (tmp_path / "p.toml").write_text(config + "ngrams = 3\n")
+    capsys.readouterr()
+    assert main(["pipeline", "--config", str(tmp_path / "p.toml")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"cs336-data: error: output {tmp_path / 'o'} holds results made with")
+    assert "(minhash: {" in err and err.count("\n") == 1
+
+
+def test_tokenize_again_with_another_tokenizer_is_refused(tmp_path, capsys):
+    from cs336_data.tokenize_stage import load_tokenizer
+
+    shard = tmp_path / "docs.jsonl"
+    shard.write_text('{"id": "1", "text": "hello world", "metadata": {}}\n')
+    other = load_tokenizer("gpt2").save(tmp_path / "tok")
+    argv = ["tokenize", str(shard), "-o", str(tmp_path / "t.bin"), "--executor", "inline"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--tokenizer", str(other)]) == 1
+    assert capsys.readouterr().err == (
+        f"cs336-data: error: --out {tmp_path / 't.bin'}: its work folder {tmp_path / '_work_tokens'} "
+        "holds results made with other "
+        f"options (tokenizer: 'gpt2' then, '{other}' now); use another folder or delete it\n"
+    )

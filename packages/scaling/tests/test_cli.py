@@ -95,3 +95,92 @@ def test_a_fit_that_cannot_run_names_the_file(tmp_path, capsys):
     )
     with pytest.raises(ValueError, match="need >= 5 runs"):  # --debug: the traceback
         main(["--debug", "fit", str(path), "--bootstrap", "0"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+        (["isoflops", "--min-runs", "0"], "argument --min-runs: expected an integer >= 1"),
+        (["sweep", "--url", "localhost:8000", "--budgets", "1e13", "--total-budget", "1e15"],
+         "argument --url: expected an http:// or https:// address, got 'localhost:8000'"),
+        (["sweep", "--budgets", "-1", "--total-budget", "1e15"],
+         "argument --budgets: expected a finite number > 0, got '-1'"),
+        (["sweep", "--budgets", "1e13", "--total-budget", "1e15", "--batch-size", "0"],
+         "argument --batch-size: expected an integer >= 1, got '0'"),
+        (["sweep", "--budgets", "1e13", "--total-budget", "1e15", "--learning-rate=-1e-3"],
+         "argument --learning-rate: expected a finite number > 0"),
+        (["serve", "--port", "99999"], "argument --port: expected a port number in [0, 65535]"),
+        (["serve", "--max-parallel", "-1"], "argument --max-parallel: expected an integer >= 0"),
+    ],
+)  # fmt: skip
+def test_more_bad_flag_values_are_usage_errors_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def _runs_file(path):
+    runs = [
+        {"parameters": 1e6 * (i + 1), "compute_budget": 1e15 * (j + 1), "final_loss": 3.0 + i}
+        for i in range(3)
+        for j in range(3)
+    ]
+    path.write_text(json.dumps(runs))
+    return path
+
+
+def one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("cs336-scaling: error: ") and err.count("\n") == 1, err
+    return err.removeprefix("cs336-scaling: error: ").strip()
+
+
+def test_a_plot_never_replaces_the_runs_file(tmp_path, capsys):
+    runs = _runs_file(tmp_path / "n_opt.png")  # the name of one of isoflops' plots
+    before = runs.read_bytes()
+    assert main(["isoflops", str(runs), "--out-dir", str(tmp_path)]) == 1
+    assert (
+        one_error(capsys) == f"--out-dir {runs} is also an input ({runs}); it would be overwritten"
+    )
+    assert main(["fit", str(runs), "--bootstrap", "0", "--plot", str(runs)]) == 1
+    assert one_error(capsys) == f"--plot {runs} is also an input ({runs}); it would be overwritten"
+    json_runs = _runs_file(tmp_path / "runs.json")
+    assert main(["fit", str(json_runs), "--bootstrap", "0", "--plot", str(json_runs)]) == 1
+    assert one_error(capsys) == f"--plot {json_runs}: the file name must end in .png"
+    assert runs.read_bytes() == before and "[" in json_runs.read_text()
+
+
+@pytest.mark.parametrize("command", ["isoflops", "predict"])
+def test_an_out_dir_that_cannot_be_made_fails_before_the_fit(tmp_path, command, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = [command, "--out-dir", str(blocker / "plots"), "--json"]
+    assert main(argv + (["--bootstrap", "0"] if command == "predict" else [])) == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no fit printed: it failed first
+    assert err.startswith("cs336-scaling: error: ") and err.count("\n") == 1
+    message = err.removeprefix("cs336-scaling: error: ").strip()
+    assert message.startswith(f"--out-dir {blocker / 'plots'}/") and message.endswith(
+        f"{blocker} is a file, not a folder"
+    )
+
+
+def test_a_fit_of_the_shipped_runs_names_that_file(capsys):
+    from cs336_scaling.runs import default_runs_path
+
+    assert main(["isoflops", "--no-plots", "--min-runs", "100"]) == 1
+    assert one_error(capsys).startswith(f"{default_runs_path()}: need >= 2 compute budgets")
+
+
+def test_serve_refuses_a_trainer_that_is_not_there(tmp_path, capsys):
+    argv = ["serve", "--state-dir", str(tmp_path / "s"), "--port", "0", "--trainer", "nope:fn"]
+    assert main(argv) == 1
+    assert one_error(capsys) == "trainer nope:fn: no module named 'nope'"
+
+
+def test_keys_create_help_shows_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["keys", "create", "--help"])
+    assert e.value.code == 0
+    assert "cs336-scaling keys create bob --budget 1e17" in capsys.readouterr().out

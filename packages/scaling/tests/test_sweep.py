@@ -2,6 +2,11 @@
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -222,3 +227,43 @@ def test_sweep_extends_a_profile_until_its_minimum_is_bracketed(svc, tmp_path, c
         assert "extend " not in capsys.readouterr().out
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_service(tmp_path_factory, svc):
+    state = tmp_path_factory.mktemp("slow") / "state"
+    key = svc.create_key(state, "slow", budget=1e20)
+    options = {"seconds": 60}  # every query stays in flight for the whole test
+    server = svc.Server(state, {**svc.TINY, "budget": 1e20, "trainer_options": options})
+    yield server, key
+    server.stop()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_sweep_at_once(slow_service, svc, tmp_path, sig, code):
+    from cs336_scaling.client import ScalingClient
+
+    server, key = slow_service
+    out = tmp_path / "sweep.json"
+    argv = ["--url", server.url, "--api-key", key, "--budgets", "1e10", "--total-budget", "1e12"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cs336_scaling.cli", "sweep", *argv, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines = []
+    while not any("runs planned" in line for line in lines):  # then it starts asking
+        lines.append(proc.stdout.readline())
+        assert lines[-1] or proc.poll() is None, proc.stderr.read()  # EOF: it died early
+    client = ScalingClient(server.url, key)
+    svc.wait_for(lambda: client.runs())  # a query is in flight
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    start = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 10  # not after the queries in flight (60 s)
+    assert proc.returncode == code, stderr
+    assert f"interrupted: 0 answers saved in {out}; re-run to continue" in stdout
+    assert "Traceback" not in stderr and not out.exists()

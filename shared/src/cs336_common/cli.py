@@ -50,11 +50,20 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
-        # `--debug` also after the command; SUPPRESS keeps a value given before it
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        _add_debug(p)
         p.set_defaults(_run=module.run, prog=prog)
         parser.commands[name] = p
     return parser
+
+
+def _add_debug(parser) -> None:
+    """`--debug` also after the command and after a nested action (`keys create x --debug`);
+    SUPPRESS keeps a value given before it."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_debug(nested)
 
 
 def run_cli(

@@ -96,6 +96,8 @@ def load_config(path: str | Path) -> PipelineConfig:
             raise ValueError(f"config {path}: missing {key!r}")
     inputs = raw.pop("inputs")
     inputs = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(p, str) for p in inputs):
+        raise ValueError(f"config {path}: 'inputs' must name at least one file, folder or glob")
     cfg = PipelineConfig([rel(p) for p in inputs], rel(raw.pop("output")))
     cfg.executor = _build(ExecutorConfig, dict(raw.pop("executor", {})), "executor")
     cfg.executor.check()

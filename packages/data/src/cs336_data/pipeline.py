@@ -14,6 +14,7 @@ from cs336_data.config import PipelineConfig
 from cs336_data.report import table, write_report
 from cs336_data.stages import (
     check_output_dir,
+    check_same_options,
     exact_dedup_stage,
     expand_inputs,
     filter_stage,
@@ -36,6 +37,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     out = Path(cfg.output)
     inputs = expand_inputs(cfg.inputs)
     check_output_dir(out, inputs, flag="output")
+    skip = ("inputs", "output", "executor")  # a resumed run may add inputs or workers
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip}
+    check_same_options(out, options, flag="output")
     if cfg.tokenizer and cfg.tokenizer != "gpt2" and not Path(cfg.tokenizer).exists():
         raise FileNotFoundError(f"[tokenize] tokenizer {cfg.tokenizer}: no such file or directory")
     ex = cfg.executor

@@ -58,10 +58,12 @@ def train_quality_model(
 
     import fasttext
 
-    examples = [f"__label__wiki {t}" for t in _lines(positives)]
-    examples += [f"__label__cc {t}" for t in _lines(negatives)]
-    if not examples:
-        raise ValueError(f"no text in {positives} or {negatives}")
+    examples = []
+    for path, label in ((positives, "wiki"), (negatives, "cc")):
+        lines = _lines(path)
+        if not lines:  # fastText would learn one label and call everything that
+            raise ValueError(f"{path}: no text (one document a line); need both labels")
+        examples += [f"__label__{label} {t}" for t in lines]
     random.Random(seed).shuffle(examples)
     with tempfile.TemporaryDirectory() as tmp:
         train = Path(tmp) / "train.txt"

@@ -23,6 +23,7 @@ from cs336_data.shards import (
 from cs336_data.stats import StageStats
 
 REPORT_FILES = ("report.json", "removed_samples.jsonl")
+OPTIONS_FILE = "options.json"
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
@@ -71,6 +72,29 @@ def check_output_dir(out_dir: Path, inputs: list[Path], flag: str = "--out") -> 
             raise UserError(f"{flag} {out_dir} holds input {p}; use another folder")
 
 
+def check_same_options(out_dir: Path, options: dict, flag: str = "--out") -> None:
+    """A re-run skips the shards already finished, so it must run with the options that
+    made them: others would mix two runs' results. The first run records its options in
+    `out_dir/options.json`; a re-run with others is refused, naming the first difference."""
+    import json
+
+    from cs336_common.errors import UserError
+    from cs336_common.io import write_text_atomic
+
+    options = json.loads(json.dumps(options, default=str))  # as it reads back
+    path = out_dir / OPTIONS_FILE
+    if not path.exists():
+        write_text_atomic(path, json.dumps(options, indent=1, sort_keys=True))
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old != options:
+        key = next(k for k in sorted(set(old) | set(options)) if old.get(k) != options.get(k))
+        raise UserError(
+            f"{flag} {out_dir} holds results made with other options ({key}: "
+            f"{old.get(key)!r} then, {options.get(key)!r} now); use another folder or delete it"
+        )
+
+
 def outputs(inputs: list[Path], out_dir: Path) -> list[Path]:
     return [out_dir / f"{shard_name(p)}{SUFFIX}" for p in inputs]
 
@@ -105,6 +129,10 @@ def filter_stage(
 ) -> dict[str, StageStats]:
     """Extraction (raw inputs) and per-document steps, one streaming pass per shard;
     `collect(output shard)` names what to gather for the next stage (collectors.py)."""
+    from cs336_data.steps import STEPS
+
+    for name, opts in steps:
+        STEPS[name](**opts)  # bad options or a missing model fail now, not in every worker
     tasks = [
         FilterTask(str(i), str(o), steps, max_bytes, collect(o) if collect else None)
         for i, o in zip(inputs, outputs(inputs, out_dir), strict=True)

@@ -3,6 +3,7 @@ the document, or None to keep it. The pipeline runs them in order on every docum
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -14,6 +15,14 @@ class LangId:
     min_score: float = 0.65
     model: str | None = None
     name = "langid"
+
+    def __post_init__(self):
+        langs = self.languages
+        if not isinstance(langs, list) or not all(isinstance(x, str) and x for x in langs):
+            raise ValueError(
+                f"[langid] languages must be a list of ISO codes like ['en'], got {langs!r}"
+            )
+        _check(self, fractions=("min_score",), models=("model",))
 
     def __call__(self, doc: dict) -> str | None:
         from cs336_data.langid import identify_language
@@ -48,6 +57,9 @@ class Harmful:
     toxic_model: str | None = None
     name = "harmful"
 
+    def __post_init__(self):
+        _check(self, ("nsfw_threshold", "toxic_threshold"), ("nsfw_model", "toxic_model"))
+
     def __call__(self, doc: dict) -> str | None:
         from cs336_data.harmful import classify_nsfw, classify_toxic_speech
 
@@ -68,6 +80,9 @@ class Quality:
     min_wiki: float = 0.5
     model: str | None = None
     name = "quality"
+
+    def __post_init__(self):
+        _check(self, fractions=("min_wiki",), models=("model",))
 
     def __call__(self, doc: dict) -> str | None:
         from cs336_data.quality import classify_quality
@@ -94,6 +109,19 @@ class Mask:
         doc["text"] = text
         doc["metadata"]["pii_masked"] = counts
         return None
+
+
+def _check(step, fractions=(), models=()) -> None:
+    """Options wrong in a config or on the command line fail when the step is built, before
+    any shard is read (not in every worker)."""
+    for name in fractions:
+        value = getattr(step, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"[{step.name}] {name} must be a number in [0, 1], got {value!r}")
+    for name in models:
+        path = getattr(step, name)
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"[{step.name}] {name} {path}: no such file")
 
 
 STEPS = {cls.name: cls for cls in (LangId, Gopher, Harmful, Quality, Mask)}

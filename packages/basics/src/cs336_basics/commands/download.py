@@ -11,8 +11,6 @@ Examples:
   cs336-basics data download owt --out data/owt
 """
 
-from cs336_basics.commands import add_debug_flag
-
 
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -20,7 +18,6 @@ def add_arguments(parser):
     p.add_argument("dataset", choices=["tinystories", "owt"])
     p.add_argument("--out", required=True, help="destination folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_debug_flag(p)
 
 
 def run(args):

@@ -19,7 +19,6 @@ import json
 import time
 from pathlib import Path
 
-from cs336_basics.commands import add_debug_flag
 from cs336_common.cli import positive_int
 
 _SAMPLE_BYTES = 1 << 20  # compression is measured on the input's first MiB
@@ -49,7 +48,6 @@ def add_arguments(parser):
     train.add_argument(
         "--workers", type=positive_int, default=None, help="processes (default: CPUs)"
     )
-    add_debug_flag(train)
     train.set_defaults(_action=_train)
 
     encode = sub.add_parser(
@@ -63,7 +61,6 @@ def add_arguments(parser):
     encode.add_argument(
         "--workers", type=positive_int, default=None, help="processes (default: CPUs)"
     )
-    add_debug_flag(encode)
     encode.set_defaults(_action=_encode)
 
 

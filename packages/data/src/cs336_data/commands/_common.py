@@ -33,16 +33,26 @@ def expected_errors(fn):
         raise InputError(one_line(e)) from e
 
 
+# how a stage runs, not what it computes: may change between a run and its resumption
+_NOT_OPTIONS = {"inputs", "out", "debug", "prog", "executor", "workers", "partition",
+                "time_min", "mem_gb", "cpus_per_task"}  # fmt: skip
+
+
+def stage_options(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS and k[0] != "_"}
+
+
 def run_stage(args, stage) -> int:
     """Check inputs and output first, run `stage(inputs, out, cfg)`, print and save the report."""
     from cs336_data.executor import executor_config
     from cs336_data.report import table, write_report
-    from cs336_data.stages import check_output_dir, expand_inputs
+    from cs336_data.stages import check_output_dir, check_same_options, expand_inputs
 
     def go():
         cfg = executor_config(args)
         inputs = expand_inputs(args.inputs)
         check_output_dir(args.out, inputs)
+        check_same_options(args.out, stage_options(args))
         stats = stage(inputs, args.out, cfg)
         write_report(args.out, stats)
         print(table(stats))

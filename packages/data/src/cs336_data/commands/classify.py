@@ -25,8 +25,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from cs336_common.errors import UsageError
     from cs336_data.stages import filter_stage
 
+    if args.no_harmful and args.no_quality:
+        raise UsageError("--no-harmful and --no-quality leave nothing to classify")
     steps = []
     if not args.no_harmful:
         steps.append(("harmful", {"nsfw_threshold": args.nsfw_threshold,

@@ -5,6 +5,7 @@ $CS336_NSFW_MODEL / $CS336_TOXIC_MODEL. Without them, offline defaults are used.
 
 example: cs336-data models download --out models/"""
 
+import argparse
 from pathlib import Path
 
 from cs336_data.commands._common import expected_errors
@@ -18,7 +19,8 @@ FILES = {
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    d = sub.add_parser("download", help="download the Dolma Jigsaw models")
+    d = sub.add_parser("download", help="download the Dolma Jigsaw models", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     d.add_argument("--out", required=True, type=Path, help="directory for the model files")
 
 

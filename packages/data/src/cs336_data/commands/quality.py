@@ -5,6 +5,7 @@ Each non-empty line of --positives / --negatives is one document. The result is 
 
 example: cs336-data quality train --positives wiki.txt --negatives cc.txt --out quality.bin"""
 
+import argparse
 from pathlib import Path
 
 from cs336_common.cli import positive_int
@@ -13,7 +14,8 @@ from cs336_data.commands._common import expected_errors
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    t = sub.add_parser("train", help="train a fastText wiki/cc model")
+    t = sub.add_parser("train", help="train a fastText wiki/cc model", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     t.add_argument(
         "--positives", required=True, type=Path, help="high-quality text, one doc a line"
     )

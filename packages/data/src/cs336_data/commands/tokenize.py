@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from cs336_common.checks import check_output
     from cs336_data.executor import executor_config
-    from cs336_data.stages import expand_inputs, tokenize_stage
+    from cs336_data.stages import check_same_options, expand_inputs, tokenize_stage
     from cs336_data.tokenize_stage import load_tokenizer
 
     def go():
@@ -30,6 +30,9 @@ def run(args) -> int:
         inputs = expand_inputs(args.inputs)
         check_output(args.out, inputs=inputs)
         load_tokenizer(args.tokenizer)  # fail now on a bad tokenizer, not in the workers
+        # finished shards' ids are kept: they must come from this tokenizer
+        work, flag = args.out.parent / "_work_tokens", f"--out {args.out}: its work folder"
+        check_same_options(work, {"tokenizer": args.tokenizer}, flag)
         n = tokenize_stage(inputs, args.out, cfg, args.tokenizer)
         print(f"{n} tokens -> {args.out}")
 

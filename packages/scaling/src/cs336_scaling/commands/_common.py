@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from cs336_common.errors import InputError, UserError
@@ -32,16 +31,37 @@ def interval_level(text: str) -> float:
 
 def fit_error(path, error: ValueError) -> InputError:
     """A fit's refusal (too few runs, ...) as a one-line error naming the runs file."""
-    return InputError(f"{path or 'runs'}: {error}")
+    from cs336_scaling.runs import default_runs_path
+
+    return InputError(f"{path or default_runs_path()}: {error}")
 
 
-def check_out_dir(path: Path) -> None:
-    """Fail before the work, not after it, when outputs cannot be written."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out-dir {path}: exists and is not a folder")
-    probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"--out-dir {path}: not writable")
+def check_outputs(flag: str, paths, runs: Path | None, suffixes=None) -> None:
+    """Fail before the work, not after it, when an output cannot be written or would
+    replace the runs file (default: the shipped one)."""
+    from cs336_common.checks import check_output
+    from cs336_scaling.runs import default_runs_path
+
+    for path in paths:
+        check_output(path, inputs=[runs or default_runs_path()], flag=flag, suffixes=suffixes)
+
+
+def url(text: str) -> str:
+    """argparse type of ``--url``: an http(s) address."""
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// address, got {text!r}")
+    return text
+
+
+def port(text: str) -> int:
+    """argparse type of ``--port``: 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in [0, 65535], got {text!r}")
+    return value
 
 
 def add_state_dir(parser):

@@ -15,7 +15,7 @@ from pathlib import Path
 from cs336_common.cli import non_negative_int, positive_float
 from cs336_scaling.commands._common import (
     add_runs_argument,
-    check_out_dir,
+    check_outputs,
     fit_error,
     interval_level,
 )
@@ -33,7 +33,9 @@ def add_arguments(parser):
     parser.add_argument(
         "--level", type=interval_level, default=0.95, help="interval level (default: 0.95)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="bootstrap seed (default: 0)"
+    )
     parser.add_argument(
         "--targets",
         type=positive_float,
@@ -47,14 +49,14 @@ def add_arguments(parser):
         type=Path,
         default=None,
         metavar="PNG",
-        help="also plot the profiles with the fitted law's curves",
+        help="also plot the profiles with the fitted law's curves to this .png file",
     )
     parser.add_argument("--json", action="store_true", help="print the fit as JSON")
 
 
 def run(args):
     if args.plot is not None:
-        check_out_dir(args.plot.parent)
+        check_outputs("--plot", [args.plot], args.runs, suffixes=(".png",))
     from tqdm import tqdm
 
     from cs336_scaling.parametric import fit_chinchilla

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cs336_common.cli import positive_float
-from cs336_scaling.commands._common import add_runs_argument, check_out_dir, fit_error
+from cs336_common.cli import positive_float, positive_int
+from cs336_scaling.commands._common import add_runs_argument, check_outputs, fit_error
+
+PLOTS = ("isoflops_profiles.png", "n_opt.png", "d_opt.png")
 
 
 def add_arguments(parser):
@@ -44,7 +46,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--min-runs",
-        type=int,
+        type=positive_int,
         default=1,
         help="leave out budgets with fewer runs (unfinished profiles; default: 1)",
     )
@@ -54,7 +56,7 @@ def add_arguments(parser):
 
 def run(args):
     if not args.no_plots:
-        check_out_dir(args.out_dir)
+        check_outputs("--out-dir", [args.out_dir / name for name in PLOTS], args.runs)
     import numpy as np
 
     from cs336_scaling.isoflops import fit_isoflops
@@ -84,10 +86,11 @@ def run(args):
     if not args.no_plots:
         from cs336_scaling.plots import plot_law, plot_profiles
 
+        profiles, n_opt, d_opt = (args.out_dir / name for name in PLOTS)
         paths = [
-            plot_profiles(runs, fit, args.out_dir / "isoflops_profiles.png"),
-            plot_law(fit, "N", args.out_dir / "n_opt.png", args.targets),
-            plot_law(fit, "D", args.out_dir / "d_opt.png", args.targets),
+            plot_profiles(runs, fit, profiles),
+            plot_law(fit, "N", n_opt, args.targets),
+            plot_law(fit, "D", d_opt, args.targets),
         ]
         if not args.json:
             print("plots: " + ", ".join(str(p) for p in paths))

@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+
 from cs336_common.cli import positive_float
 from cs336_scaling.commands._common import add_state_dir, open_state
 
@@ -15,7 +17,8 @@ from cs336_scaling.commands._common import add_state_dir, open_state
 def add_arguments(parser):
     add_state_dir(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = sub.add_parser("create", help="create a key and print it")
+    create = sub.add_parser("create", help="create a key and print it", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     create.add_argument("name", help="who the key is for (shown on the dashboard)")
     create.add_argument(
         "--budget",

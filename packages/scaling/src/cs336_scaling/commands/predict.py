@@ -15,15 +15,23 @@ from pathlib import Path
 from cs336_common.cli import non_negative_int, positive_float
 from cs336_scaling.commands._common import (
     add_runs_argument,
-    check_out_dir,
+    check_outputs,
     fit_error,
     interval_level,
 )
 
+PLOTS = ("isoflops_profiles.png", "n_opt.png", "loss.png")
+
 
 def add_arguments(parser):
     add_runs_argument(parser)
-    parser.add_argument("--target-flops", type=positive_float, default=1e19, help="(default: 1e19)")
+    parser.add_argument(
+        "--target-flops",
+        type=positive_float,
+        default=1e19,
+        metavar="FLOPS",
+        help="the compute budget to predict for (default: 1e19)",
+    )
     parser.add_argument(
         "--bootstrap",
         type=non_negative_int,
@@ -43,7 +51,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    check_out_dir(args.out_dir)
+    check_outputs("--out-dir", [args.out_dir / name for name in PLOTS], args.runs)
     from cs336_scaling.isoflops import fit_isoflops
     from cs336_scaling.parametric import fit_chinchilla
     from cs336_scaling.planner import closest_shape, shapes
@@ -87,12 +95,11 @@ def run(args):
         _print(out, len(runs))
     from cs336_scaling.plots import plot_law, plot_loss_prediction, plot_profiles
 
+    profiles, n_opt, loss = (args.out_dir / name for name in PLOTS)
     paths = [
-        plot_profiles(runs, iso, args.out_dir / "isoflops_profiles.png", parametric=law),
-        plot_law(iso, "N", args.out_dir / "n_opt.png", [c]),
-        plot_loss_prediction(
-            runs, law, c, out["loss"], out["loss_interval"], args.out_dir / "loss.png"
-        ),
+        plot_profiles(runs, iso, profiles, parametric=law),
+        plot_law(iso, "N", n_opt, [c]),
+        plot_loss_prediction(runs, law, c, out["loss"], out["loss_interval"], loss),
     ]
     if not args.json:
         print("plots: " + ", ".join(map(str, paths)))

@@ -19,15 +19,16 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from cs336_common.cli import non_negative_int
 from cs336_common.errors import UserError
-from cs336_scaling.commands._common import add_state_dir, open_state
+from cs336_scaling.commands._common import add_state_dir, open_state, port
 
 
 def add_arguments(parser):
     add_state_dir(parser)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     parser.add_argument(
-        "--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)"
+        "--port", type=port, default=8000, help="port; 0 picks a free one (default: 8000)"
     )
     parser.add_argument(
         "--settings", type=Path, default=None, help="JSON file of ServiceSettings fields"
@@ -50,7 +51,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--max-parallel",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="runs at once (default: one per GPU, 1 on CPU)",
     )
@@ -67,6 +68,7 @@ def run(args):
     settings = _settings(args)
     if settings.token_file is not None and not Path(settings.token_file).is_file():
         raise UserError(f"--token-file {settings.token_file}: file not found")
+    _check_trainer(settings.trainer)
     lock, store = open_state(args.state_dir, exclusive=True)
     from cs336_scaling.runner import DIED, Runner
     from cs336_scaling.server import serve
@@ -94,6 +96,26 @@ def run(args):
         runner.shutdown()
         lock.close()
     return 0
+
+
+def _check_trainer(trainer: str) -> None:
+    """A trainer module that is not there fails every run: say so now. Submodules are
+    looked up in their parents' folders, so nothing is imported (`find_spec` of a dotted
+    name imports the parents) and torch stays out of the server process."""
+    import importlib.machinery
+    import importlib.util
+
+    module = trainer.partition(":")[0]
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+        for part in rest:
+            where = spec and spec.submodule_search_locations
+            spec = where and importlib.machinery.PathFinder.find_spec(part, list(where))
+    except (ImportError, ValueError):
+        spec = None
+    if not spec:
+        raise UserError(f"trainer {trainer}: no module named {module!r}")
 
 
 def _settings(args):

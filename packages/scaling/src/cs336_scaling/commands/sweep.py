@@ -17,19 +17,21 @@ from __future__ import annotations
 import json
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from cs336_common.cli import non_negative_int, positive_float, positive_int
 from cs336_common.errors import InputError, UsageError, UserError
-from cs336_scaling.commands._common import check_out_dir
+from cs336_scaling.commands._common import url
 
 SETTINGS_FIELDS = ("d_model", "num_layers", "num_heads", "batch_size", "train_flops")
 
 
 def add_arguments(parser):
     parser.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
+        "--url",
+        type=url,
+        default="http://127.0.0.1:8000",
+        help="the service (default: %(default)s)",
     )
     parser.add_argument(
         "--api-key",
@@ -38,7 +40,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--budgets",
-        type=float,
+        type=positive_float,
         nargs="+",
         required=True,
         metavar="FLOPS",
@@ -54,8 +56,12 @@ def add_arguments(parser):
     parser.add_argument(
         "--points", type=positive_int, default=6, help="model sizes per budget (default: 6)"
     )
-    parser.add_argument("--batch-size", type=int, default=128, help="(default: 128)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="(default: 1e-3)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=128, help="of every run (default: 128)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=1e-3, help="of every run (default: 1e-3)"
+    )
     parser.add_argument(
         "--parallel", type=positive_int, default=4, help="queries in flight (default: 4)"
     )
@@ -76,7 +82,9 @@ def add_arguments(parser):
 def run(args):
     if not args.dry_run and not args.api_key:
         raise UsageError("--api-key is required (or set CS336_SCALING_API_KEY)")
-    check_out_dir(args.out.parent)
+    from cs336_common.checks import check_output
+
+    check_output(args.out)
     with _lock(args.out):
         return _sweep(args)
 
@@ -145,9 +153,11 @@ def _sweep(args):
         if not todo:
             break
         asked.update(map(_key, todo))
-        if _ask_all(ask, todo, args.parallel, stop) == 130:
+        code = _ask_all(ask, todo, args.parallel, stop)
+        if code:
+            lock.acquire()  # held until exit: no answer is half-written when the process ends
             print(f"interrupted: {len(done)} answers saved in {args.out}; re-run to continue")
-            return 130
+            return code
         todo = []
         if stop.is_set():
             break
@@ -159,18 +169,47 @@ def _sweep(args):
 
 
 def _ask_all(ask, todo, parallel: int, stop) -> int:
+    """Ask for every config on ``parallel`` threads; 0, or 128 + the signal number when
+    SIGINT or SIGTERM stopped it. The threads are daemons: a query in flight cannot be
+    cancelled, and waiting for it could take a whole training run (the service finishes
+    it anyway, and a re-run gets its answer from the store for free)."""
+    import queue
+    import signal
+
     from tqdm import tqdm
 
-    pool = ThreadPoolExecutor(parallel)
+    pending, finished = queue.SimpleQueue(), queue.SimpleQueue()
+    for config in todo:
+        pending.put(config)
+
+    def worker():
+        while True:
+            try:
+                config = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                ask(config)
+                finished.put(None)
+            except BaseException as e:  # a bug: re-raised in the main thread
+                finished.put(e)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
     try:
-        futures = [pool.submit(ask, c) for c in todo]
-        for f in tqdm(as_completed(futures), total=len(futures), desc="sweep"):
-            f.result()
-    except KeyboardInterrupt:
+        for _ in range(min(parallel, len(todo))):
+            threading.Thread(target=worker, daemon=True).start()
+        for _ in tqdm(range(len(todo)), desc="sweep"):
+            error = finished.get()
+            if error is not None:
+                raise error
+    except KeyboardInterrupt as e:
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        return 130
-    pool.shutdown()
+        return 128 + (e.args[0] if e.args else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
