@@ -381,3 +381,10 @@ def test_eval_data_of_unexpected_shape(tmp_path, capsys):
     argv[1] = "mmlu"
     assert main([*argv, "--out", str(tmp_path / "mmlu")]) == 1
     assert "example 1: 'options' must be a list of 4 choices" in _error(capsys)
+
+
+def test_demo_names_what_its_out_already_holds(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{}")  # e.g. a tokenizer folder's summary
+    assert main(["demo", "--preset", "test", "--out", str(tmp_path)]) == 1
+    assert f"--out {tmp_path} already holds summary.json; choose a new folder" in _error(capsys)
+    assert (tmp_path / "summary.json").read_text() == "{}"

@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from cs336_common.errors import InputError
 
     out = check_output(args.out, directory=True)
-    if (Path(out) / "summary.json").exists() or (Path(out) / "pretrain").exists():
-        raise InputError(f"--out {out} already holds a demo run; choose a new folder")
+    taken = [n for n in ("summary.json", "pretrain") if (Path(out) / n).exists()]
+    if taken:  # a demo run, or another tool's file of that name: neither is replaced
+        raise InputError(f"--out {out} already holds {taken[0]}; choose a new folder")
     from cs336_alignment.demo import run_demo
 
     summary = run_demo(args.preset, Path(out), resolve_device(args.device))
