@@ -136,6 +136,15 @@ def test_sft_then_grpo_commands(tmp_path, capsys):
     assert main([*grpo, "--resume"]) == 0  # finished: nothing left to do
 
 
+def test_expert_iteration_into_a_run_needs_resume(tmp_path, capsys):
+    model_dir, out = _save_tiny(tmp_path), tmp_path / "ei"
+    out.mkdir()
+    (out / "ei.jsonl").write_text('{"ei_step": 0, "sampled": 8, "kept": 0}\n')
+    assert main(["expert-iteration", "--model", str(model_dir), "--out", str(out)]) == 1
+    err = _error(capsys)
+    assert f"--out {out} already holds an expert-iteration run: pass --resume" in err
+
+
 def _error(capsys) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -106,6 +106,16 @@ def test_expert_iteration_keeps_only_correct_samples(tmp_path):
         reward_fn=lambda r, t: {"reward": 0.0},
     )  # fmt: skip
     assert rows[0]["kept"] == 0
+    # resumed: iteration 0 (its row is in ei.jsonl, though it kept nothing to train on)
+    # is not sampled again; only iteration 1 runs
+    rows = expert_iteration(
+        model, tok, _questions(8, 4), [], EIConfig(ei_steps=2, questions_per_step=4,
+        samples_per_question=2, sampling_max_tokens=6), SFTConfig(), tmp_path / "none",
+        reward_fn=lambda r, t: {"reward": 0.0},
+    )  # fmt: skip
+    assert [r["ei_step"] for r in rows] == [1]
+    log = (tmp_path / "none" / "ei.jsonl").read_text().splitlines()
+    assert [json.loads(x)["ei_step"] for x in log] == [0, 1]
 
 
 def test_offline_demo_runs_end_to_end(tmp_path):

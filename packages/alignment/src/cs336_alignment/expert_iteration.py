@@ -2,7 +2,8 @@
 ones the reward function accepts, fine-tune on them with SFT, repeat.
 
 Each iteration ``k`` is an SFT run in ``out/ei_k`` whose ``final/`` is the next
-iteration's starting policy, so a stopped run resumes at the first unfinished iteration.
+iteration's starting policy, and a row in ``out/ei.jsonl``; a resumed run skips the
+iterations that have their row (or their ``final/``) and starts at the first other one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ class EIConfig:
     seed: int = 0
 
 
+def finished_iterations(out: Path) -> set[int]:
+    """The iterations that have their row in ``out/ei.jsonl``."""
+    from cs336_alignment.jsonl import read_jsonl
+
+    log = out / "ei.jsonl"
+    if not log.is_file() or not log.stat().st_size:
+        return set()
+    return {int(row["ei_step"]) for row in read_jsonl(log) if "ei_step" in row}
+
+
 def expert_iteration(
     policy,
     tokenizer,
@@ -49,12 +60,13 @@ def expert_iteration(
     reward_fn = reward_fn or r1_zero_reward_fn
     out.mkdir(parents=True, exist_ok=True)
     generator = generator or make_generator("engine", policy, tokenizer)
-    rows = []
+    rows, finished = [], finished_iterations(out)
     for k in range(cfg.ei_steps):
         step_dir = out / f"ei_{k}"
-        if (step_dir / "final").is_dir():  # finished earlier: pick up its policy
-            trained, _ = load_policy(step_dir / "final", next(policy.parameters()).device)
-            policy.load_state_dict(trained.state_dict())
+        if k in finished or (step_dir / "final").is_dir():  # done earlier: its policy
+            if (step_dir / "final").is_dir():  # (none when it kept no sample)
+                trained, _ = load_policy(step_dir / "final", next(policy.parameters()).device)
+                policy.load_state_dict(trained.state_dict())
             continue
         t0 = time.perf_counter()
         rng = random.Random(cfg.seed * 1000 + k)
