@@ -142,6 +142,20 @@ def test_resume_is_exact_and_skips_a_corrupt_checkpoint(tmp_path, capsys):
         assert torch.equal(p, q)
 
 
+def test_resume_refuses_a_folder_whose_checkpoints_all_fail_to_load(tmp_path, capsys):
+    from cs336_common.errors import InputError
+
+    _loop(tmp_path, max_steps=8, checkpoint_every=4)[0].run()
+    ckpts = CheckpointDir(tmp_path / "ckpt")
+    for path in ckpts.all():
+        path.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="no checkpoint loads"):
+        _loop(tmp_path, resume=True)[0].start()
+    assert len(list(ckpts.path.glob("*.corrupt"))) == 2
+    # resuming a folder that never held a checkpoint starts the run
+    assert _loop(tmp_path / "new", resume=True)[0].start() == 0
+
+
 def test_refuses_a_latest_pointer_outside_the_folder(tmp_path):
     loop, _ = _loop(tmp_path, max_steps=2)
     loop.run()

@@ -46,6 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cs336_common.errors import InputError
 from cs336_common.train.checkpoint import CheckpointDir, checkpoint_payload, restore_checkpoint
 from cs336_common.train.checkpoint import read_checkpoint as _read_checkpoint
 from cs336_common.train.clipping import gradient_clipping
@@ -259,14 +260,23 @@ class TrainLoop:
 
     def _load_latest(self) -> dict[str, Any] | None:
         """Rank 0 finds the newest checkpoint that loads (setting bad ones aside);
-        the other ranks read the same file."""
-        found = None
+        the other ranks read the same file. A folder whose checkpoints all fail to load
+        is refused: starting over at step 0 would not be the run that was resumed."""
+        found, had_any = None, False
         if self.rank == 0:
             self.checkpoints.remove_orphans()
+            had_any = bool(self.checkpoints.all())
             found = self.checkpoints.load_latest()
-        path = _broadcast_object(None if found is None else found[0], self.world)
+        path, had_any = _broadcast_object(
+            (None if found is None else found[0], had_any), self.world
+        )
         self.last_checkpoint = path
         if path is None:
+            if had_any:
+                raise InputError(
+                    f"{self.checkpoints.path}: no checkpoint loads (each was moved aside as "
+                    "*.corrupt); start the run over in another folder"
+                )
             return None
         return found[1] if self.rank == 0 else _read_checkpoint(path)
 
