@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from cs336_common.checks import check_output, read_json
+from cs336_common.checks import check_output, parse_jsonl, read_json
 from cs336_common.errors import InputError, UserError
 
 
@@ -53,3 +53,15 @@ def test_read_json_names_the_file(tmp_path):
         read_json(tmp_path / "nope.json", "sidecar")
     path.write_text('{"a": [1, 2]}')
     assert read_json(path) == {"a": [1, 2]}
+
+
+def test_parse_jsonl_names_the_line_at_fault():
+    assert parse_jsonl(b'{"a": 1}\n\n{"b": [2]}\n', "f.jsonl") == [{"a": 1}, {"b": [2]}]
+    assert parse_jsonl(b"\n \n", "f.jsonl") == []
+    for raw, message in [
+        (b'{"a": 1}\n{"a": \n', r"f\.jsonl:2: malformed JSON"),
+        (b'{"a": 1}\n[1]\n', r"f\.jsonl:2: expected a JSON object, got list"),
+        (b'{"a": "\xff"}\n', r"f\.jsonl: not UTF-8 text \(invalid start byte at byte 7\)"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            parse_jsonl(raw, "f.jsonl")

@@ -63,7 +63,7 @@ def test_packed_sft_bad_rows(tmp_path, hf_tokenizer):
     with pytest.raises(ValueError, match="row 1 lacks"):
         PackedSFTDataset(hf_tokenizer, bad, 8, False)
     bad.write_text("{oops\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: malformed JSON"):
         PackedSFTDataset(hf_tokenizer, bad, 8, False)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from cs336_common import TransformerLM
 from cs336_common.train import AdamW
+from cs336_systems import DDPBucketed
 
 BATCH = 8  # full batch; each of the 2 ranks trains on half of it
 VOCAB, SEQ = 24, 6
@@ -102,3 +104,35 @@ def assert_same_params(got: dict[str, torch.Tensor], want: nn.Module, what: str,
     assert got.keys() == want_sd.keys(), what
     for k, v in want_sd.items():
         torch.testing.assert_close(got[k], v, msg=lambda m, k=k: f"{what}: {k}: {m}", **tol)
+
+
+def grads_match_torch_ddp(rank: int, world: int, device, steps: int = 3) -> None:
+    """`DDPBucketed`'s gradients equal PyTorch DDP's (``gradient_as_bucket_view=True``)
+    at every step, whether ``p.grad`` was lent its bucket slot, kept, or dropped after
+    forward (float64: only the summation order may differ)."""
+    tight = dict(rtol=1e-12, atol=1e-14)
+    ours_model = make("lm", seed=rank).to(device)
+    ref_model = make("lm", seed=rank).to(device)
+    ours = DDPBucketed(ours_model, 0.001)  # a few parameters a bucket
+    ref = DistributedDataParallel(
+        ref_model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        bucket_cap_mb=0.001,
+        gradient_as_bucket_view=True,
+    )
+    opts = adamw(ours_model.parameters()), adamw(ref_model.parameters())
+    for step in range(steps):
+        x, y = (local(t, rank, world).to(device) for t in batch("lm", step))
+        ours.on_train_batch_start()
+        loss = loss_fn(ours, x, y)
+        if step == steps - 1:  # dropped after forward: copied into the buckets, not lent
+            ours_model.zero_grad(set_to_none=True)
+        loss.backward()
+        ours.finish_gradient_synchronization()
+        loss_fn(ref, x, y).backward()
+        pairs = zip(ours_model.named_parameters(), ref_model.parameters(), strict=True)
+        for (name, p), q in pairs:
+            torch.testing.assert_close(p.grad, q.grad, **tight, msg=f"step {step} {name}")
+        for opt in opts:
+            opt.step()
+            opt.zero_grad(set_to_none=step % 2 == 0)  # lent again, or kept: both accumulate in

@@ -31,12 +31,12 @@ from packages.systems.tests.dist_models import (
     adamw,
     assert_same_params,
     batch,
+    grads_match_torch_ddp,
     local,
     loss_fn,
     make,
     train_reference,
 )
-from packages.systems.tests.test_ddp_nccl import grads_match_torch_ddp
 
 STEPS = 3
 

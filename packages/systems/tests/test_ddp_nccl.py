@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from cs336_systems import DDPBucketed
 from cs336_systems.dist_utils import spawn
@@ -18,6 +17,7 @@ from packages.systems.tests.dist_models import (
     adamw,
     assert_same_params,
     batch,
+    grads_match_torch_ddp,
     local,
     loss_fn,
     make,
@@ -25,7 +25,6 @@ from packages.systems.tests.dist_models import (
 )
 
 STEPS = 3
-TIGHT = dict(rtol=1e-12, atol=1e-14)  # float64; only the summation order may differ
 # After 3 AdamW steps, runs that differ only in rounding (half batches averaged on 2 H200s
 # vs the full batch on the CPU) differed by 1.5e-7; a rank's own, unsynced gradient is off
 # by O(lr). Adam hides a wrong scale: the comparison with PyTorch DDP's gradients does not.
@@ -45,34 +44,6 @@ def _train_ours(name: str, rank: int, world: int, device) -> None:
         opt.step()
     want = train_reference(name, STEPS, device)
     assert_same_params(model.state_dict(), want, f"{name} on nccl, rank {rank}", **TRAINED)
-
-
-def grads_match_torch_ddp(rank: int, world: int, device) -> None:
-    ours_model = make("lm", seed=rank).to(device)
-    ref_model = make("lm", seed=rank).to(device)
-    ours = DDPBucketed(ours_model, 0.001)  # a few parameters a bucket
-    ref = DistributedDataParallel(
-        ref_model,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        bucket_cap_mb=0.001,
-        gradient_as_bucket_view=True,
-    )
-    opts = adamw(ours_model.parameters()), adamw(ref_model.parameters())
-    for step in range(STEPS):
-        x, y = (local(t, rank, world).to(device) for t in batch("lm", step))
-        ours.on_train_batch_start()
-        loss = loss_fn(ours, x, y)
-        if step == STEPS - 1:  # dropped after forward: copied into the buckets, not lent
-            ours_model.zero_grad(set_to_none=True)
-        loss.backward()
-        ours.finish_gradient_synchronization()
-        loss_fn(ref, x, y).backward()
-        pairs = zip(ours_model.named_parameters(), ref_model.parameters(), strict=True)
-        for (name, p), q in pairs:
-            torch.testing.assert_close(p.grad, q.grad, **TIGHT, msg=f"step {step} {name}")
-        for opt in opts:
-            opt.step()
-            opt.zero_grad(set_to_none=step % 2 == 0)  # lent again, or kept: both accumulate in
 
 
 def _worker(rank: int, world: int) -> None:

@@ -1,5 +1,5 @@
 """Checks that run before any long work starts: output paths that can be written and
-never overwrite an input, and JSON files read with errors that name the file."""
+never overwrite an input, and JSON and JSONL files read with errors that name the file."""
 
 from __future__ import annotations
 
@@ -28,6 +28,28 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise InputError(
             f"{path}: malformed JSON ({e.msg}, line {e.lineno} column {e.colno})"
         ) from None
+
+
+def parse_jsonl(raw: bytes, where: str) -> list[dict[str, Any]]:
+    """The JSON objects, one a line, of ``raw`` (blank lines skipped; [] when there are
+    none); text that is not UTF-8, a malformed line or a line that is not an object is an
+    `InputError` naming ``where`` and the line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}:{n}: malformed JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{where}:{n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
 
 
 def check_output(

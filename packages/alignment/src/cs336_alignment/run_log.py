@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cs336_alignment.jsonl import parse_jsonl
+from cs336_common.checks import parse_jsonl
 from cs336_common.io import write_text_atomic
 
 
@@ -61,8 +61,7 @@ def _truncate_after(path: Path, step: int) -> None:
 def _read_rows(path: Path) -> list[dict]:
     """The rows of a log ([] before the first); a damaged file is an `InputError`
     naming it and the line."""
-    raw = path.read_bytes() if path.is_file() else b""
-    return parse_jsonl(raw, str(path)) if raw.strip() else []
+    return parse_jsonl(path.read_bytes(), str(path)) if path.is_file() else []
 
 
 def plot_curves(rows: list[dict], keys: list[str], png: Path, title: str) -> Path:

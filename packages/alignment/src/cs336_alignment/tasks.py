@@ -15,9 +15,9 @@ from importlib import resources
 from pathlib import Path
 
 from cs336_alignment.grader import last_boxed, r1_zero_reward_fn
-from cs336_alignment.jsonl import parse_jsonl
 from cs336_alignment.parsing import parse_gsm8k_response, parse_mmlu_response
 from cs336_alignment.prompt_templates import PROMPT_NAMES, alpaca_prompt, load_prompt
+from cs336_common.checks import parse_jsonl
 from cs336_common.errors import InputError
 
 MMLU_INSTRUCTION = (
@@ -50,11 +50,11 @@ def _read_rows(path: str | Path | None, packaged: str | None, task: str) -> list
         try:
             rows = json.loads(_utf8(raw, where))
         except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e.msg})") from None
+            raise InputError(f"{where}: malformed JSON ({e.msg})") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise InputError(f"{where}: expected a JSON list of objects")
     else:
-        return parse_jsonl(raw, where)
+        rows = parse_jsonl(raw, where)
     if not rows:
         raise InputError(f"{where}: no examples (the file is empty)")
     return rows

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cs336_common.checks import read_json
-from cs336_common.errors import InputError
+from cs336_common.checks import parse_jsonl, read_json
 from cs336_common.train.checkpoint import CheckpointDir
 
 
@@ -71,24 +70,7 @@ class RunDir:
         object is an `InputError` naming the file and line."""
         if not self.metrics.is_file():
             return []
-        try:
-            text = self.metrics.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(
-                f"{self.metrics}: not UTF-8 text ({e.reason} at byte {e.start})"
-            ) from None
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{self.metrics}:{n}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{self.metrics}:{n}: expected a JSON object")
-            rows.append(row)
-        return rows
+        return parse_jsonl(self.metrics.read_bytes(), str(self.metrics))
 
     def append_history(self, step: int, changes: dict[str, list]) -> None:
         """Record a session: a start (step 0) or a resume at ``step`` with the settings

@@ -199,7 +199,7 @@ def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
         config.cuda_graphs
         and config.compile
         and device.type == "cuda"
-        and (config.grad_accum_steps == 1)
+        and config.grad_accum_steps == 1
     )
 
 

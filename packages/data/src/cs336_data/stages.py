@@ -78,6 +78,7 @@ def check_same_options(out_dir: Path, options: dict, flag: str = "--out") -> Non
     `out_dir/options.json`; a re-run with others is refused, naming the first difference."""
     import json
 
+    from cs336_common.checks import read_json
     from cs336_common.errors import UserError
     from cs336_common.io import write_text_atomic
 
@@ -86,7 +87,9 @@ def check_same_options(out_dir: Path, options: dict, flag: str = "--out") -> Non
     if not path.exists():
         write_text_atomic(path, json.dumps(options, indent=1, sort_keys=True))
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_json(path, "run options")
+    if not isinstance(old, dict):
+        raise UserError(f"{path}: expected a JSON object of options; move the folder away")
     if old != options:
         key = next(k for k in sorted(set(old) | set(options)) if old.get(k) != options.get(k))
         raise UserError(

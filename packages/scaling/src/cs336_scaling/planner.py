@@ -11,6 +11,7 @@ from cs336_scaling.settings import non_embedding_params, tokens_for
 
 ASPECT = 64.0  # d_model / num_layers of the usual GPT shapes (GPT-2 small: 768 / 12)
 HEAD_DIM = 64
+SPAN = 4.0  # a profile reaches this factor either side of the Chinchilla guess
 
 
 def shapes(d_range, layer_range, head_range) -> list[tuple[int, int, int]]:
@@ -50,28 +51,40 @@ def plan_profile(
     batch_size: int,
     learning_rate: float,
     context_length: int,
-    span: float = 4.0,
+    span: float = SPAN,
 ) -> list[dict]:
     """Up to ``points`` configurations at one budget, log-spaced around the Chinchilla
     guess ``D = 20 N`` (``N = sqrt(C / 120)``) over a factor ``span`` either side; only
     shapes that train for at least ten steps."""
     center = math.sqrt(budget / 120)
-    configs, seen = [], set()
+    configs = {}
     for target in np.geomspace(center / span, center * span, points):
-        d, n, h = closest_shape(float(target), candidates)
-        config = dict(
-            d_model=d,
-            num_layers=n,
-            num_heads=h,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            train_flops=budget,
-        )
-        if (d, n) in seen or tokens_for(config) < 10 * batch_size * context_length:
-            continue
-        seen.add((d, n))
-        configs.append(config)
-    return sorted(configs, key=non_embedding_params)
+        config = _query(float(target), candidates, budget, batch_size, learning_rate)
+        if _trains_ten_steps(config, context_length):
+            configs.setdefault((config["d_model"], config["num_layers"]), config)
+    return sorted(configs.values(), key=non_embedding_params)
+
+
+def _query(target_params, candidates, budget, batch_size, learning_rate) -> dict:
+    """The service query for the shape nearest ``target_params`` at ``budget``."""
+    d, n, h = closest_shape(target_params, candidates)
+    return dict(
+        d_model=d,
+        num_layers=n,
+        num_heads=h,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        train_flops=budget,
+    )
+
+
+def _trains_ten_steps(config: dict, context_length: int) -> bool:
+    return tokens_for(config) >= 10 * config["batch_size"] * context_length
+
+
+def profile_step(points: int, span: float = SPAN) -> float:
+    """The factor between neighbouring sizes of a ``points``-point profile."""
+    return (span * span) ** (1 / max(points - 1, 1))
 
 
 def edge_extension(
@@ -94,18 +107,10 @@ def edge_extension(
         return []
     edge = runs[best]
     target = non_embedding_params(edge) * (step if best else 1 / step)
-    d, n, h = closest_shape(target, candidates)
-    config = dict(
-        d_model=d,
-        num_layers=n,
-        num_heads=h,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        train_flops=edge["train_flops"],
-    )
+    config = _query(target, candidates, edge["train_flops"], batch_size, learning_rate)
     # the ranges may have no shape further out: the closest is then the edge itself
     ratio = non_embedding_params(config) / non_embedding_params(edge)
     outward = ratio < 1 if best == 0 else ratio > 1
-    if not outward or tokens_for(config) < 10 * batch_size * context_length:
+    if not outward or not _trains_ten_steps(config, context_length):
         return []
     return [config]

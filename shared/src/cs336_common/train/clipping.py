@@ -30,7 +30,7 @@ def gradient_clipping(
     norms = [
         torch.stack(torch._foreach_norm(grads)).float().to(first) for grads in by_device.values()
     ]
-    total = torch.linalg.vector_norm(norms[0] if len(norms) == 1 else torch.cat(norms))
+    total = torch.linalg.vector_norm(torch.cat(norms))
     scale = (max_l2_norm / (total + eps)).clamp(max=1.0)
     for device, grads in by_device.items():
         torch._foreach_mul_(grads, scale.to(device))

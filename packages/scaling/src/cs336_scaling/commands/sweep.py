@@ -141,10 +141,9 @@ def _sweep(args):
             # training, so rewriting a few hundred records each time costs nothing
             write_text_atomic(args.out, json.dumps(list(done.values()), indent=1))
 
-    base, asked = {_key(c) for c in plan}, set()
-    spent = sum(c["train_flops"] for c in todo)
+    asked, spent = set(), sum(c["train_flops"] for c in todo)
     while True:  # each profile is extended once its runs are answered, until bracketed
-        more = _extensions(args, settings, plan, base, done, asked, spent)
+        more = _extensions(args, settings, plan, done, asked, spent)
         for c in more:
             print(f"  extend  C={c['train_flops']:.0e}  d_model={c['d_model']:<5} "
                   f"layers={c['num_layers']:<3} N={non_embedding_params(c):.3g}")  # fmt: skip
@@ -213,15 +212,14 @@ def _ask_all(ask, todo, parallel: int, stop) -> int:
     return 0
 
 
-def _extensions(args, settings, plan, base, done, asked, spent) -> list[dict]:
+def _extensions(args, settings, plan, done, asked, spent) -> list[dict]:
     """The next shape beyond the edge of every answered profile whose minimum lies there,
     while the total budget allows and the profile has fewer than --extend extra shapes
     (counted over resumed sweeps too, so a re-run asks what the first run would have)."""
-    from cs336_scaling.planner import edge_extension, shapes
+    from cs336_scaling.planner import edge_extension, profile_step, shapes
 
     candidates = shapes(settings["d_model"], settings["num_layers"], settings["num_heads"])
-    step = 16 ** (1 / max(args.points - 1, 1))  # the profiles' own spacing (4x either side)
-    more = []
+    step, base, more = profile_step(args.points), {_key(c) for c in plan}, []
     for budget in sorted({c["train_flops"] for c in plan}):
         if any(_key(c) not in done for c in plan if c["train_flops"] == budget):
             continue  # not all answered (yet, or a run failed)
