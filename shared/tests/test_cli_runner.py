@@ -94,6 +94,32 @@ def test_warnings_are_one_line(monkeypatch, capsys):
     assert warnings.showwarning is shown  # restored after the command
 
 
+def test_sigterm_unwinds_like_ctrl_c_and_exits_143(monkeypatch, capsys, tmp_path):
+    """SIGTERM mid-command raises in the command (its `finally` runs), prints one line
+    and exits 143; the previous handler is back afterwards."""
+    import signal
+
+    from cs336_common.io import atomic_path
+
+    def interrupted_write():
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("half")
+            signal.raise_signal(signal.SIGTERM)
+
+    def not_handled(signum, frame):  # rather than SIGTERM's default: end pytest
+        pytest.fail("SIGTERM reached the handler outside the runner")
+
+    before = signal.signal(signal.SIGTERM, not_handled)
+    try:
+        assert _cli(monkeypatch, interrupted_write)("do") == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is not_handled
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err == "interrupted\n"
+    assert list(tmp_path.iterdir()) == []  # neither out.txt nor its temporary file
+    assert _cli(monkeypatch, _raise(KeyboardInterrupt))("do") == 130  # Ctrl-C
+
+
 def test_help_prints_the_commands_and_debug(monkeypatch, capsys):
     cli = _cli(monkeypatch, lambda: 0)
     with pytest.raises(SystemExit) as e:

@@ -397,3 +397,37 @@ def test_demo_names_what_its_out_already_holds(tmp_path, capsys):
     assert main(["demo", "--preset", "test", "--out", str(tmp_path)]) == 1
     assert f"--out {tmp_path} already holds summary.json; choose a new folder" in _error(capsys)
     assert (tmp_path / "summary.json").read_text() == "{}"
+
+
+def test_sigterm_mid_export_exits_143_and_leaves_nothing_behind(tmp_path):
+    """SIGTERM (what `kill`, Slurm and Kubernetes send) while the export writes: exit 143
+    with the one line 'interrupted', no traceback, no hf/ and no temporary folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, started = _save_tiny(tmp_path), tmp_path / "started"
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import cs336_alignment.hf_export as hf\n"
+        "def slow_export(model, tokenizer, out):\n"
+        "    (Path(out) / 'config.json').write_text('{}')\n"
+        f"    Path({str(started)!r}).touch()\n"
+        "    time.sleep(60)\n"
+        "hf.export_to_hf = slow_export\n"
+        "from cs336_alignment.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    before = sorted(tmp_path.iterdir())
+    argv = [sys.executable, "-c", script, "export", str(src), str(tmp_path / "hf")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err == "interrupted\n"
+    assert sorted(tmp_path.iterdir()) == sorted([*before, started])

@@ -259,7 +259,7 @@ def test_sigterm_stops_cleanly_and_a_rerun_resumes(crawl, tmp_path):
     time.sleep(0.5)  # the workers are running
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
     leftovers = [p for p in (root / "out").rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers

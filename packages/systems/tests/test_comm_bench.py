@@ -31,3 +31,77 @@ def test_comm_bench_rejects_nccl_without_gpus(tmp_path, capsys):
     assert (
         err == "cs336-systems: error: --backend nccl needs one GPU per rank; this machine has 0\n"
     )
+
+
+def _spawned_ranks(parent: int) -> list[int]:
+    """Pids of the ranks that ``parent`` started with the spawn method (Linux /proc)."""
+    from pathlib import Path
+
+    ranks = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # ended meanwhile
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            ranks.append(int(stat.parent.name))
+    return ranks
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl-c"])
+def test_a_signal_stops_the_ranks_and_leaves_no_temporary_files(tmp_path, ctrl_c):
+    """SIGTERM to comm-bench, or Ctrl-C (SIGINT to the whole process group, as a terminal
+    sends it), while its ranks measure: every rank is killed, no temporary file is left
+    (the folder for rank 0's rows, the ranks' error files) and it exits 143 or 130 with
+    one line and no warning."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp, log = tmp_path / "tmp", tmp_path / "stderr.txt"
+    tmp.mkdir()
+    argv = ["comm-bench", "--sizes-mib", "1", "--iters", "1000000", "--out", tmp_path / "o"]
+    with log.open("w") as err:  # a file, not a pipe: orphaned ranks would hold a pipe open
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cs336_systems.cli", *map(str, argv)],
+            stderr=err,
+            env={**os.environ, "TMPDIR": str(tmp)},
+            start_new_session=True,  # its own process group, for Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # even if ignored here
+        )
+    ranks, left = [], []
+    try:
+        deadline = time.monotonic() + 120
+        while "all-reduce" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)  # until rank 0 draws its bar: the ranks are measuring
+        ranks = _spawned_ranks(proc.pid)
+        if ctrl_c:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        left = [pid for pid in ranks if _alive(pid)]
+    finally:  # a failed run must not leave processes behind
+        for pid in [proc.pid, *ranks] if proc.poll() is None else left:
+            os.kill(pid, signal.SIGKILL)
+    err = log.read_text()
+    assert proc.returncode == 128 + (signal.SIGINT if ctrl_c else signal.SIGTERM), err
+    # rank 0's bar stays on screen as drawn; then one line (no leaked-semaphore warning)
+    assert err.rsplit("]", 1)[-1] == "interrupted\n", err
+    assert len(ranks) == 2 and left == []  # no orphaned rank
+    assert list(tmp.iterdir()) == [] and not (tmp_path / "o").exists()
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -9,6 +9,10 @@ for a mistake the user can fix; the runner prints it as one line, ``prog: error:
 and exits 1 (`UsageError`: the usage and exit 2). A missing, existing or unwritable
 file (FileNotFoundError, FileExistsError, PermissionError, ...) is reported the same
 way. Anything else is a bug and shows its traceback; ``--debug`` shows every traceback.
+
+Signals: SIGTERM unwinds like Ctrl-C (`cs336_common.signals`), so a stopped command
+removes its temporary files; either prints ``interrupted`` and exits 130 (SIGINT) or
+143 (SIGTERM), as the shell reports death by that signal.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 from cs336_common.errors import UsageError, UserError
+from cs336_common.signals import terminate_as_interrupt
 
 # OS errors about a path the user named: expected, so one line (the message names the path)
 _PATH_ERRORS = (
@@ -75,14 +80,13 @@ def run_cli(
     parser = build_parser(prog, description, commands)
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), terminate_as_interrupt():
             if not args.debug:  # a warning is one line too, without the source line
                 warnings.showwarning = lambda message, *_, **__: print(
                     f"{prog}: warning: {message}", file=sys.stderr
                 )
             return int(args._run(args) or 0)
-    except KeyboardInterrupt as e:
-        # a training loop stopped by SIGTERM says so: 128 + signum, as the shell would
+    except KeyboardInterrupt as e:  # `Interrupted` (SIGTERM, a training loop) says its code
         print("interrupted", file=sys.stderr)
         return getattr(e, "exit_code", 130)
     except (UserError, *_PATH_ERRORS) as e:

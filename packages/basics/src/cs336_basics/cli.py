@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from cs336_common.cli import run_cli
 
@@ -41,27 +39,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with _terminate_as_interrupt():
-        return run_cli("cs336-basics", __doc__, COMMANDS, argv)
-
-
-class _Terminated(KeyboardInterrupt):
-    exit_code = 128 + signal.SIGTERM  # 143, as the shell reports death by SIGTERM
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so an interrupted command removes its temporary
-    files and exits 143 (training installs its own handler, which finishes the step)."""
-
-    def handler(signum, frame):
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return run_cli("cs336-basics", __doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ command resumes it; outputs are renamed into place whole, so nothing is duplicat
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from cs336_common.errors import UserError
 from cs336_common.io import stderr_to
+from cs336_common.signals import terminate_as_interrupt
 
 EXECUTORS = ("local", "slurm", "inline")
 
@@ -77,10 +77,6 @@ def _run_chunk(fn: Callable, tasks: Sequence) -> list[tuple[list[str], str]]:
     return failures
 
 
-def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_tasks(
     fn: Callable,
     tasks: Sequence,
@@ -95,9 +91,11 @@ def run_tasks(
 
     todo = [t for t in tasks if not done(t)]
     skipped = len(tasks) - len(todo)
-    bar = tqdm(total=len(tasks), initial=skipped, desc=desc, unit="shard", leave=False)
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
+    # SIGTERM cancels the jobs like Ctrl-C: the CLI runner does that, here library callers too
+    with (
+        terminate_as_interrupt(),
+        tqdm(total=len(tasks), initial=skipped, desc=desc, unit="shard", leave=False) as bar,
+    ):
         if cfg.kind == "inline":
             failures = []
             for task in todo:
@@ -105,9 +103,6 @@ def run_tasks(
                 bar.update()
         else:
             failures = _run_submitit(fn, todo, cfg, logs, bar, done, desc)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        bar.close()
     if failures:
         failed = sum(len(names) for names, _ in failures)
         named = [f"{', '.join(names)}: {why}" for names, why in failures[:3]]

@@ -180,9 +180,20 @@ def spawn(
             if p.is_alive():
                 p.kill()
                 p.join()
+        for path in ctx.error_files:  # a rank stopped by Ctrl-C leaves its traceback there
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def _entry(rank, world_size, backend, port, timeout_s, fn, args):
+    import threading
+
+    from tqdm import tqdm
+
     faulthandler.enable()  # a rank killed by a signal still prints where it was
+    # tqdm's default lock is a named semaphore shared across processes: `spawn` kills
+    # ranks on Ctrl-C or SIGTERM, and the semaphore of a killed rank is left for
+    # multiprocessing's resource tracker, which warns about it at exit
+    tqdm.set_lock(threading.RLock())
     with process_group(rank, world_size, backend, port, timeout_s):
         fn(rank, world_size, *args)

@@ -13,15 +13,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-
-class Interrupted(KeyboardInterrupt):
-    """Training stopped on a signal after checkpointing; ``exit_code`` is the shell's
-    convention for death by that signal (128 + signum: 130 for SIGINT, 143 for SIGTERM)."""
-
-    def __init__(self, signum: int, message: str = ""):
-        super().__init__(message or f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-        self.exit_code = 128 + signum
+from cs336_common.signals import Interrupted  # what the loop raises after checkpointing
 
 
 class StopRequest:

@@ -169,11 +169,11 @@ def _sweep(args):
 
 def _ask_all(ask, todo, parallel: int, stop) -> int:
     """Ask for every config on ``parallel`` threads; 0, or 128 + the signal number when
-    SIGINT or SIGTERM stopped it. The threads are daemons: a query in flight cannot be
-    cancelled, and waiting for it could take a whole training run (the service finishes
-    it anyway, and a re-run gets its answer from the store for free)."""
+    SIGINT or SIGTERM (which the CLI runner raises as `Interrupted`) stopped it. The
+    threads are daemons: a query in flight cannot be cancelled, and waiting for it could
+    take a whole training run (the service finishes it anyway, and a re-run gets its
+    answer from the store for free)."""
     import queue
-    import signal
 
     from tqdm import tqdm
 
@@ -193,10 +193,6 @@ def _ask_all(ask, todo, parallel: int, stop) -> int:
             except BaseException as e:  # a bug: re-raised in the main thread
                 finished.put(e)
 
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt(signum)
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         for _ in range(min(parallel, len(todo))):
             threading.Thread(target=worker, daemon=True).start()
@@ -206,9 +202,7 @@ def _ask_all(ask, todo, parallel: int, stop) -> int:
                 raise error
     except KeyboardInterrupt as e:
         stop.set()
-        return 128 + (e.args[0] if e.args else signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return getattr(e, "exit_code", 130)
     return 0
 
 
