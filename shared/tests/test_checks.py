@@ -37,8 +37,17 @@ def test_output_kind_suffix_and_folder(tmp_path):
 def test_output_in_a_read_only_folder(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o555)
-    with pytest.raises(UserError, match="no permission to write in"):
+    with pytest.raises(UserError, match=r"cannot write in .*ro \(Permission denied\)"):
         check_output(ro / "x.bin")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc and /sys")
+def test_output_where_nothing_can_be_created_even_by_root():
+    """os.access says yes to root for /proc and /sys; creating a file there fails."""
+    with pytest.raises(UserError, match=r"--out /proc/cs336/o\.bin: cannot write in /proc \("):
+        check_output("/proc/cs336/o.bin")
+    with pytest.raises(UserError, match=r"--runs /sys/kernel/cs336: cannot write in /sys/kernel"):
+        check_output("/sys/kernel/cs336", directory=True, flag="--runs")
 
 
 def test_read_json_names_the_file(tmp_path):

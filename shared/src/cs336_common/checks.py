@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_writable(folder: Path, flag: str, path: Path) -> None:
-    """The nearest existing ancestor of ``folder`` must be a folder we may write into."""
+    """The nearest existing ancestor of ``folder`` must be a folder we can create a file
+    in. Tried for real: `os.access` only reads permission bits, which root passes even
+    where nothing can be created (/proc, /sys, some network and FUSE mounts)."""
     existing = folder
     while not existing.exists():
         if existing.parent == existing:
@@ -94,5 +97,9 @@ def _check_writable(folder: Path, flag: str, path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: no permission to write in {existing}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write in {existing} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
