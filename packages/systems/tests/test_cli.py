@@ -34,6 +34,8 @@ def test_help_says_what_each_command_does(capsys):
     out = _help(["ddp-bench"], capsys)
     assert "naive" in out and "fsdp" in out and "--bucket-mb" in out
     assert "--sizes-mib" in _help(["comm-bench"], capsys)
+    out = " ".join(_help(["bench", "model"], capsys).split())
+    assert "--batch-size BATCH_SIZE default 4; with --smoke 2" in out
 
 
 def fails(argv, capsys, tmp_path, match: str, code: int = 1) -> None:
@@ -72,6 +74,45 @@ def test_bench_errors(tmp_path, capsys):
         fails([*smoke, "--device", "cuda", *out], capsys, tmp_path, r"no CUDA GPU")
 
 
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["model", "--sizes", ","], r"--sizes: expected comma-separated names, got ','"),
+        (["flash", "--dtypes", "bf16,fp64"], r"--dtypes: expected some of bf16,fp32, got fp64"),
+    ],
+)
+def test_bad_lists_are_usage_errors(tmp_path, capsys, argv, match):
+    fails(["bench", *argv, "--smoke", "--out", tmp_path / "o"], capsys, tmp_path, match, 2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        # small sizes: were the check gone, the work would be seconds, not hours
+        (
+            ["memory", "--sizes", "tiny", "--context-lengths", "16"],
+            r"bench memory measures CUDA; the device is cpu \(--smoke runs",
+        ),
+        (
+            ["flash", "--part", "sweep", "--seq-lens", "64", "--head-dims", "16"],
+            r"bench flash measures CUDA; the device is cpu",
+        ),
+        (["model", "--smoke", "--nvtx"], r"--nvtx: NVTX ranges mark CUDA work; the device is cpu"),
+    ],
+)
+def test_cuda_only_work_on_the_cpu_is_refused(tmp_path, capsys, argv, match):
+    fails(["bench", *argv, "--device", "cpu", "--out", tmp_path / "o"], capsys, tmp_path, match)
+
+
+@pytest.mark.parametrize("argv", [["model", "--compile"], ["attention", "--impls", "compiled"]])
+def test_compile_on_the_cpu_without_a_cxx_compiler(tmp_path, capsys, argv):
+    import torch._inductor.config
+
+    with torch._inductor.config.patch({"cpp.cxx": (str(tmp_path / "no-g++"),)}):
+        fails(["bench", *argv, "--smoke", "--out", tmp_path / "o"], capsys, tmp_path,
+              r"torch.compile on the cpu needs a working C\+\+ compiler")  # fmt: skip
+
+
 def test_distributed_command_errors(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     fails(["comm-bench", "--iters", "0"], capsys, tmp_path, r"--iters: expected an integer >= 1", 2)
@@ -81,6 +122,29 @@ def test_distributed_command_errors(tmp_path, capsys):
     fails(["ddp-bench", "--steps", "0"], capsys, tmp_path, r"--steps: expected an integer >= 1", 2)
     fails(["ddp-bench", "--model", "huge", "--out", tmp_path / "o"], capsys, tmp_path,
           r"model 'huge' is neither a preset \(.*tiny")  # fmt: skip
+
+
+_TOO_MANY_GPUS = str(torch.cuda.device_count() + 1)
+_TORCHRUN = {"RANK": "0", "WORLD_SIZE": "1"}  # what torchrun gives each rank
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "match", "code"),
+    [
+        (["ddp-bench", "--backend", "nccl", "--world-size", _TOO_MANY_GPUS], {},
+         r"--backend nccl needs one GPU per rank; this machine has", 1),
+        (["comm-bench", "--sizes-mib", "1", "1e-7"], {},
+         r"--sizes-mib 1e-07: less than one float32 \(4 bytes\)", 1),
+        (["comm-bench", "--backend", "gloo", "nccl"], _TORCHRUN,
+         r"--backend gloo nccl: torchrun made one group, give one backend", 2),
+    ],
+)  # fmt: skip
+def test_distributed_checks_before_any_rank_starts(
+    tmp_path, capsys, monkeypatch, argv, env, match, code
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    fails([*argv, "--out", tmp_path / "o"], capsys, tmp_path, match, code)
 
 
 def test_debug_shows_the_traceback(tmp_path):

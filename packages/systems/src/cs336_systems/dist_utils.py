@@ -108,6 +108,19 @@ def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def check_backend(backend: str, world_size: int) -> None:
+    """Before any rank starts: NCCL ranks need a GPU each (``world_size`` of them, or,
+    under torchrun, the GPU of this process's LOCAL_RANK)."""
+    from cs336_common.errors import UserError
+
+    if backend != "nccl":
+        return
+    gpus = torch.cuda.device_count()
+    need = int(os.environ.get("LOCAL_RANK", 0)) + 1 if under_torchrun() else world_size
+    if gpus < need:
+        raise UserError(f"--backend nccl needs one GPU per rank; this machine has {gpus}")
+
+
 def run_collective(
     measure: Callable[[Any], list[dict]],
     args: Any,

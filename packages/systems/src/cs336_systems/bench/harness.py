@@ -57,6 +57,20 @@ def compile_for_repeated_backward(fn):
     return torch.compile(fn)
 
 
+def has_cpp_compiler() -> bool:
+    """Whether torch.compile finds a working C++ compiler for CPU code here."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
+    except ImportError:  # another torch: its own error comes later
+        return True
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        return False
+    return True
+
+
 def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
 

@@ -6,13 +6,16 @@
   flash      the FlashAttention-2 leaderboard case and the full sweep (Triton on CUDA)
   precision  the mixed-precision accumulation demo
 
-`--smoke` shrinks any of them to seconds on a CPU (a test of the code path, not a number).
+`--smoke` shrinks any of them to seconds on a CPU (a test of the code path, not a number);
+a size flag given with it still counts. memory and flash measure CUDA only: on another
+device they need --smoke.
 Nsight Systems: `nsys profile -t cuda,nvtx -o lm cs336-systems bench model --nvtx ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 
 from cs336_common.cli import non_negative_int, positive_int
 
@@ -28,8 +31,30 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+def _names(text: str, choices: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Comma-separated names, at least one (each one of ``choices`` when given)."""
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    if choices and (bad := [n for n in names if n not in choices]):
+        raise argparse.ArgumentTypeError(
+            f"expected some of {','.join(choices)}, got {','.join(bad)}"
+        )
+    return names
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _sized(parser, flag: str, full, smoke, type, help: str = "") -> None:
+    """A flag whose default --smoke shrinks (a value given on the command line wins)."""
+    dest = flag.removeprefix("--").replace("-", "_")
+    default = f"default {_show(full)}; with --smoke {_show(smoke)}"
+    parser.add_argument(
+        flag, type=type, default=None, help=f"{help}; {default}" if help else default
+    )
+    parser.set_defaults(_sizes={**(parser.get_default("_sizes") or {}), dest: (full, smoke)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,37 +62,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", default="bench_results", help="output folder")
     common.add_argument("--device", default="auto", help="auto | cuda | cpu")
-    common.add_argument("--smoke", action="store_true", help="tiny sizes, runs on a CPU")
+    common.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the small defaults below, on the CPU unless --device says otherwise: seconds",
+    )
     common.add_argument("--no-progress", action="store_true")
 
     lm = argparse.ArgumentParser(add_help=False)
-    lm.add_argument("--sizes", type=_names, default=("small", "medium", "large", "xl", "2.7b"))
-    lm.add_argument("--context-lengths", type=_ints, default=(128, 256, 512, 1024))
-    lm.add_argument("--batch-size", type=positive_int, default=4)
-    lm.add_argument("--vocab-size", type=positive_int, default=10_000)
-    lm.add_argument("--warmup", type=non_negative_int, default=5)
-    lm.add_argument("--steps", type=positive_int, default=10)
+    sizes = ("small", "medium", "large", "xl", "2.7b")
+    _sized(lm, "--sizes", sizes, ("tiny",), _names, "presets, config files or run folders")
+    _sized(lm, "--context-lengths", (128, 256, 512, 1024), (32,), _ints)
+    _sized(lm, "--batch-size", 4, 2, positive_int)
+    _sized(lm, "--vocab-size", 10_000, 256, positive_int)
+    _sized(lm, "--warmup", 5, 1, non_negative_int)
+    _sized(lm, "--steps", 10, 2, positive_int)
     lm.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast")
     lm.add_argument("--attention", choices=("naive", "torch", "flash"), default="naive")
     lm.add_argument("--compile", action="store_true", help="torch.compile the model")
 
     p = sub.add_parser("model", parents=[common, lm], help="LM step times")
-    p.add_argument("--nvtx", action="store_true", help="NVTX ranges for Nsight Systems")
-    sub.add_parser("memory", parents=[common, lm], help="LM peak memory and a snapshot")
+    p.add_argument("--nvtx", action="store_true", help="NVTX ranges for Nsight Systems (CUDA)")
+    sub.add_parser("memory", parents=[common, lm], help="LM peak memory and a snapshot (CUDA)")
 
     p = sub.add_parser("attention", parents=[common], help="naive vs compiled vs flash")
-    p.add_argument("--head-dims", type=_ints, default=(16, 32, 64, 128))
-    p.add_argument("--seq-lens", type=_ints, default=(256, 1024, 4096, 8192, 16384))
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--impls", type=_names, default=("naive", "compiled", "flash"))
+    _sized(p, "--head-dims", (16, 32, 64, 128), (16,), _ints)
+    _sized(p, "--seq-lens", (256, 1024, 4096, 8192, 16384), (64,), _ints)
+    _sized(p, "--batch-size", 8, 2, positive_int)
+    _sized(p, "--impls", ("naive", "compiled", "flash"), ("naive", "flash"), _names)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
-    p.add_argument("--warmup", type=non_negative_int, default=5)
-    p.add_argument("--steps", type=positive_int, default=100)
+    _sized(p, "--warmup", 5, 1, non_negative_int)
+    _sized(p, "--steps", 100, 2, positive_int)
 
     p = sub.add_parser(
         "flash",
         parents=[common],
-        help="FlashAttention-2 vs every SDPA backend: leaderboard + sweep",
+        help="FlashAttention-2 vs every SDPA backend: leaderboard + sweep (CUDA)",
     )
     p.add_argument(
         "--part",
@@ -76,10 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leaderboard: (16, 16384, 64) bf16 causal, with max abs errors vs float64; "
         "sweep: the course's grid, ours vs the default SDPA (default: both)",
     )
-    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved leaderboard rounds")
-    p.add_argument("--seq-lens", type=_ints, default=tuple(2**i for i in range(7, 17)))
-    p.add_argument("--head-dims", type=_ints, default=(16, 32, 64, 128))
-    p.add_argument("--dtypes", type=_names, default=("bf16", "fp32"))
+    _sized(p, "--rounds", 5, 1, positive_int, "interleaved leaderboard rounds")
+    _sized(p, "--seq-lens", tuple(2**i for i in range(7, 17)), (64,), _ints)
+    _sized(p, "--head-dims", (16, 32, 64, 128), (16,), _ints)
+    dtypes = functools.partial(_names, choices=("bf16", "fp32"))
+    _sized(p, "--dtypes", ("bf16", "fp32"), ("fp32",), dtypes)
 
     sub.add_parser("precision", parents=[common], help="fp32/fp16/bf16 accumulation demo")
 
@@ -94,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, directory=True)
     device = resolve_device("cpu" if args.smoke and args.device == "auto" else args.device)
     args.device = str(device)
+    for dest, (full, smoke) in getattr(args, "_sizes", {}).items():
+        if getattr(args, dest) is None:  # not given: the default, or --smoke's
+            setattr(args, dest, smoke if args.smoke else full)
+    _check_device(args, device)
     progress = not args.no_progress
     header = f"Device: {device_description(device)}."
     if device.type == "cuda":
@@ -106,12 +141,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_device(args, device) -> None:
+    """What the device cannot do is refused before any work: what only CUDA measures, and
+    torch.compile on the CPU (it builds C++) without a C++ compiler."""
+    from cs336_common.errors import UserError
+    from cs336_systems.bench.harness import has_cpp_compiler
+
+    if device.type == "cuda":
+        return
+    compiles = getattr(args, "compile", False) or "compiled" in getattr(args, "impls", ())
+    if compiles and not has_cpp_compiler():
+        raise UserError(
+            f"torch.compile on the {device} needs a working C++ compiler (gcc or clang, "
+            "or the one CXX names); none found"
+        )
+    if getattr(args, "nvtx", False):
+        raise UserError(f"--nvtx: NVTX ranges mark CUDA work; the device is {device}")
+    if args.bench in ("memory", "flash") and not args.smoke:
+        raise UserError(
+            f"bench {args.bench} measures CUDA; the device is {device} "
+            "(--smoke runs its code path on the CPU)"
+        )
+
+
 def _model_config(args):
     from cs336_systems.bench.model import ModelBenchConfig
 
-    if args.smoke:
-        args.sizes, args.context_lengths, args.batch_size = ("tiny",), (32,), 2
-        args.vocab_size, args.warmup, args.steps = 256, 1, 2
     return ModelBenchConfig(
         sizes=args.sizes,
         context_lengths=args.context_lengths,
@@ -144,9 +199,6 @@ def _run_memory(args, progress):
 def _run_attention(args, progress):
     from cs336_systems.bench.attention import AttentionBenchConfig, bench_attention
 
-    if args.smoke:
-        args.head_dims, args.seq_lens, args.batch_size = (16,), (64,), 2
-        args.impls, args.warmup, args.steps = ("naive", "flash"), 1, 2
     cfg = AttentionBenchConfig(
         head_dims=args.head_dims,
         seq_lens=args.seq_lens,
@@ -168,18 +220,16 @@ def _run_flash(args, progress):
     device = resolve_device(args.device)
     results = {}
     if args.part in ("leaderboard", "both"):
-        shape = dict(batch=2, seq=128, d=16, rounds=1) if args.smoke else {"rounds": args.rounds}
-        rows, peak, default = leaderboard(device, progress=progress, **shape)
+        shape = dict(batch=2, seq=128, d=16) if args.smoke else {}
+        rows, peak, default = leaderboard(device, progress=progress, rounds=args.rounds, **shape)
         results["flash_leaderboard"] = (rows, (
             f"Causal. PyTorch's default SDPA dispatches to {default} here. Median ms over "
-            f"{shape['rounds']} interleaved rounds (each the median of do_bench on CUDA), "
+            f"{args.rounds} interleaved rounds (each the median of do_bench on CUDA), "
             f"[min, max] over rounds. Dense bf16 matmul measured: {peak:.0f} TFLOP/s."
         ))  # fmt: skip
         small = dict(batch=1, seq=64, d=16) if args.smoke else {}
         results["flash_errors"] = (errors(device, **small), "Causal; vs float64 attention.")
     if args.part in ("sweep", "both"):
-        if args.smoke:
-            args.seq_lens, args.head_dims, args.dtypes = (64,), (16,), ("fp32",)
         rows = sweep(device, args.seq_lens, args.head_dims, args.dtypes, progress=progress)
         results["flash_sweep"] = (rows, "Batch 1, causal; median ms (do_bench on CUDA).")
     return results

@@ -72,13 +72,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> None:
-    import torch
-
     from cs336_common.checks import check_output
-    from cs336_common.errors import UserError
+    from cs336_common.errors import UsageError, UserError
+    from cs336_systems.dist_utils import check_backend, under_torchrun
 
     check_output(args.out, directory=True)
-    if "nccl" in args.backend:
-        gpus = torch.cuda.device_count()
-        if gpus == 0 or max(args.world_size) > gpus:
-            raise UserError(f"--backend nccl needs one GPU per rank; this machine has {gpus}")
+    if (small := min(args.sizes_mib)) * 2**20 < 4:
+        raise UserError(f"--sizes-mib {small:g}: less than one float32 (4 bytes)")
+    if under_torchrun() and len(args.backend) > 1:
+        raise UsageError(
+            f"--backend {' '.join(args.backend)}: torchrun made one group, give one backend"
+        )
+    for backend in args.backend:
+        check_backend(backend, max(args.world_size))

@@ -62,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from cs336_common.checks import check_output
     from cs336_common.errors import UsageError
     from cs336_systems.bench.ddp import bench_ddp, model_config, write_ddp_report
-    from cs336_systems.dist_utils import default_backend, run_collective
+    from cs336_systems.dist_utils import check_backend, default_backend, run_collective
 
     check_output(args.out, directory=True)
     model_config(args)  # fail early on a bad --model
     backend = args.backend or default_backend()
+    check_backend(backend, args.world_size)
     if "all" in args.variant:
         args.variant = [v for v in VARIANTS if backend == "nccl" or v not in NCCL_ONLY]
     elif backend != "nccl" and (bad := set(args.variant) & set(NCCL_ONLY)):
