@@ -4,7 +4,7 @@ candidate lists in ``flash_triton._SPACES`` were chosen.
     PYTHONPATH=shared/src:packages/systems/src python3 packages/systems/benchmarks/flash_configs.py \
         --shape 16,1,16384,64 --dtype bf16 [--precision high] --out DIR
 
-For each kernel and candidate ``(block_a, block_b, num_warps, num_stages)`` it times the
+For each kernel and candidate ``(block_a, block_b, num_warps, num_stages[, maxnreg])`` it times the
 forward op, or the whole backward op with the other backward kernel at its default,
 median of ``do_bench``; it prints one Markdown table per shape and appends it to
 ``DIR/flash_configs.md``.
@@ -43,7 +43,7 @@ def configs_table(shape, dtype, candidates: dict, parts, causal=True) -> list[di
     z, h, n, d = shape
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v, do = (torch.randn(shape, generator=g, device="cuda", dtype=dtype) for _ in range(4))
-    meta = ft._kernel_meta(d, causal, dtype)
+    meta = ft._kernel_meta(d, causal, dtype, q, k, v, do)  # TMA where the GPU has it
     kind = ft._space_kind(dtype, meta["BLOCK_D"], meta["DOT_PRECISION"])
     fwd_flops = 4 * z * h * n * n * d / (2 if causal else 1)
     o, lse = ft._forward_op(q, k, v, causal)
@@ -71,13 +71,15 @@ def configs_table(shape, dtype, candidates: dict, parts, causal=True) -> list[di
     return rows
 
 
-# Screened offline for sm_90 (Triton 3.6 ptxas): no or few register spills.
+# Screened offline for sm_90 (Triton 3.6 ptxas): no or few register spills. A fifth entry
+# caps registers per thread (maxnreg).
 BROAD = {
     "fwd": [(128, 64, 8, 3), (128, 64, 8, 4), (128, 64, 8, 5), (128, 128, 8, 3), (128, 32, 8, 3),
-            (64, 64, 4, 3), (64, 32, 4, 3)],
-    "kv": [(64, 128, 8, 3), (64, 128, 8, 2), (32, 128, 8, 3), (32, 128, 8, 2), (64, 64, 4, 3),
-           (32, 64, 4, 3), (64, 64, 4, 2), (64, 64, 8, 3)],
-    "dq": [(128, 32, 8, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 16, 8, 4), (64, 32, 4, 3)],
+            (64, 64, 4, 3)],
+    "kv": [(64, 64, 4, 3, 168), (64, 64, 4, 3), (64, 64, 4, 2), (64, 128, 8, 3), (64, 128, 8, 2),
+           (32, 128, 4, 3), (32, 64, 4, 3), (32, 64, 4, 3, 128)],
+    "dq": [(128, 64, 8, 4), (128, 64, 8, 3), (128, 64, 4, 3), (128, 128, 8, 4), (128, 32, 8, 3),
+           (64, 64, 4, 3)],
 }  # fmt: skip
 
 
