@@ -137,11 +137,11 @@ _TORCHRUN = {"RANK": "0", "WORLD_SIZE": "1"}  # what torchrun gives each rank
          r"--sizes-mib 1e-07: less than one float32 \(4 bytes\)", 1),
         (["comm-bench", "--backend", "gloo", "nccl"], _TORCHRUN,
          r"--backend gloo nccl: torchrun made one group, give one backend", 2),
+        (["comm-bench", "--timeout", "0.2"], {},  # less than starting a rank takes
+         r"measure_all_reduce on 2 gloo ranks did not finish within --timeout 0.2 s", 1),
     ],
 )  # fmt: skip
-def test_distributed_checks_before_any_rank_starts(
-    tmp_path, capsys, monkeypatch, argv, env, match, code
-):
+def test_distributed_mistakes_are_one_line(tmp_path, capsys, monkeypatch, argv, env, match, code):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     fails([*argv, "--out", tmp_path / "o"], capsys, tmp_path, match, code)

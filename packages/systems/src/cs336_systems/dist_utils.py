@@ -132,10 +132,12 @@ def run_collective(
 
     Under `torchrun` this process joins the group torchrun made (``world_size`` is then
     torchrun's) and gets None on ranks other than 0. Otherwise ``world_size`` ranks are
-    spawned with ``backend`` (killed after ``timeout_s``) and rank 0's rows come back
-    through a JSON file, so ``measure`` must be a picklable module-level function and
-    its rows JSON-serialisable.
+    spawned with ``backend`` (killed after ``timeout_s``: a `UserError` naming --timeout)
+    and rank 0's rows come back through a JSON file, so ``measure`` must be a picklable
+    module-level function and its rows JSON-serialisable.
     """
+    from cs336_common.errors import UserError
+
     if under_torchrun():
         with torchrun_group(backend):
             rows = measure(args)
@@ -143,15 +145,21 @@ def run_collective(
         return rows if rank == 0 else None
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "rows.json")
-        spawn(
-            _collective_worker,
-            world_size,
-            measure,
-            args,
-            result,
-            backend=backend,
-            timeout_s=timeout_s,
-        )
+        try:
+            spawn(
+                _collective_worker,
+                world_size,
+                measure,
+                args,
+                result,
+                backend=backend,
+                timeout_s=timeout_s,
+            )
+        except TimeoutError:
+            raise UserError(
+                f"{measure.__name__} on {world_size} {backend} ranks did not finish within "
+                f"--timeout {timeout_s:g} s; killed every rank"
+            ) from None
         with open(result) as f:
             return json.load(f)
 
