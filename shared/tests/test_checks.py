@@ -33,6 +33,16 @@ def test_output_kind_suffix_and_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]  # nothing created
 
 
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux's unnamed files")
+def test_checking_leaves_the_folder_as_it_was(tmp_path):
+    """The write test makes an unnamed file: not even the folder's mtime changes (tools
+    and tests compare it to see that a refused command wrote nothing)."""
+    os.utime(tmp_path, (1, 1))
+    check_output(tmp_path / "x.bin")
+    check_output(tmp_path / "new" / "d", directory=True)
+    assert tmp_path.stat().st_mtime == 1 and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_output_in_a_read_only_folder(tmp_path):
     ro = tmp_path / "ro"

@@ -3,6 +3,7 @@ never overwrite an input, and JSON and JSONL files read with errors that name th
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -87,9 +88,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_writable(folder: Path, flag: str, path: Path) -> None:
-    """The nearest existing ancestor of ``folder`` must be a folder we can create a file
-    in. Tried for real: `os.access` only reads permission bits, which root passes even
-    where nothing can be created (/proc, /sys, some network and FUSE mounts)."""
+    """The nearest existing ancestor of ``folder`` must be a folder we can create a file in."""
     existing = folder
     while not existing.exists():
         if existing.parent == existing:
@@ -97,9 +96,30 @@ def _check_writable(folder: Path, flag: str, path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"{flag} {path}: {existing} is a file, not a folder")
+    if problem := _cannot_create_in(existing):
+        raise UserError(f"{flag} {path}: cannot write in {existing} ({problem})")
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in ``folder``, or None. Tried for real: `os.access` reads
+    permission bits, which root passes even where nothing can be created (/proc, /sys,
+    a network mount that maps root to nobody). An unnamed file (Linux's O_TMPFILE) leaves
+    the folder as it was, its mtime too; where the filesystem has none, a named one is
+    created and removed."""
+    unnamed = getattr(os, "O_TMPFILE", None)
+    reason = None
+    if unnamed is not None:
+        try:
+            os.close(os.open(folder, unnamed | os.O_WRONLY, 0o600))
+            return None
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                return e.strerror
+            reason = e.strerror  # not supported here: try a named file
     try:
-        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
     except OSError as e:
-        raise UserError(f"{flag} {path}: cannot write in {existing} ({e.strerror})") from None
+        return reason or e.strerror
     os.close(fd)
     os.unlink(probe)
+    return None
