@@ -32,10 +32,11 @@ def test_bench_smoke_writes_tables(tmp_path, capsys, bench, tables):
 
 def test_a_size_given_with_smoke_counts(tmp_path, capsys):
     argv = ["bench", "attention", "--smoke", "--no-progress", "--out", str(tmp_path)]
-    assert main([*argv, "--batch-size", "1", "--steps", "3", "--seq-lens", "32"]) == 0
+    assert main([*argv, "--batch-size", "1", "--steps", "3", "--seq-lens", "32,48"]) == 0
     assert "Batch 1, one head, causal, fp32; ms mean ± std of 3." in capsys.readouterr().out
     table = list(csv.DictReader((tmp_path / "attention.csv").open()))
-    assert {row["seq"] for row in table} == {"32"} and len(table) == 2  # --smoke's two impls
+    got = {(row["d"], row["seq"], row["impl"]) for row in table}  # d and impls: --smoke's
+    assert got == {("16", seq, impl) for seq in ("32", "48") for impl in ("naive", "flash")}
 
 
 def test_precision_demo_shows_fp16_accumulation_error(tmp_path, capsys):

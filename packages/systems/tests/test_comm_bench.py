@@ -1,6 +1,7 @@
 """`cs336-systems comm-bench` end to end on 2 gloo ranks with tiny messages."""
 
 import csv
+import re
 
 import pytest
 
@@ -91,8 +92,9 @@ def test_a_signal_stops_the_ranks_and_leaves_no_temporary_files(tmp_path, ctrl_c
             os.kill(pid, signal.SIGKILL)
     err = log.read_text()
     assert proc.returncode == 128 + (signal.SIGINT if ctrl_c else signal.SIGTERM), err
-    # rank 0's bar stays on screen as drawn; then one line (no leaked-semaphore warning)
-    assert err.rsplit("]", 1)[-1] == "interrupted\n", err
+    # besides rank 0's bar (drawn again if Ctrl-C reached the rank first), one line: no
+    # traceback, no leaked-semaphore warning
+    assert re.sub(r"all-reduce gloo x2:[^\r\n]*\]", "", err).strip() == "interrupted", err
     assert len(ranks) == 2 and left == []  # no orphaned rank
     assert list(tmp.iterdir()) == [] and not (tmp_path / "o").exists()
 
