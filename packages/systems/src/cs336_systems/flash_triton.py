@@ -71,7 +71,7 @@ _LONG = 2  # the length class (over 8192 tokens) where candidates are timed
 # compile time grows with the tile.
 _SPACES = {
     "fwd": {
-        "16bit_d64": [(128, 64, 8, 4), (128, 64, 8, 3)],
+        "16bit_d64": [(128, 128, 4, 3), (128, 64, 8, 4)],
         "16bit_d128": [(128, 128, 8, 3), (128, 64, 8, 3)],
         "tf32": [(64, 32, 4, 3)],
         "ieee": [(64, 32, 4, 2)],
