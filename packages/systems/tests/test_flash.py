@@ -22,6 +22,16 @@ TOLERANCE = {torch.float32: 2e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 IMPLEMENTATIONS = {"pytorch": FlashAttentionPyTorch, "triton": FlashAttentionTriton}
 
 
+@pytest.fixture(autouse=True)
+def _exact_float32_matmuls():
+    """float32 cases expect exact products whatever earlier tests in the process set
+    (CUDA training switches to TF32); the TF32 test opts in itself."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(previous)
+
+
 def _usable(impl: str, dtype: torch.dtype) -> None:
     if impl != "triton" or DEVICE == "cuda":
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,21 @@ def train(
     checkpointed.
     """
     run = RunDir(config.out_dir)
-    with locked_dir(run.path):
+    with locked_dir(run.path), _tf32_matmuls(resolve_device(config.device)):
         return _train(run, config, resume, progress, allow_schedule_change)
+
+
+@contextmanager
+def _tf32_matmuls(device: torch.device):
+    """TF32 matmuls on CUDA (fp32 range, a 10-bit mantissa, tensor-core speed) while
+    training; the caller's process gets its own setting back."""
+    previous = torch.get_float32_matmul_precision()
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_change):
@@ -89,9 +103,6 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
     tokenizer = load_run_tokenizer(config)
     device = resolve_device(config.device)
     precision = _precision(config, device)
-    if device.type == "cuda":
-        # TF32 matmuls: fp32 range with a 10-bit mantissa, at tensor-core speed
-        torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.seed)
     model = TransformerLM.from_config(config.model, device=device)
     train_data = open_train_data(config.train_data, config.model)
