@@ -75,8 +75,10 @@ def train(
     checkpointed.
     """
     run = RunDir(config.out_dir)
-    with locked_dir(run.path), _tf32_matmuls(resolve_device(config.device)):
-        return _train(run, config, resume, progress, allow_schedule_change)
+    with locked_dir(run.path):
+        device = resolve_device(config.device)
+        with _tf32_matmuls(device):
+            return _train(run, config, device, resume, progress, allow_schedule_change)
 
 
 @contextmanager
@@ -92,7 +94,9 @@ def _tf32_matmuls(device: torch.device):
         torch.set_float32_matmul_precision(previous)
 
 
-def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_change):
+def _train(
+    run: RunDir, config: TrainConfig, device: torch.device, resume, progress, allow_schedule_change
+):
     if not resume and run.all_checkpoints():
         raise FileExistsError(
             f"{run.path} already holds checkpoints; resume it (--resume {run.path}) "
@@ -101,7 +105,6 @@ def _train(run: RunDir, config: TrainConfig, resume, progress, allow_schedule_ch
     previous = run.read_config() if resume else None
     changes = {} if previous is None else resume_changes(previous, config, allow_schedule_change)
     tokenizer = load_run_tokenizer(config)
-    device = resolve_device(config.device)
     precision = _precision(config, device)
     torch.manual_seed(config.seed)
     model = TransformerLM.from_config(config.model, device=device)
