@@ -7,8 +7,8 @@ on synthetic token ids, for these implementations measured in one process:
   b  ours, tuned: bf16 autocast, TF32, torch.compile of model + loss,
      attention_backend="torch" (PyTorch's fused SDPA), AdamW(compile=True)
   d  b with mode="max-autotune-no-cudagraphs" (autotuned GEMMs; slow to compile)
-  e  b with the LM head and the loss fused: compiled ``model.features`` then
-     `linear_cross_entropy` (chunks of tokens; the (tokens, vocab) logits never exist)
+  e  b with the LM head and the loss fused: ``model.features`` then `linear_cross_entropy`
+     compiled as one graph (one Triton pass over the logits writes loss and gradient)
   f  b with mode="reduce-overhead" (CUDA graphs for forward and backward)
   c  plain PyTorch, written below as a user would: nn.Embedding/nn.Linear/nn.RMSNorm,
      F.scaled_dot_product_attention, SwiGLU, RoPE, F.cross_entropy,
@@ -131,11 +131,10 @@ def _ours_fused_loss(cfg: ModelConfig, device) -> Callable:
     torch.set_float32_matmul_precision("high")
     model = TransformerLM.from_config(replace(cfg, attention_backend="torch"), device=device)
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
-    features = torch.compile(model.features, fullgraph=True)
-
-    def loss_fn(x, y):
-        return linear_cross_entropy(features(x), model.lm_head.weight, y, compile=True)
-
+    loss_fn = torch.compile(
+        lambda x, y: linear_cross_entropy(model.features(x), model.lm_head.weight, y),
+        fullgraph=True,
+    )
     return _autocast_step(loss_fn, opt, device)
 
 

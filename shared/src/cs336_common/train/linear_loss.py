@@ -1,23 +1,29 @@
 """`linear_cross_entropy(hidden, weight, targets)`: the LM head and the cross-entropy in one
-op that never holds the (tokens, vocab) logits.
+op, with one pass over the (tokens, vocab) logits instead of three.
 
 The logits are the largest tensor of a training step (128 × 256 tokens × a 10k vocabulary
-is 1.3 GB in fp32): the LM head writes them, the loss reads them, backward reads them
-again and writes their gradient of the same size. Here the tokens go through in chunks:
-a chunk's logits are computed and at once turned into its loss and the gradient of its
-logits, ``(softmax - onehot(target)) / N``, which is multiplied straight into the
-gradients of the hidden states and of the weight. Backward only scales those two by the
-incoming gradient. Memory: one chunk of logits instead of all of them; FLOPs: the same
-three matmuls as the LM head's forward and backward.
+is 0.66 GB in bf16): the LM head writes them, the loss reads them, backward reads them
+again and writes their gradient of the same size. Here, per chunk of tokens, one GEMM
+writes the logits, one Triton kernel (`_xent_kernel`) reads each row once and writes the
+row's loss and, over the logits, their gradient ``softmax - onehot(target)``, and two
+GEMMs turn that into the gradients of the hidden states and of the weight, all in the
+forward pass. Backward only multiplies those two small tensors by ``grad_loss / tokens``.
+FLOPs: the same three matmuls as the separate head; memory: one chunk of logits, freed
+before backward, instead of logits kept for it.
 
     loss = linear_cross_entropy(model.features(x), model.lm_head.weight, y)
     # == cross_entropy(model(x), y), without the logits
 
 Precision follows autocast: under bf16 autocast the matmuls take bf16 operands (fp32
-accumulation), as the separate LM head would; the softmax is computed in fp32 (or
-float64 for float64 inputs).
-``compile=True`` fuses each chunk's softmax, loss and gradient into one kernel with
-``torch.compile``.
+accumulation) and the logits and their gradient are bf16, as with the separate LM head;
+the softmax and the loss are computed in fp32 (float64 for float64 inputs). The weight's
+gradient is summed over chunks in fp32.
+
+The chunk loop is one opaque custom op (``cs336_common::linear_cross_entropy``), so the
+function also traces into a ``torch.compile(fullgraph=True)`` graph with the model
+around it. Where the kernel cannot run (CPU without ``TRITON_INTERPRET=1``, float64, no
+Triton), each chunk's softmax is computed with torch ops, which ``compile=True`` fuses
+with ``torch.compile``; on CUDA ``compile`` changes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ import functools
 import torch
 from torch import Tensor
 
-_CHUNK_ELEMENTS = 1 << 26  # logits per chunk: 256 MiB in fp32
+from cs336_common.train import _xent_kernel
+
+# Logits per chunk. The whole batch goes in one chunk up to 2^30 logits (2 GiB in bf16;
+# the TinyStories step's 32768 tokens × 10k vocab are 0.3 · 2^30): each GEMM then runs
+# once, at its most efficient shape, and the weight's gradient needs no running sum.
+# Chunking only bounds memory, and at 2 GiB a chunk is below the logits plus their
+# gradient (2 × 0.66 GB at that step) that the separate head keeps; larger
+# vocabularies or batches (50k classes × 32768 tokens = 1.6 · 2^30) go in chunks.
+_CHUNK_ELEMENTS = 1 << 30
 
 
 def linear_cross_entropy(
@@ -41,7 +55,8 @@ def linear_cross_entropy(
     """Mean over tokens of ``-log softmax(hidden @ weight.T)[target]``.
 
     hidden: (..., d_model); weight: (vocab, d_model); targets: (...) integer ids.
-    ``chunk_size``: tokens per chunk (default: about 2^26 logits per chunk).
+    ``chunk_size``: tokens per chunk (default: all of them, up to 2^30 logits per chunk).
+    ``compile``: fuse the softmax with ``torch.compile`` where the Triton kernel cannot run.
     """
     if hidden.shape[:-1] != targets.shape:
         raise ValueError(
@@ -63,53 +78,101 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if torch.is_autocast_enabled(device)
             else torch.promote_types(hidden.dtype, weight.dtype)
         )
-        h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
-        w = weight.to(dtype)
-        t = targets.reshape(-1)
-        n = h.shape[0]
-        step = _chunk_step_compiled if compile else _chunk_step
         need_h, need_w = ctx.needs_input_grad[:2]
-        grad_h = torch.empty_like(h) if need_h else None
-        acc = torch.promote_types(dtype, torch.float32)  # accumulators: fp32 at least
-        grad_w = weight.new_zeros(weight.shape, dtype=acc) if need_w else None
-        loss = hidden.new_zeros((), dtype=acc)
-        with torch.autocast(device, enabled=False):
-            for i in range(0, n, chunk):
-                h_c = h[i : i + chunk]
-                loss_c, grad_logits = step(h_c @ w.t(), t[i : i + chunk], 1.0 / n)
-                loss += loss_c
-                if need_h:
-                    torch.mm(grad_logits, w, out=grad_h[i : i + chunk])
-                if need_w:
-                    grad_w += grad_logits.t() @ h_c
-        ctx.save_for_backward(
-            grad_h.view(hidden.shape).to(hidden.dtype) if need_h else None,
-            grad_w.to(weight.dtype) if need_w else None,
+        loss, grad_h, grad_w = torch.ops.cs336_common.linear_cross_entropy(
+            hidden.reshape(-1, hidden.shape[-1]).to(dtype),
+            weight.to(dtype),
+            targets.reshape(-1),
+            chunk,
+            compile,
+            need_h,
+            need_w,
         )
-        return loss / n
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.hidden_meta = hidden.shape, hidden.dtype
+        ctx.weight_dtype = weight.dtype
+        ctx.tokens = targets.numel()
+        return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_h, grad_w = ctx.saved_tensors
-        scaled = [None if g is None else g * grad_loss for g in (grad_h, grad_w)]
-        return *scaled, None, None, None
+        need_h, need_w = ctx.needs_input_grad[:2]
+        shape, h_dtype = ctx.hidden_meta
+        scale = grad_loss / ctx.tokens
+        # the 16-bit products are upcast before the scale multiplies them
+        gh = (grad_h.to(h_dtype) * scale).view(shape) if need_h else None
+        gw = grad_w.to(ctx.weight_dtype) * scale if need_w else None
+        return gh, gw, None, None, None
 
 
-def _chunk_step(logits: Tensor, targets: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-    """(sum of the chunk's token losses, scale · d loss_i / d logits in the logits' dtype)."""
+@torch.library.custom_op("cs336_common::linear_cross_entropy", mutates_args=())
+def _forward(
+    h: Tensor, w: Tensor, t: Tensor, chunk: int, compile: bool, need_h: bool, need_w: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """h: (tokens, d_model), w: (vocab, d_model), both in the compute dtype; t: (tokens,).
+    Returns the mean loss, ``sum_v G[:, v] w[v]`` (tokens, d_model) in the compute dtype
+    and ``G.T @ h`` (vocab, d_model) in fp32 at least, for ``G = softmax - onehot``:
+    the gradients times the number of tokens. Gradients not asked for are empty."""
+    n = h.shape[0]
+    acc = torch.promote_types(h.dtype, torch.float32)
+    loss = h.new_empty(n, dtype=acc)
+    grad_h = h.new_empty(h.shape) if need_h else h.new_empty(0)
+    grad_w = None
+    fused = _xent_kernel.available(h)
+    with torch.autocast(h.device.type, enabled=False):
+        for i in range(0, n, chunk):
+            h_c, t_c = h[i : i + chunk], t[i : i + chunk]
+            logits = h_c @ w.t()
+            if fused:
+                _xent_kernel.softmax_xent_(logits, t_c, loss[i : i + chunk], need_h or need_w)
+            else:
+                loss[i : i + chunk], logits = _chunk_step(logits, t_c, compile)
+            if need_h:
+                torch.mm(logits, w, out=grad_h[i : i + chunk])
+            if need_w:
+                grad_w = _add_weight_grad(grad_w, logits, h_c, acc)
+    if grad_w is None:
+        grad_w = w.new_empty(0)
+    return loss.mean(), grad_h, grad_w
+
+
+@_forward.register_fake
+def _(h, w, t, chunk, compile, need_h, need_w):
+    acc = torch.promote_types(h.dtype, torch.float32)
+    return (
+        h.new_empty((), dtype=acc),
+        h.new_empty(h.shape) if need_h else h.new_empty(0),
+        w.new_empty(w.shape, dtype=acc) if need_w else w.new_empty(0),
+    )
+
+
+def _add_weight_grad(grad_w: Tensor | None, g: Tensor, h: Tensor, acc: torch.dtype) -> Tensor:
+    """``grad_w + g.T @ h`` (``g.T @ h`` in ``acc`` for the first chunk)."""
+    if grad_w is None:
+        return (g.t() @ h).to(acc)
+    if grad_w.dtype == g.dtype:
+        return grad_w.addmm_(g.t(), h)
+    # cuBLAS's addmm takes no fp32 sum with 16-bit factors: a (vocab, d_model) temporary
+    return grad_w.add_(g.t() @ h)
+
+
+def _chunk_step(logits: Tensor, targets: Tensor, compile: bool) -> tuple[Tensor, Tensor]:
+    step = _compiled_step() if compile else _softmax_step
+    return step(logits, targets)
+
+
+def _softmax_step(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The kernel's work in torch ops: (each row's loss, softmax - onehot in the logits'
+    dtype)."""
     x = logits.float() if logits.element_size() < 4 else logits
     lse = x.logsumexp(dim=-1, keepdim=True)
     picked = x.gather(-1, targets.unsqueeze(-1).long())
-    loss = (lse - picked).sum()
     vocab = torch.arange(x.shape[-1], device=x.device)
     grad = (x - lse).exp() - (vocab == targets.unsqueeze(-1)).to(x.dtype)
-    return loss, (grad * scale).to(logits.dtype)
+    return (lse - picked).squeeze(-1), grad.to(logits.dtype)
 
 
 @functools.cache
-def _compiled():
-    return torch.compile(_chunk_step, dynamic=True)
-
-
-def _chunk_step_compiled(logits: Tensor, targets: Tensor, scale: float):
-    return _compiled()(logits, targets, scale)
+def _compiled_step():
+    return torch.compile(_softmax_step, dynamic=True)
