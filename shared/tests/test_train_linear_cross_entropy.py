@@ -74,3 +74,164 @@ def test_shape_errors_name_the_shapes():
         linear_cross_entropy(torch.randn(4, 8), torch.randn(3, 8), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match=r"weight must be \(vocab, 8\)"):
         linear_cross_entropy(torch.randn(4, 8), torch.randn(3, 9), torch.zeros(4, dtype=torch.long))
+
+
+# ---- the Triton kernel (CUDA, or Triton's interpreter on CPU: see the root conftest) ----
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _kernel_runs_here():
+    from cs336_common.train import _xent_kernel
+
+    if not _xent_kernel.available(torch.zeros(1, device=DEV)):
+        pytest.skip("the Triton kernel cannot run here (no Triton, or CPU without the interpreter)")
+
+
+def _reference64(h, w, t, grad_loss):
+    """float64 loss and gradients, from logits and logsumexp written out."""
+    h, w = h.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    logits = h.reshape(-1, h.shape[-1]) @ w.t()
+    t = t.reshape(-1, 1)
+    loss = (logits.logsumexp(-1) - logits.gather(-1, t).squeeze(-1)).mean()
+    return (loss.detach(), *torch.autograd.grad(grad_loss * loss, (h, w)))
+
+
+@pytest.mark.parametrize(
+    "lead, d, vocab, chunk",
+    [
+        ((19,), 16, 37, None),  # one tile with a masked tail
+        ((2, 9), 24, 300, 5),  # four chunks, the last short
+        ((3, 4), 8, 16384, None),  # exactly the largest one-tile row
+        ((7,), 8, 16385, 3),  # looped tiles with a one-column last tile
+        ((5,), 8, 20000, None),
+    ],
+)
+def test_float32_through_the_kernel_matches_float64(lead, d, vocab, chunk):
+    _kernel_runs_here()
+    g = torch.Generator().manual_seed(vocab + d)
+    h = torch.randn(*lead, d, generator=g)
+    w = torch.randn(vocab, d, generator=g) / 2
+    t = torch.randint(0, vocab, lead, generator=g)
+    hh, ww = (x.to(DEV).requires_grad_() for x in (h, w))
+    loss = linear_cross_entropy(hh, ww, t.to(DEV), chunk_size=chunk)
+    got = (loss, *torch.autograd.grad(3.0 * loss, (hh, ww)))
+    want = _reference64(h, w, t, 3.0)
+    for a, b, name in zip(got, want, ("loss", "grad_hidden", "grad_weight"), strict=True):
+        assert a.dtype == torch.float32, name
+        # TF32 matmuls on a GPU (when enabled) round the operands to 10 bits
+        torch.testing.assert_close(a.cpu().double(), b, rtol=1e-4, atol=2e-5, msg=name)
+
+
+def test_chunks_add_up_to_the_single_chunk_result():
+    _kernel_runs_here()
+    g = torch.Generator().manual_seed(7)
+    h = torch.randn(40, 16, generator=g, device="cpu").to(DEV).requires_grad_()
+    w = torch.randn(333, 16, generator=g).to(DEV).requires_grad_()
+    t = torch.randint(0, 333, (40,), generator=g).to(DEV)
+    results = []
+    for chunk in (None, 1, 13):
+        loss = linear_cross_entropy(h, w, t, chunk_size=chunk)
+        results.append((loss, *torch.autograd.grad(loss, (h, w))))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("vocab", [50, 16390])
+def test_kernel_writes_each_rows_loss_and_the_gradient_over_the_logits(dtype, vocab):
+    from cs336_common.train import _xent_kernel
+
+    _kernel_runs_here()
+    g = torch.Generator().manual_seed(vocab)
+    logits = (torch.randn(6, vocab, generator=g) * 3).to(dtype)
+    t = torch.randint(0, vocab, (6,), generator=g)
+    x = logits.double()
+    want_loss = x.logsumexp(-1) - x.gather(-1, t[:, None]).squeeze(-1)
+    want_grad = x.softmax(-1) - F.one_hot(t, vocab)
+    # loss only: the logits stay as they were
+    buf, loss = logits.to(DEV), torch.full((6,), float("nan"), device=DEV)
+    _xent_kernel.softmax_xent_(buf, t.to(DEV), loss, write_grad=False)
+    torch.testing.assert_close(loss.cpu().double(), want_loss, rtol=1e-5, atol=1e-5)
+    assert torch.equal(buf.cpu(), logits)
+    # with the gradient: written in place, in the logits' dtype, rounded once
+    _xent_kernel.softmax_xent_(buf, t.to(DEV), loss, write_grad=True)
+    torch.testing.assert_close(loss.cpu().double(), want_loss, rtol=1e-5, atol=1e-5)
+    step = 2**-7 if dtype == torch.bfloat16 else 1e-6  # a bf16 ulp just below 1
+    assert buf.dtype == dtype
+    assert (buf.cpu().double() - want_grad).abs().max() <= step
+
+
+def test_no_grad_gives_the_loss_alone():
+    g = torch.Generator().manual_seed(3)
+    h, w = torch.randn(9, 8, generator=g), torch.randn(21, 8, generator=g)
+    t = torch.randint(0, 21, (9,), generator=g)
+    with torch.no_grad():
+        loss = linear_cross_entropy(h.to(DEV), w.to(DEV), t.to(DEV))
+    assert not loss.requires_grad
+    torch.testing.assert_close(
+        loss.cpu().double(), _reference64(h, w, t, 1.0)[0], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_compile_true_fuses_the_torch_fallback():
+    # float64 never takes the Triton kernel: compile=True compiles the torch ops instead
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(10, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(30, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 30, (10,), generator=g)
+    loss = linear_cross_entropy(h, w, t, chunk_size=4, compile=True)
+    got = (loss.detach(), *torch.autograd.grad(2.0 * loss, (h, w)))
+    for a, b in zip(got, _reference64(h, w, t, 2.0), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_features_and_loss_compile_as_one_graph():
+    """fullgraph=True fails on any graph break, so the custom op and the autograd
+    Function trace; aot_eager runs the traced forward and backward graphs without
+    Inductor's (slow on CPU) code generation."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=50, context_length=12, d_model=16, num_layers=1, num_heads=2)
+    model = TransformerLM.from_config(cfg)
+    x, y = torch.randint(0, 50, (2, 2, 12)).unbind(0)
+    fused = torch.compile(
+        lambda x, y: linear_cross_entropy(model.features(x), model.lm_head.weight, y),
+        fullgraph=True,
+        backend="aot_eager",
+    )
+    params = list(model.parameters())
+    got = fused(x, y)
+    got_grads = torch.autograd.grad(5.0 * got, params)
+    want = cross_entropy(model(x), y)
+    want_grads = torch.autograd.grad(5.0 * want, params)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("chunk", [None, 1000])
+def test_bf16_autocast_on_cuda_matches_the_compiled_plain_head(chunk):
+    g = torch.Generator().manual_seed(11)
+    h = torch.randn(4, 1024, 64, generator=g).cuda().requires_grad_()
+    w = (torch.randn(10000, 64, generator=g) / 8).cuda().requires_grad_()
+    t = torch.randint(0, 10000, (4, 1024), generator=g).cuda()
+    plain = torch.compile(lambda h, w, t: cross_entropy(F.linear(h, w), t), fullgraph=True)
+    fused = torch.compile(
+        lambda h, w, t: linear_cross_entropy(h, w, t, chunk_size=chunk), fullgraph=True
+    )
+    results = []
+    for fn in (fused, plain):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fn(h, w, t)
+        results.append((loss, *torch.autograd.grad(3.0 * loss, (h, w))))
+    want64 = _reference64(h, w, t, 3.0)
+    for ours, theirs, exact, name in zip(
+        *results, want64, ("loss", "hidden", "weight"), strict=True
+    ):
+        assert ours.dtype == theirs.dtype == torch.float32, name
+        torch.testing.assert_close(ours, theirs, rtol=1e-2, atol=1e-4, msg=name)
+        # no further from float64 than the plain head's own bf16 rounding
+        err = (ours.double().cpu() - exact).norm()
+        assert err <= 1.5 * (theirs.double().cpu() - exact).norm() + 1e-6, name

@@ -37,9 +37,7 @@ _TILE = 4096
 def available(logits_like: Tensor) -> bool:
     """Whether the kernel can take logits of this tensor's device and dtype."""
     return (
-        triton is not None
-        and logits_like.dtype in _DTYPES
-        and (logits_like.is_cuda or _INTERPRET)
+        triton is not None and logits_like.dtype in _DTYPES and (logits_like.is_cuda or _INTERPRET)
     )
 
 
