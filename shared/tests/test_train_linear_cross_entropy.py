@@ -139,7 +139,7 @@ def test_chunks_add_up_to_the_single_chunk_result():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("vocab", [50, 16390])
+@pytest.mark.parametrize("vocab", [33, 50, 16384, 16390])
 def test_kernel_writes_each_rows_loss_and_the_gradient_over_the_logits(dtype, vocab):
     from cs336_common.train import _xent_kernel
 

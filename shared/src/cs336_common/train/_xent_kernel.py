@@ -37,16 +37,17 @@ except ImportError:  # no Triton (e.g. macOS): the caller's torch path serves
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-# Longest row held in registers: 16384 fp32 values are 32 a thread at 16 warps.
-_ONE_TILE_MAX = 16384
-# (one tile?, tile for the looped program, warps)
+# Longest row held in registers (padded to at most 16384 lanes: 32 fp32 values a
+# thread at 16 warps).
+_RESIDENT_MAX = 16384
+# (row in registers?, tile of the looped program, warps)
 _CANDIDATES = [
+    (True, 0, 8),
     (True, 0, 16),
     (True, 0, 32),
     (False, 2048, 4),
     (False, 2048, 8),
     (False, 4096, 8),
-    (False, 8192, 16),
 ]
 _INTERPRETER_CANDIDATES = [(True, 0, 4), (False, 4096, 4)]
 
@@ -65,28 +66,30 @@ def softmax_xent_(logits: Tensor, targets: Tensor, loss: Tensor, write_grad: boo
     rows, vocab = logits.shape
     if rows == 0:
         return
+    head = 1 << (vocab.bit_length() - 1)
+    tail = triton.next_power_of_2(vocab - head) if vocab > head else 0
     _softmax_xent_kernel[(rows,)](
         logits, targets.contiguous(), loss, logits.stride(0), vocab,
-        ROW_BLOCK=triton.next_power_of_2(vocab), WRITE_GRAD=write_grad,
+        HEAD=head, TAIL=tail, WRITE_GRAD=write_grad,
     )  # fmt: skip
 
 
 def _configs():
     candidates = _INTERPRETER_CANDIDATES if _INTERPRET else _CANDIDATES
     return [
-        triton.Config({"ONE_TILE": one, "BLOCK": block}, num_warps=warps)
-        for one, block, warps in candidates
+        triton.Config({"RESIDENT": resident, "BLOCK": block}, num_warps=warps)
+        for resident, block, warps in candidates
     ]
 
 
 def _prune(configs, named_args, **kwargs):
-    """One tile only for rows that fit it; the looped program only for rows longer than
-    its tile (its first tile must be full: see the kernel). In the interpreter, one."""
+    """The row in registers where it fits, the looped program where the row is longer
+    than a tile. In the interpreter, one config (the first that fits)."""
     vocab = named_args["vocab"]
     fits = [
         c
         for c in configs
-        if (vocab <= _ONE_TILE_MAX if c.kwargs["ONE_TILE"] else vocab > c.kwargs["BLOCK"])
+        if (vocab <= _RESIDENT_MAX if c.kwargs["RESIDENT"] else vocab > c.kwargs["BLOCK"])
     ]
     return fits[:1] if _INTERPRET else fits
 
@@ -106,9 +109,10 @@ if triton is not None:
         loss_ptr,
         stride,
         vocab,
-        ROW_BLOCK: tl.constexpr,
+        HEAD: tl.constexpr,
+        TAIL: tl.constexpr,
         WRITE_GRAD: tl.constexpr,
-        ONE_TILE: tl.constexpr,
+        RESIDENT: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
         row = tl.program_id(0).to(tl.int64)
@@ -116,25 +120,36 @@ if triton is not None:
         target = tl.load(t_ptr + row)
         # read before the row is overwritten by its gradient
         picked = tl.load(x_row + target).to(tl.float32)
-        if ONE_TILE:
-            cols = tl.arange(0, ROW_BLOCK)
-            mask = cols < vocab
-            x = tl.load(x_row + cols, mask=mask, other=-float("inf"), eviction_policy="evict_first")
-            x = x.to(tl.float32)
+        if RESIDENT:
+            # the row as two power-of-two pieces, HEAD <= vocab (no mask) and a masked
+            # TAIL: 10000 classes pad to 10240 lanes, not 16384 (one exp per lane)
+            cols = tl.arange(0, HEAD)
+            x = tl.load(x_row + cols, eviction_policy="evict_first").to(tl.float32)
             m = tl.max(x, 0)
+            if TAIL > 0:
+                cols_t = HEAD + tl.arange(0, TAIL)
+                mask_t = cols_t < vocab
+                y = tl.load(
+                    x_row + cols_t, mask=mask_t, other=-float("inf"), eviction_policy="evict_first"
+                ).to(tl.float32)
+                m = tl.maximum(m, tl.max(y, 0))
             e = tl.exp(x - m)
             total = tl.sum(e, 0)
+            if TAIL > 0:
+                f = tl.exp(y - m)
+                total += tl.sum(f, 0)
             lse = m + tl.log(total)
             if WRITE_GRAD:
-                p = e * (1.0 / total)
-                g = tl.where(cols == target, p - 1.0, p)
-                tl.store(x_row + cols, g.to(x_ptr.dtype.element_ty), mask=mask)
+                r = 1.0 / total
+                g = tl.where(cols == target, e * r - 1.0, e * r)
+                tl.store(x_row + cols, g.to(x_ptr.dtype.element_ty))
+                if TAIL > 0:
+                    g = tl.where(cols_t == target, f * r - 1.0, f * r)
+                    tl.store(x_row + cols_t, g.to(x_ptr.dtype.element_ty), mask=mask_t)
         else:
             cols = tl.arange(0, BLOCK)
-            # per-lane running max and sum, reduced once at the end; vocab > BLOCK, so the
-            # first tile is full and gives every lane a finite max (no -inf - -inf)
-            m = tl.full((BLOCK,), -float("inf"), tl.float32)
-            s = tl.zeros((BLOCK,), tl.float32)
+            m = -float("inf")  # online max and sum of exponentials over the tiles
+            total = 0.0
             for start in range(0, vocab, BLOCK):
                 x = tl.load(
                     x_row + start + cols,
@@ -142,11 +157,10 @@ if triton is not None:
                     other=-float("inf"),
                     eviction_policy="evict_last",
                 ).to(tl.float32)
-                m_new = tl.maximum(m, x)
-                s = s * tl.exp(m - m_new) + tl.exp(x - m_new)
+                m_new = tl.maximum(m, tl.max(x, 0))
+                total = total * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
                 m = m_new
-            m_row = tl.max(m, 0)
-            lse = m_row + tl.log(tl.sum(s * tl.exp(m - m_row), 0))
+            lse = m + tl.log(total)
             if WRITE_GRAD:
                 for start in range(0, vocab, BLOCK):
                     mask = start + cols < vocab
