@@ -49,7 +49,6 @@ from torch import Tensor
 
 from cs336_common.nn.functional import check_attention_inputs
 
-
 _LOG2E = 1.4426950408889634
 # kernels may only read globals that are constexpr
 LOG2E = tl.constexpr(_LOG2E)
