@@ -46,8 +46,10 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.nn import functional as F
 
 from cs336_common.nn.functional import check_attention_inputs
+from cs336_common.nn.rope import rotate_pairs
 
 _LOG2E = 1.4426950408889634
 # kernels may only read globals that are constexpr
@@ -61,28 +63,33 @@ _TMA = os.environ.get("CS336_FLASH_TMA", "1") != "0"
 _LONG = 2  # the length class (over 8192 tokens) where candidates are timed
 
 # Candidates (block_a, block_b, num_warps, num_stages[, maxnreg]) per kernel and kind of
-# input, the measured best first (benchmarks/flash_configs.py and the interleaved rounds in
-# benchmarks/results/h200_flash/NOTES.md; H200, (16, 1, 16384, 64) and (4, 1, 16384, 128)
-# bf16 causal, TMA loads). maxnreg 168 caps a 4-warp program's registers so that three fit
-# on an SM instead of two: one program's softmax then overlaps another's products.
+# input, the measured best first (packages/systems/benchmarks/flash_configs.py and the
+# interleaved rounds in packages/systems/benchmarks/results/h200_flash/NOTES.md; H200,
+# (16, 1, 16384, 64) and (4, 1, 16384, 128) bf16 causal, TMA loads; d <= 32: a sweep at the
+# TinyStories training shape (128, 16, 256, 32), where smaller tiles win). maxnreg 168 caps
+# a 4-warp program's registers so that three fit on an SM instead of two: one program's
+# softmax then overlaps another's products.
 # Constraints the loops rely on: BLOCK_M % BLOCK_N == 0 (forward and dQ: the masked
 # diagonal run starts on a key-tile boundary) and BLOCK_N1 % BLOCK_M1 == 0 (dK/dV).
 # float32 gets one small config: exact-fp32 products unroll into CUDA-core code whose
 # compile time grows with the tile.
 _SPACES = {
     "fwd": {
+        "16bit_d32": [(64, 32, 4, 3), (128, 128, 4, 3), (128, 64, 8, 4)],
         "16bit_d64": [(128, 128, 4, 3), (128, 64, 8, 4)],
         "16bit_d128": [(128, 128, 8, 3), (128, 64, 8, 3)],
         "tf32": [(64, 32, 4, 3)],
         "ieee": [(64, 32, 4, 2)],
     },
     "kv": {
+        "16bit_d32": [(32, 64, 4, 2), (64, 64, 4, 3, 168), (32, 128, 4, 3)],
         "16bit_d64": [(64, 64, 4, 3, 168), (32, 128, 4, 3)],
         "16bit_d128": [(64, 128, 8, 3), (64, 64, 4, 2)],
         "tf32": [(32, 64, 4, 3)],
         "ieee": [(32, 64, 4, 2)],
     },
     "dq": {
+        "16bit_d32": [(64, 32, 4, 3), (128, 64, 8, 4), (128, 64, 4, 3)],
         "16bit_d64": [(128, 64, 8, 4), (128, 64, 4, 3)],
         "16bit_d128": [(128, 64, 8, 4), (128, 64, 8, 3)],
         "tf32": [(64, 32, 4, 3)],
@@ -97,7 +104,7 @@ _INTERPRETER_BLOCKS = {"fwd": (32, 16), "kv": (16, 32), "dq": (32, 16)}
 def _space_kind(dtype: torch.dtype, block_d: int, precision: str) -> str:
     if dtype == torch.float32:
         return precision
-    return "16bit_d64" if block_d <= 64 else "16bit_d128"
+    return "16bit_d32" if block_d <= 32 else "16bit_d64" if block_d <= 64 else "16bit_d128"
 
 
 def _config(kernel: str, a: int, b: int, warps: int, stages: int, maxnreg=None) -> triton.Config:
@@ -183,6 +190,20 @@ def _tile(src, start, offs_rows, stride_row, n_rows, offs_d, HEAD_DIM: tl.conste
     else:
         tile = _load_rows(src, offs_rows, stride_row, n_rows, offs_d, HEAD_DIM, BLOCK_D)
     return tile
+
+
+@triton.jit
+def _unrotate(x, Cos, Sin, offs_rows, n_rows, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Gradient w.r.t. RoPE-rotated rows -> w.r.t. the rows before the rotation: each pair
+    ``(x[2i], x[2i+1])`` of row r turned back by its angle (the rotation's transpose).
+    ``Cos``/``Sin``: (positions, HEAD_DIM / 2) float32 tables; row r is position r."""
+    offs_h = tl.arange(0, BLOCK_D // 2)
+    mask = (offs_rows[:, None] < n_rows) & (offs_h[None, :] < HEAD_DIM // 2)
+    idx = offs_rows[:, None] * (HEAD_DIM // 2) + offs_h[None, :]
+    c = tl.load(Cos + idx, mask=mask, other=0.0)
+    s = tl.load(Sin + idx, mask=mask, other=0.0)
+    x1, x2 = tl.split(tl.reshape(x, (x.shape[0], BLOCK_D // 2, 2)))
+    return tl.reshape(tl.join(x1 * c + x2 * s, x2 * c - x1 * s), (x.shape[0], BLOCK_D))
 
 
 @triton.jit
@@ -305,12 +326,12 @@ def _kv_tiles(
 @_autotune("kv")
 @triton.jit
 def _flash_bwd_kv(
-    Q, K, V, dO, L, Delta, dK, dV,
-    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
+    Q, K, V, dO, L, Delta, dK, dV, Cos, Sin,
+    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn, sgz, sgh, sgn,
     H, N_Q, N_KV, Q_CLASS, KV_CLASS, qk_scale, sm_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, USE_TMA: tl.constexpr, BLOCK_M1: tl.constexpr,
-    BLOCK_N1: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, USE_TMA: tl.constexpr, ROPE: tl.constexpr,
+    BLOCK_M1: tl.constexpr, BLOCK_N1: tl.constexpr,
 ):  # fmt: skip
     # causal: the first key tiles are seen by the most queries and come first in launch order
     zh = tl.program_id(1)
@@ -339,10 +360,13 @@ def _flash_bwd_kv(
         dk, dv, k, v, Q, dO, L, Delta, sqn, sdn, offs_n, offs_d, N_Q, lo, N_Q, qk_scale,
         HEAD_DIM, BLOCK_D, BLOCK_M1, False, DOT_PRECISION, USE_TMA,
     )  # fmt: skip
-    # dK and dV share Q/K/V's layout (the wrapper allocates them contiguous like (Z, H, N, d))
+    dk *= sm_scale
+    if ROPE:
+        dk = _unrotate(dk, Cos, Sin, offs_n, N_KV, HEAD_DIM, BLOCK_D)
+    # dK and dV share one layout (strides sg*)
     out_mask = _row_mask(offs_n, N_KV, offs_d, HEAD_DIM, BLOCK_D)
-    out_offs = (zh.to(tl.int64) * N_KV + offs_n[:, None]) * HEAD_DIM + offs_d[None, :]
-    tl.store(dK + out_offs, (dk * sm_scale).to(dK.dtype.element_ty), mask=out_mask)
+    out_offs = z * sgz + h * sgh + offs_n[:, None] * sgn + offs_d[None, :]
+    tl.store(dK + out_offs, dk.to(dK.dtype.element_ty), mask=out_mask)
     tl.store(dV + out_offs, dv.to(dV.dtype.element_ty), mask=out_mask)
 
 
@@ -371,12 +395,12 @@ def _dq_tiles(
 @_autotune("dq")
 @triton.jit
 def _flash_bwd_dq(
-    Q, K, V, dO, L, Delta, dQ,
-    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn,
+    Q, K, V, dO, L, Delta, dQ, Cos, Sin,
+    sqz, sqh, sqn, skz, skh, skn, svz, svh, svn, sdz, sdh, sdn, sgz, sgh, sgn,
     H, N_Q, N_KV, Q_CLASS, KV_CLASS, qk_scale, sm_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, USE_TMA: tl.constexpr, BLOCK_M2: tl.constexpr,
-    BLOCK_N2: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, USE_TMA: tl.constexpr, ROPE: tl.constexpr,
+    BLOCK_M2: tl.constexpr, BLOCK_N2: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if IS_CAUSAL else tl.program_id(0)
     zh = tl.program_id(1)
@@ -405,9 +429,12 @@ def _flash_bwd_dq(
         dq, q, do, lse2, delta, K, V, skn, svn, offs_m, offs_d, N_KV, lo, hi, qk_scale,
         HEAD_DIM, BLOCK_D, BLOCK_N2, True, IS_CAUSAL, DOT_PRECISION, USE_TMA,
     )  # fmt: skip
-    out_offs = (zh.to(tl.int64) * N_Q + offs_m[:, None]) * HEAD_DIM + offs_d[None, :]
+    dq *= sm_scale
+    if ROPE:
+        dq = _unrotate(dq, Cos, Sin, offs_m, N_Q, HEAD_DIM, BLOCK_D)
+    out_offs = z * sgz + h * sgh + offs_m[:, None] * sgn + offs_d[None, :]
     out_mask = _row_mask(offs_m, N_Q, offs_d, HEAD_DIM, BLOCK_D)
-    tl.store(dQ + out_offs, (dq * sm_scale).to(dQ.dtype.element_ty), mask=out_mask)
+    tl.store(dQ + out_offs, dq.to(dQ.dtype.element_ty), mask=out_mask)
 
 
 def _as_4d(x: Tensor) -> Tensor:
@@ -450,13 +477,19 @@ def _check_triton_inputs(Q: Tensor, K: Tensor, V: Tensor) -> None:
 
 def _forward(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> tuple[Tensor, Tensor]:
     """-> (O with Q's shape, L with Q's shape minus the head dim, float32)."""
-    q, k, v = _as_4d(Q), _as_4d(K), _as_4d(V)
-    Z, H, n_q, d = q.shape
-    n_kv = k.shape[2]
+    q = _as_4d(Q)
     O = torch.empty(Q.shape, device=Q.device, dtype=Q.dtype)
     L = torch.empty(Q.shape[:-1], device=Q.device, dtype=torch.float32)
-    o = O.view(Z, H, n_q, d)
-    meta = _kernel_meta(d, is_causal, Q.dtype, k, v)
+    _launch_forward(q, _as_4d(K), _as_4d(V), O.view(q.shape), L, is_causal)
+    return O, L
+
+
+def _launch_forward(q: Tensor, k: Tensor, v: Tensor, o: Tensor, L: Tensor, is_causal: bool):
+    """The forward kernel on (Z, H, n, d) views; writes ``o`` (any strides) and ``L``
+    (contiguous (Z, H, n_q))."""
+    Z, H, n_q, d = q.shape
+    n_kv = k.shape[2]
+    meta = _kernel_meta(d, is_causal, q.dtype, k, v)
 
     def grid(cfg):
         return (triton.cdiv(n_q, cfg["BLOCK_M"]), Z * H)
@@ -465,14 +498,13 @@ def _forward(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> tuple[Tensor, 
         q, k, v, o, L, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
         H, n_q, n_kv, *_length_classes(n_q, n_kv), _LOG2E / math.sqrt(d), **meta,
     )  # fmt: skip
-    return O, L
 
 
 # Under torch.compile the launches are custom operators, opaque calls with known output
 # shapes instead of a trace into the Triton kernels. Eager calls skip the operator's
 # dispatch: at short lengths the host time of a call is what the GPU waits on, and the
 # dispatch was 40% of it (cProfile of forward+backward at (1, 1, 256, 64), H200).
-_forward_op = torch.library.custom_op("cs336_systems::flash_attention_fwd", mutates_args=())(
+_forward_op = torch.library.custom_op("cs336_common::flash_attention_fwd", mutates_args=())(
     _forward
 )
 
@@ -486,19 +518,29 @@ def _backward(
     Q: Tensor, K: Tensor, V: Tensor, O: Tensor, L: Tensor, dO: Tensor, is_causal: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """-> (dQ, dK, dV), contiguous, in Q/K/V's shapes and dtype."""
-    q, k, v, o, do = (_as_4d(t) for t in (Q, K, V, O, dO.to(Q.dtype)))
+    dQ, dK, dV = (torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (Q, K, V))
+    _launch_backward(*(_as_4d(t) for t in (Q, K, V, O, dO.to(Q.dtype), dQ, dK, dV)), L, is_causal)
+    return dQ, dK, dV
+
+
+def _launch_backward(q, k, v, o, do, dq, dk, dv, L, is_causal, cos=None, sin=None):
+    """The three backward kernels on (Z, H, n, d) views, writing ``dq``, ``dk``, ``dv``
+    (any strides; ``dk`` and ``dv`` alike). With RoPE tables ``cos``/``sin``, q and k are
+    the rotated vectors and dQ, dK come out w.r.t. the vectors before the rotation."""
     Z, H, n_q, d = q.shape
     n_kv = k.shape[2]
-    meta = _kernel_meta(d, is_causal, Q.dtype, q, k, v, do)
-    delta = torch.empty((Z, H, n_q), device=Q.device, dtype=torch.float32)
+    meta = _kernel_meta(d, is_causal, q.dtype, q, k, v, do)
+    delta = torch.empty((Z, H, n_q), device=q.device, dtype=torch.float32)
     block = 16 if _INTERPRET else 64
     _bwd_delta[(triton.cdiv(n_q, block), Z * H)](
         o, do, delta, *_strides(o), *_strides(do), H, n_q,
         HEAD_DIM=d, BLOCK_D=meta["BLOCK_D"], BLOCK_M=block,
     )  # fmt: skip
-    dQ, dK, dV = (torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (Q, K, V))
-    args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, n_q, n_kv)
-    args = (*args, *_length_classes(n_q, n_kv), _LOG2E / math.sqrt(d), 1.0 / math.sqrt(d))
+    rope = cos is not None
+    tables = (cos, sin) if rope else (L, L)  # unread without RoPE
+    loads = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
+    scalars = (H, n_q, n_kv, *_length_classes(n_q, n_kv), _LOG2E / math.sqrt(d), 1 / math.sqrt(d))
+    assert dk.stride() == dv.stride()
 
     def grid_kv(cfg):
         return (triton.cdiv(n_kv, cfg["BLOCK_N1"]), Z * H)
@@ -506,12 +548,15 @@ def _backward(
     def grid_q(cfg):
         return (triton.cdiv(n_q, cfg["BLOCK_M2"]), Z * H)
 
-    _flash_bwd_kv[grid_kv](q, k, v, do, L, delta, dK, dV, *args, **meta)
-    _flash_bwd_dq[grid_q](q, k, v, do, L, delta, dQ, *args, **meta)
-    return dQ, dK, dV
+    _flash_bwd_kv[grid_kv](
+        q, k, v, do, L, delta, dk, dv, *tables, *loads, *_strides(dk), *scalars, ROPE=rope, **meta
+    )
+    _flash_bwd_dq[grid_q](
+        q, k, v, do, L, delta, dq, *tables, *loads, *_strides(dq), *scalars, ROPE=rope, **meta
+    )
 
 
-_backward_op = torch.library.custom_op("cs336_systems::flash_attention_bwd", mutates_args=())(
+_backward_op = torch.library.custom_op("cs336_common::flash_attention_bwd", mutates_args=())(
     _backward
 )
 
@@ -537,6 +582,75 @@ class FlashAttentionTriton(torch.autograd.Function):
     def backward(ctx, dO: Tensor):
         backward = _backward_op if torch.compiler.is_compiling() else _backward
         return *backward(*ctx.saved_tensors, dO, ctx.is_causal), None
+
+
+# ---- causal attention with RoPE on packed projections (the LM's training path) ---------
+# The LM projects q, k, v with one GEMM into (batch, seq, 3, heads, d_head). Unfused, the
+# backward then runs RoPE's backward on dQ and dK and copies dQ, dK, dV into that packed
+# layout: three passes over the activations per layer. Here the backward kernels turn dQ
+# and dK back through the rotation in their epilogues and store all three straight into
+# the packed gradient, and the output is written as (batch, seq, heads, d_head), so that
+# the output projection reads it without a transpose.
+
+
+def _rope_forward(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotated q, k and v as (batch, seq, heads, d) -> (O (batch, seq, heads, d), L (batch,
+    heads, seq) float32)."""
+    b, s, h, d = q.shape
+    O = torch.empty((b, s, h, d), device=q.device, dtype=q.dtype)
+    L = torch.empty((b, h, s), device=q.device, dtype=torch.float32)
+    _launch_forward(*(t.transpose(1, 2) for t in (q, k, v, O)), L, True)
+    return O, L
+
+
+_rope_forward_op = torch.library.custom_op(
+    "cs336_common::flash_attention_rope_fwd", mutates_args=()
+)(_rope_forward)
+
+
+@_rope_forward_op.register_fake
+def _(q, k, v):
+    b, s, h, _ = q.shape
+    return q.new_empty(q.shape), q.new_empty((b, h, s), dtype=torch.float32)
+
+
+def _rope_backward(
+    q: Tensor, k: Tensor, v: Tensor, O: Tensor, L: Tensor, dO: Tensor, cos: Tensor, sin: Tensor
+) -> Tensor:
+    """-> the gradient of the packed projections, (batch, seq, 3, heads, d)."""
+    b, s, h, d = q.shape
+    grad = torch.empty((b, s, 3, h, d), device=q.device, dtype=q.dtype)
+    views = (t.transpose(1, 2) for t in (q, k, v, O, dO.to(q.dtype), *grad.unbind(2)))
+    _launch_backward(*views, L, True, cos, sin)
+    return grad
+
+
+_rope_backward_op = torch.library.custom_op(
+    "cs336_common::flash_attention_rope_bwd", mutates_args=()
+)(_rope_backward)
+
+
+@_rope_backward_op.register_fake
+def _(q, k, v, O, L, dO, cos, sin):
+    b, s, h, d = q.shape
+    return q.new_empty((b, s, 3, h, d))
+
+
+class _RopeAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, qkv: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        q, k, v = qkv.unbind(2)
+        cos_h, sin_h = cos[:, None, :], sin[:, None, :]  # broadcast over heads
+        q, k = rotate_pairs(q, cos_h, sin_h), rotate_pairs(k, cos_h, sin_h)
+        compiling = torch.compiler.is_compiling()
+        O, L = (_rope_forward_op if compiling else _rope_forward)(q, k, v)
+        ctx.save_for_backward(q, k, v, O, L, cos, sin)
+        return O
+
+    @staticmethod
+    def backward(ctx, dO: Tensor):
+        backward = _rope_backward_op if torch.compiler.is_compiling() else _rope_backward
+        return backward(*ctx.saved_tensors[:5], dO, *ctx.saved_tensors[5:]), None, None
 
 
 def _length_classes(n_q: int, n_kv: int) -> tuple[int, int]:
@@ -590,3 +704,33 @@ def _scratch(size: int, alignment: int, stream) -> Tensor:
 def flash_attention_triton(q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> Tensor:
     """Functional form of ``FlashAttentionTriton.apply``."""
     return FlashAttentionTriton.apply(q, k, v, is_causal)
+
+
+def _triton_usable(x: Tensor) -> bool:
+    return (x.is_cuda or _INTERPRET) and x.dtype in SUPPORTED_DTYPES and x.shape[-1] <= MAX_HEAD_DIM
+
+
+def flash_attention(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
+    """The LM's ``"flash"`` attention backend, on (batch, heads, seq, d_head): the Triton
+    kernels where they run (CUDA, or the interpreter), else PyTorch's SDPA."""
+    if _triton_usable(q):
+        return FlashAttentionTriton.apply(q, k, v, is_causal)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+
+
+def flash_attention_rope(qkv: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Causal self-attention of packed projections ``qkv`` (batch, seq, 3, heads, d_head),
+    with RoPE applied to queries and keys at positions ``0 .. seq-1`` -> (batch, seq, heads,
+    d_head). ``cos``, ``sin``: (seq, d_head / 2) float32 tables of the pairs' angles (as
+    ``RotaryPositionalEmbedding`` holds them). The gradient w.r.t. ``qkv`` comes out packed
+    like it. Off CUDA (and without the interpreter): the same math with PyTorch's SDPA."""
+    if qkv.ndim != 5 or qkv.shape[2] != 3 or cos.shape != (qkv.shape[1], qkv.shape[-1] // 2):
+        raise ValueError(
+            f"flash_attention_rope expects qkv (batch, seq, 3, heads, d_head) and cos/sin "
+            f"(seq, d_head/2); got qkv {tuple(qkv.shape)}, cos {tuple(cos.shape)}"
+        )
+    if _triton_usable(qkv):
+        return _RopeAttention.apply(qkv, cos.float().contiguous(), sin.float().contiguous())
+    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+    q, k = rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
