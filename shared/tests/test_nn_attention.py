@@ -92,4 +92,4 @@ def test_mhsa_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadSelfAttention(30, 4)
     with pytest.raises(ValueError, match="attention_backend"):
-        MultiHeadSelfAttention(32, 4, attention_backend="flash")
+        MultiHeadSelfAttention(32, 4, attention_backend="flash2")

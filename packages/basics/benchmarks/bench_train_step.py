@@ -10,6 +10,10 @@ on synthetic token ids, for these implementations measured in one process:
   e  b with the LM head and the loss fused: ``model.features`` then `linear_cross_entropy`
      compiled as one graph (one Triton pass over the logits writes loss and gradient)
   f  b with mode="reduce-overhead" (CUDA graphs for forward and backward)
+  g  b with attention_backend="flash": our Triton FlashAttention-2, which also applies
+     RoPE and returns the gradient of the packed q/k/v projection (no transposes, no
+     RoPE backward, no concatenation of dQ, dK, dV)
+  h  g with CUDA graphs, as f
   c  plain PyTorch, written below as a user would: nn.Embedding/nn.Linear/nn.RMSNorm,
      F.scaled_dot_product_attention, SwiGLU, RoPE, F.cross_entropy,
      torch.optim.AdamW(fused=True), bf16 autocast, TF32, torch.compile
@@ -119,9 +123,11 @@ def _ours_eager(cfg: ModelConfig, device) -> Callable[[torch.Tensor, torch.Tenso
     return step
 
 
-def _ours_tuned(cfg: ModelConfig, device, mode: str = "default") -> Callable:
+def _ours_tuned(
+    cfg: ModelConfig, device, mode: str = "default", attention: str = "torch"
+) -> Callable:
     torch.set_float32_matmul_precision("high")  # TF32 for what stays in fp32
-    model = TransformerLM.from_config(replace(cfg, attention_backend="torch"), device=device)
+    model = TransformerLM.from_config(replace(cfg, attention_backend=attention), device=device)
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
     loss_fn = torch.compile(lambda x, y: cross_entropy(model(x), y), fullgraph=True, mode=mode)
     return _autocast_step(loss_fn, opt, device)
@@ -168,6 +174,11 @@ VARIANTS = {
     ),
     "e": ("(e) ours, tuned + fused LM head and loss", _ours_fused_loss),
     "f": ("(f) ours, tuned + CUDA graphs", partial(_ours_tuned, mode="reduce-overhead")),
+    "g": ("(g) ours, tuned + our FlashAttention", partial(_ours_tuned, attention="flash")),
+    "h": (
+        "(h) ours, tuned + our FlashAttention + CUDA graphs",
+        partial(_ours_tuned, mode="reduce-overhead", attention="flash"),
+    ),
 }
 
 
@@ -245,7 +256,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps (the first compiles)")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
-    p.add_argument("--variants", default="abc", help="which of a-f to run, in order")
+    p.add_argument("--variants", default="abc", help="which of a-h to run, in order")
     args = p.parse_args()
     device = torch.device(args.device)
     cfg = load_model_config("tiny" if args.tiny else "tinystories")

@@ -1,5 +1,5 @@
 """Time every candidate config of each FlashAttention kernel at one shape: how the short
-candidate lists in ``flash_triton._SPACES`` were chosen.
+candidate lists in ``cs336_common.nn.flash_attention._SPACES`` were chosen.
 
     PYTHONPATH=shared/src:packages/systems/src python3 packages/systems/benchmarks/flash_configs.py \
         --shape 16,1,16384,64 --dtype bf16 [--precision high] --out DIR
@@ -23,7 +23,7 @@ os.environ["CS336_FLASH_AUTOTUNE"] = "0"  # each candidate alone, without the au
 import torch
 import triton
 
-from cs336_systems import flash_triton as ft
+from cs336_common.nn import flash_attention as ft
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

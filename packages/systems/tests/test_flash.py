@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cs336_common import ModelConfig, TransformerLM
-from cs336_systems import flash_triton
+from cs336_common.nn import flash_attention as flash_triton
 from cs336_systems.attention_backend import flash_attention_backend
 from cs336_systems.flash_pytorch import FlashAttentionPyTorch
 from cs336_systems.flash_triton import FlashAttentionTriton

@@ -19,34 +19,14 @@ import math
 import torch
 from torch import Tensor
 
+from cs336_common.nn.functional import check_attention_inputs
+
 Q_TILE = 64
 K_TILE = 64
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
-
-
-def check_attention_inputs(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> None:
-    """Shape checks shared by both FlashAttention implementations (clear errors, not asserts)."""
-    if (
-        Q.ndim < 2
-        or Q.shape[:-2] != K.shape[:-2]
-        or Q.shape[-1] != K.shape[-1]
-        or K.shape[:-1] != V.shape[:-1]
-    ):
-        raise ValueError(
-            f"FlashAttention expects Q (..., n, d), K (..., m, d), V (..., m, d); "
-            f"got Q {tuple(Q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}"
-        )
-    if V.shape[-1] != Q.shape[-1]:
-        raise ValueError(f"V's head dim {V.shape[-1]} must equal Q's {Q.shape[-1]}")
-    if is_causal and Q.shape[-2] != K.shape[-2]:
-        raise ValueError(
-            f"is_causal=True needs as many queries as keys; got {Q.shape[-2]} and {K.shape[-2]}"
-        )
-    if K.shape[-2] == 0:
-        raise ValueError("FlashAttention needs at least one key")
 
 
 def _tile_forward(q: Tensor, K: Tensor, V: Tensor, q0: int, is_causal: bool, scale: float):

@@ -3,8 +3,10 @@
 A backend is any ``fn(q, k, v, is_causal) -> out`` on (batch, heads, seq, d_head)
 tensors, where ``is_causal=True`` promises equal q/k lengths and means query i sees
 keys ``<= i``. ``"naive"`` is the from-scratch kernel of ``functional.py``; ``"torch"``
-is PyTorch's fused ``F.scaled_dot_product_attention``; a callable plugs in anything
-else (e.g. a FlashAttention-2 kernel) without this package depending on it. q, k, v
+is PyTorch's fused ``F.scaled_dot_product_attention``; ``"flash"`` is our Triton
+FlashAttention-2 (``flash_attention.py``; SDPA where Triton cannot run), which in training
+(no cache, no mask, default positions) also takes over RoPE and the packing of q, k, v;
+a callable plugs in anything else without this package depending on it. q, k, v
 may be non-contiguous views (heads transposed out of (batch, seq, heads, d_head)):
 a kernel that needs contiguous memory calls ``.contiguous()`` itself.
 """
@@ -23,7 +25,7 @@ from cs336_common.nn.layers import Linear
 from cs336_common.nn.rope import RotaryPositionalEmbedding
 
 AttentionFn = Callable[[Tensor, Tensor, Tensor, bool], Tensor]
-ATTENTION_BACKENDS = ("naive", "torch")
+ATTENTION_BACKENDS = ("naive", "torch", "flash")
 
 
 def _naive_attention(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
@@ -43,6 +45,10 @@ def resolve_attention_backend(backend: str | AttentionFn) -> AttentionFn:
         return _naive_attention
     if backend == "torch":
         return _torch_attention
+    if backend == "flash":  # imported on use: it imports triton
+        from cs336_common.nn.flash_attention import flash_attention
+
+        return flash_attention
     raise ValueError(
         f"attention_backend must be one of {ATTENTION_BACKENDS} or a callable "
         f"fn(q, k, v, is_causal) -> out; got {backend!r}"
@@ -79,11 +85,20 @@ class MultiHeadSelfAttention(nn.Module):
         self.attention_backend = attention_backend
         self._attention = resolve_attention_backend(attention_backend)
 
-    def _project_qkv(self, x: Tensor) -> tuple[Tensor, ...]:
+    def _project_qkv(self, x: Tensor) -> Tensor:
         # one (d_model -> 3·d_model) GEMM runs closer to peak than three narrow ones; the
         # weights stay three parameters, so state-dict keys and init are unchanged
         w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-        return (x @ w.t()).split(self.d_model, dim=-1)
+        return x @ w.t()
+
+    def _fused_rope_attention(self, x: Tensor) -> Tensor:
+        """The ``"flash"`` backend's training path: RoPE inside the attention op."""
+        from cs336_common.nn.flash_attention import flash_attention_rope
+
+        b, s, d = x.shape
+        qkv = self._project_qkv(x).view(b, s, 3, self.num_heads, self.d_head)
+        out = flash_attention_rope(qkv, self.rope.cos[:s], self.rope.sin[:s])
+        return self.output_proj(out.reshape(b, s, d))
 
     def _split_heads(self, x: Tensor) -> Tensor:
         b, s, _ = x.shape
@@ -106,7 +121,10 @@ class MultiHeadSelfAttention(nn.Module):
         masked attention runs the from-scratch kernel for ``"naive"``, else PyTorch's SDPA."""
         *lead, seq, d = x.shape
         x = x.reshape(-1, seq, d)
-        q, k, v = (self._split_heads(t) for t in self._project_qkv(x))
+        plain = kv_cache is None and attn_mask is None and token_positions is None
+        if plain and self.attention_backend == "flash" and self.rope is not None:
+            return self._fused_rope_attention(x).reshape(*lead, seq, d)
+        q, k, v = (self._split_heads(t) for t in self._project_qkv(x).split(d, dim=-1))
         if self.rope is not None:
             start = 0 if kv_cache is None or token_positions is not None else kv_cache.length
             if start:

@@ -52,3 +52,26 @@ def causal_mask(n: int, m: int, device: torch.device | None = None) -> Tensor:
     q = torch.arange(m - n, m, device=device)
     k = torch.arange(m, device=device)
     return k[None, :] <= q[:, None]
+
+
+def check_attention_inputs(Q: Tensor, K: Tensor, V: Tensor, is_causal: bool) -> None:
+    """Shape checks of the FlashAttention kernels (the Triton one here, systems' tiled
+    PyTorch one): clear errors, not asserts."""
+    if (
+        Q.ndim < 2
+        or Q.shape[:-2] != K.shape[:-2]
+        or Q.shape[-1] != K.shape[-1]
+        or K.shape[:-1] != V.shape[:-1]
+    ):
+        raise ValueError(
+            f"FlashAttention expects Q (..., n, d), K (..., m, d), V (..., m, d); "
+            f"got Q {tuple(Q.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}"
+        )
+    if V.shape[-1] != Q.shape[-1]:
+        raise ValueError(f"V's head dim {V.shape[-1]} must equal Q's {Q.shape[-1]}")
+    if is_causal and Q.shape[-2] != K.shape[-2]:
+        raise ValueError(
+            f"is_causal=True needs as many queries as keys; got {Q.shape[-2]} and {K.shape[-2]}"
+        )
+    if K.shape[-2] == 0:
+        raise ValueError("FlashAttention needs at least one key")

@@ -47,10 +47,15 @@ class RotaryPositionalEmbedding(nn.Module):
             cos, sin = self.cos[:seq], self.sin[:seq]
         else:
             cos, sin = self.cos[token_positions], self.sin[token_positions]
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        # rotate each pair (x1, x2) by its angle, then interleave back to (..., d_k)
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        return rotate_pairs(x, cos, sin)
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
+
+
+def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate each pair ``(x[..., 2i], x[..., 2i+1])`` by the angle whose cosine and sine
+    are ``cos[..., i]``, ``sin[..., i]`` (broadcast against x's leading dims), in x's dtype."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)

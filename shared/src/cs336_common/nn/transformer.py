@@ -119,8 +119,9 @@ class TransformerLM(nn.Module):
     """Decoder-only Transformer LM. ``model(ids)``: int (batch, seq) -> logits (batch, seq, vocab).
 
     Every constructor argument lives in ``model.config`` (a `ModelConfig`); see it for
-    the ablation flags. ``attention_backend``: ``"naive"``, ``"torch"`` or a callable
-    ``fn(q, k, v, is_causal)`` on (batch, heads, seq, d_head).
+    the ablation flags. ``attention_backend``: ``"naive"``, ``"torch"``, ``"flash"`` (our
+    Triton FlashAttention-2) or a callable ``fn(q, k, v, is_causal)`` on (batch, heads,
+    seq, d_head).
     """
 
     def __init__(
