@@ -212,7 +212,7 @@ def test_features_and_loss_compile_as_one_graph():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("chunk", [None, 1000])
-def test_bf16_autocast_on_cuda_matches_the_compiled_plain_head(chunk):
+def test_bf16_autocast_on_cuda_is_as_close_to_float64_as_the_compiled_plain_head(chunk):
     g = torch.Generator().manual_seed(11)
     h = torch.randn(4, 1024, 64, generator=g).cuda().requires_grad_()
     w = (torch.randn(10000, 64, generator=g) / 8).cuda().requires_grad_()
@@ -226,12 +226,10 @@ def test_bf16_autocast_on_cuda_matches_the_compiled_plain_head(chunk):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = fn(h, w, t)
         results.append((loss, *torch.autograd.grad(3.0 * loss, (h, w))))
-    want64 = _reference64(h, w, t, 3.0)
-    for ours, theirs, exact, name in zip(
-        *results, want64, ("loss", "hidden", "weight"), strict=True
-    ):
+    exact = _reference64(h, w, t, 3.0)
+    for ours, theirs, want, name in zip(*results, exact, ("loss", "hidden", "weight"), strict=True):
         assert ours.dtype == theirs.dtype == torch.float32, name
-        torch.testing.assert_close(ours, theirs, rtol=1e-2, atol=1e-4, msg=name)
-        # no further from float64 than the plain head's own bf16 rounding
-        err = (ours.double().cpu() - exact).norm()
-        assert err <= 1.5 * (theirs.double().cpu() - exact).norm() + 1e-6, name
+        err_ours = ((ours.double() - want).norm() / want.norm()).item()
+        err_plain = ((theirs.double() - want).norm() / want.norm()).item()
+        assert err_ours < 2e-2, name  # bf16 logits and gradients
+        assert err_ours <= 1.5 * err_plain + 1e-6, (name, err_ours, err_plain)

@@ -1,15 +1,18 @@
 """The Triton kernel behind `linear_cross_entropy`: a chunk's logits in, each row's loss
 out, and the gradient of the logits written over them.
 
-A program owns one row and reads it once from DRAM. Two shapes of program, and the
-autotuner times both on the first call for each vocabulary size (the logits are
-restored between trials):
+A program owns one row and reads it once from DRAM. Two shapes of program; the
+autotuner times the candidates (`_CANDIDATES`) on the first call for each vocabulary
+size, restoring the logits between trials:
 
-- one tile: the whole row in registers (up to ``_ONE_TILE_MAX`` classes): max, sum of
-  exponentials and the gradient from the values in hand;
-- tiles: an online max/sum-exp over tiles, then a second pass over the row, which the
-  first pass left in L2 (its loads ask to keep the lines, the second pass's to drop
-  them), that writes the gradient.
+- resident: the whole row in registers (up to ``_RESIDENT_MAX`` classes) as two
+  power-of-two pieces, so 10000 classes pad to 10240 lanes: max, sum of exponentials
+  and the gradient from the values in hand, one ``exp`` a class;
+- looped: an online max/sum-exp over tiles, then a second pass over the row, which the
+  first left in L2 (its loads ask to keep the lines, the second pass's to drop them),
+  that writes the gradient: two ``exp`` a class. At 32768 rows × 10k classes the
+  special-function units' ``exp`` throughput (16 a clock per SM on Hopper) is a third
+  of the time the memory needs, so exponentials are counted.
 
 The loss ``lse - x[target]`` is computed in float32; the gradient ``softmax(x) -
 onehot(target)`` is stored in the logits' dtype, in place: one read and one write of

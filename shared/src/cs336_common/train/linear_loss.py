@@ -35,12 +35,12 @@ from torch import Tensor
 
 from cs336_common.train import _xent_kernel
 
-# Logits per chunk. The whole batch goes in one chunk up to 2^30 logits (2 GiB in bf16;
-# the TinyStories step's 32768 tokens × 10k vocab are 0.3 · 2^30): each GEMM then runs
-# once, at its most efficient shape, and the weight's gradient needs no running sum.
-# Chunking only bounds memory, and at 2 GiB a chunk is below the logits plus their
-# gradient (2 × 0.66 GB at that step) that the separate head keeps; larger
-# vocabularies or batches (50k classes × 32768 tokens = 1.6 · 2^30) go in chunks.
+# Logits per chunk: 2^30 (2 GiB in bf16). Up to that the whole batch is one chunk (the
+# TinyStories step's 32768 tokens × 10k classes are 0.3 · 2^30), so each GEMM runs once
+# at its most efficient shape and the weight's gradient needs no running sum. Chunks
+# exist to bound memory at large vocabularies (50k classes × 32768 tokens = 1.5 · 2^30
+# go in two); a chunk of 2^30 is at least 8k tokens for vocabularies up to 128k, enough
+# to keep the GEMMs efficient, and 2 GiB is little next to a training GPU's memory.
 _CHUNK_ELEMENTS = 1 << 30
 
 
@@ -111,9 +111,9 @@ def _forward(
     h: Tensor, w: Tensor, t: Tensor, chunk: int, compile: bool, need_h: bool, need_w: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """h: (tokens, d_model), w: (vocab, d_model), both in the compute dtype; t: (tokens,).
-    Returns the mean loss, ``sum_v G[:, v] w[v]`` (tokens, d_model) in the compute dtype
-    and ``G.T @ h`` (vocab, d_model) in fp32 at least, for ``G = softmax - onehot``:
-    the gradients times the number of tokens. Gradients not asked for are empty."""
+    Returns the mean loss, ``G @ w`` (tokens, d_model) in the compute dtype and ``G.T @ h``
+    (vocab, d_model) in fp32 at least, for ``G = softmax(h @ w.T) - onehot(t)``: the
+    gradients times the number of tokens. Gradients not asked for are empty."""
     n = h.shape[0]
     acc = torch.promote_types(h.dtype, torch.float32)
     loss = h.new_empty(n, dtype=acc)
