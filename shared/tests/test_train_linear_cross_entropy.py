@@ -163,6 +163,40 @@ def test_kernel_writes_each_rows_loss_and_the_gradient_over_the_logits(dtype, vo
     assert (buf.cpu().double() - want_grad).abs().max() <= step
 
 
+def test_the_first_call_times_the_candidates_and_keeps_the_fastest(monkeypatch):
+    """The tuner's choice, with a stand-in for the GPU timer (the kernel itself runs in
+    the interpreter or on the GPU): each fitting candidate is tried once on a sample,
+    the fastest is kept for the vocabulary and reused, and the result is right."""
+    import triton.testing
+
+    from cs336_common.train import _xent_kernel
+
+    _kernel_runs_here()
+    monkeypatch.setattr(_xent_kernel, "_INTERPRET", False)
+    monkeypatch.setattr(_xent_kernel, "_picked", {})
+    monkeypatch.setattr(_xent_kernel, "_TUNE_ROWS", 2)
+    vocab = 5000  # fits all six candidates
+    fake_ms = iter([5.0, 4.0, 3.0, 1.0, 2.0, 6.0])
+    tried = []
+
+    def timer(fn, **kwargs):
+        fn()
+        tried.append(fn)
+        return next(fake_ms)
+
+    monkeypatch.setattr(triton.testing, "do_bench", timer)
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(4, vocab, generator=g).to(DEV)
+    t = torch.randint(0, vocab, (4,), generator=g).to(DEV)
+    for _ in range(2):
+        x, loss = logits.clone(), torch.empty(4, device=DEV)
+        _xent_kernel.softmax_xent_(x, t, loss, write_grad=True)
+        want = logits.double().softmax(-1) - F.one_hot(t, vocab)
+        torch.testing.assert_close(x.double(), want, rtol=1e-5, atol=1e-6)
+    assert len(tried) == len(_xent_kernel._CANDIDATES)  # timed once, on the first call
+    assert list(_xent_kernel._picked.values()) == [_xent_kernel._CANDIDATES[3]]
+
+
 def test_no_grad_gives_the_loss_alone():
     g = torch.Generator().manual_seed(3)
     h, w = torch.randn(9, 8, generator=g), torch.randn(21, 8, generator=g)

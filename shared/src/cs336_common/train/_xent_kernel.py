@@ -1,9 +1,9 @@
 """The Triton kernel behind `linear_cross_entropy`: a chunk's logits in, each row's loss
 out, and the gradient of the logits written over them.
 
-A program owns one row and reads it once from DRAM. Two shapes of program; the
-autotuner times the candidates (`_CANDIDATES`) on the first call for each vocabulary
-size, restoring the logits between trials:
+A program owns one row and reads it once from DRAM. Two shapes of program; the first
+call for each vocabulary size, dtype and device times the candidates (`_CANDIDATES`)
+and keeps the fastest:
 
 - resident: the whole row in registers (up to ``_RESIDENT_MAX`` classes) as two
   power-of-two pieces, so 10000 classes pad to 10240 lanes: max, sum of exponentials
@@ -35,6 +35,7 @@ from torch import Tensor
 try:
     import triton
     import triton.language as tl
+    import triton.testing
 except ImportError:  # no Triton (e.g. macOS): the caller's torch path serves
     triton = None
 
@@ -53,6 +54,10 @@ _CANDIDATES = [
     (False, 4096, 8),
 ]
 _INTERPRETER_CANDIDATES = [(True, 0, 4), (False, 4096, 4)]
+# The candidates are timed on a copy of this many rows of the first call's logits
+# (62 rows per SM of an H200; 160 MB at 10k classes in bf16), not on a copy of them all.
+_TUNE_ROWS = 8192
+_picked: dict[tuple, tuple[bool, int, int]] = {}
 
 
 def available(logits_like: Tensor) -> bool:
@@ -66,45 +71,56 @@ def softmax_xent_(logits: Tensor, targets: Tensor, loss: Tensor, write_grad: boo
     """logits: (rows, vocab), unit stride along vocab; targets: (rows,) ids; loss:
     (rows,) float32, receives each row's loss. With ``write_grad`` the logits become
     ``softmax - onehot(target)``."""
-    rows, vocab = logits.shape
-    if rows == 0:
+    if logits.shape[0] == 0:
         return
+    targets = targets.contiguous()
+    _launch(logits, targets, loss, write_grad, _config(logits, targets, loss, write_grad))
+
+
+def _launch(logits, targets, loss, write_grad, config) -> None:
+    rows, vocab = logits.shape
+    resident, block, warps = config
     head = 1 << (vocab.bit_length() - 1)
     tail = triton.next_power_of_2(vocab - head) if vocab > head else 0
     _softmax_xent_kernel[(rows,)](
-        logits, targets.contiguous(), loss, logits.stride(0), vocab,
-        HEAD=head, TAIL=tail, WRITE_GRAD=write_grad,
+        logits, targets, loss, logits.stride(0), vocab,
+        HEAD=head, TAIL=tail, WRITE_GRAD=write_grad, RESIDENT=resident, BLOCK=block,
+        num_warps=warps,
     )  # fmt: skip
 
 
-def _configs():
-    candidates = _INTERPRETER_CANDIDATES if _INTERPRET else _CANDIDATES
-    return [
-        triton.Config({"RESIDENT": resident, "BLOCK": block}, num_warps=warps)
-        for resident, block, warps in candidates
-    ]
-
-
-def _prune(configs, named_args, **kwargs):
-    """The row in registers where it fits, the looped program where the row is longer
-    than a tile. In the interpreter, one config (the first that fits)."""
-    vocab = named_args["vocab"]
+def _config(logits, targets, loss, write_grad) -> tuple[bool, int, int]:
+    """The fastest candidate for this vocabulary, dtype and device, timed once on a
+    sample of the rows (the kernel's output is valid input again, so trials run in
+    place on the copy). The row in registers where it fits, the looped program where
+    the row is longer than its tile; the interpreter and CUDA graph capture take the
+    first that fits, untimed."""
+    vocab = logits.shape[1]
+    key = (logits.device, logits.dtype, vocab, write_grad)
+    if key in _picked:
+        return _picked[key]
     fits = [
         c
-        for c in configs
-        if (vocab <= _RESIDENT_MAX if c.kwargs["RESIDENT"] else vocab > c.kwargs["BLOCK"])
+        for c in (_INTERPRETER_CANDIDATES if _INTERPRET else _CANDIDATES)
+        if (vocab <= _RESIDENT_MAX if c[0] else vocab > c[1])
     ]
-    return fits[:1] if _INTERPRET else fits
+    capturing = logits.is_cuda and torch.cuda.is_current_stream_capturing()
+    if _INTERPRET or len(fits) == 1 or capturing:
+        return fits[0]
+    rows = min(logits.shape[0], _TUNE_ROWS)
+    sample, t, out = logits[:rows].clone(), targets[:rows], loss[:rows]
+    times = [
+        triton.testing.do_bench(
+            lambda c=c: _launch(sample, t, out, write_grad, c), return_mode="median"
+        )
+        for c in fits
+    ]
+    _picked[key] = fits[times.index(min(times))]
+    return _picked[key]
 
 
 if triton is not None:
 
-    @triton.autotune(
-        configs=_configs(),
-        key=["vocab", "WRITE_GRAD"],
-        prune_configs_by={"early_config_prune": _prune},
-        restore_value=["x_ptr"],
-    )
     @triton.jit
     def _softmax_xent_kernel(
         x_ptr,
