@@ -54,7 +54,8 @@ def linear_cross_entropy(
 ) -> Tensor:
     """Mean over tokens of ``-log softmax(hidden @ weight.T)[target]``.
 
-    hidden: (..., d_model); weight: (vocab, d_model); targets: (...) integer ids.
+    hidden: (..., d_model); weight: (vocab, d_model); targets: (...) integer ids in
+    [0, vocab) (not checked: that would cost a device-to-host sync).
     ``chunk_size``: tokens per chunk (default: all of them, up to 2^30 logits per chunk).
     ``compile``: fuse the softmax with ``torch.compile`` where the Triton kernel cannot run.
     """
