@@ -14,6 +14,7 @@ on synthetic token ids, for these implementations measured in one process:
      RoPE and returns the gradient of the packed q/k/v projection (no transposes, no
      RoPE backward, no concatenation of dQ, dK, dV)
   h  g with CUDA graphs, as f
+  i  h with the LM head and loss fused, as e
   c  plain PyTorch, written below as a user would: nn.Embedding/nn.Linear/nn.RMSNorm,
      F.scaled_dot_product_attention, SwiGLU, RoPE, F.cross_entropy,
      torch.optim.AdamW(fused=True), bf16 autocast, TF32, torch.compile
@@ -124,24 +125,20 @@ def _ours_eager(cfg: ModelConfig, device) -> Callable[[torch.Tensor, torch.Tenso
 
 
 def _ours_tuned(
-    cfg: ModelConfig, device, mode: str = "default", attention: str = "torch"
+    cfg: ModelConfig,
+    device,
+    mode: str = "default",
+    attention: str = "torch",
+    fused_loss: bool = False,
 ) -> Callable:
     torch.set_float32_matmul_precision("high")  # TF32 for what stays in fp32
     model = TransformerLM.from_config(replace(cfg, attention_backend=attention), device=device)
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
-    loss_fn = torch.compile(lambda x, y: cross_entropy(model(x), y), fullgraph=True, mode=mode)
-    return _autocast_step(loss_fn, opt, device)
-
-
-def _ours_fused_loss(cfg: ModelConfig, device) -> Callable:
-    torch.set_float32_matmul_precision("high")
-    model = TransformerLM.from_config(replace(cfg, attention_backend="torch"), device=device)
-    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
-    loss_fn = torch.compile(
-        lambda x, y: linear_cross_entropy(model.features(x), model.lm_head.weight, y),
-        fullgraph=True,
-    )
-    return _autocast_step(loss_fn, opt, device)
+    if fused_loss:
+        loss = lambda x, y: linear_cross_entropy(model.features(x), model.lm_head.weight, y)  # noqa: E731
+    else:
+        loss = lambda x, y: cross_entropy(model(x), y)  # noqa: E731
+    return _autocast_step(torch.compile(loss, fullgraph=True, mode=mode), opt, device)
 
 
 def _plain_pytorch(cfg: ModelConfig, device) -> Callable:
@@ -172,12 +169,16 @@ VARIANTS = {
         "(b') ours, tuned + max-autotune GEMMs",
         partial(_ours_tuned, mode="max-autotune-no-cudagraphs"),
     ),
-    "e": ("(e) ours, tuned + fused LM head and loss", _ours_fused_loss),
+    "e": ("(e) ours, tuned + fused LM head and loss", partial(_ours_tuned, fused_loss=True)),
     "f": ("(f) ours, tuned + CUDA graphs", partial(_ours_tuned, mode="reduce-overhead")),
     "g": ("(g) ours, tuned + our FlashAttention", partial(_ours_tuned, attention="flash")),
     "h": (
         "(h) ours, tuned + our FlashAttention + CUDA graphs",
         partial(_ours_tuned, mode="reduce-overhead", attention="flash"),
+    ),
+    "i": (
+        "(i) ours, all: our FlashAttention + fused LM head and loss + CUDA graphs",
+        partial(_ours_tuned, mode="reduce-overhead", attention="flash", fused_loss=True),
     ),
 }
 
@@ -256,7 +257,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps (the first compiles)")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
-    p.add_argument("--variants", default="abc", help="which of a-h to run, in order")
+    p.add_argument("--variants", default="abc", help="which of a-i to run, in order")
     args = p.parse_args()
     device = torch.device(args.device)
     cfg = load_model_config("tiny" if args.tiny else "tinystories")
