@@ -183,6 +183,7 @@ def test_the_first_call_times_the_candidates_and_keeps_the_fastest(monkeypatch):
     monkeypatch.setattr(_xent_kernel, "_INTERPRET", False)
     monkeypatch.setattr(_xent_kernel, "_picked", {})
     monkeypatch.setattr(_xent_kernel, "_TUNE_ROWS", 2)
+    monkeypatch.setattr(_xent_kernel, "_TUNE_MIN_LOGITS", 4 * 5000)
     vocab = 5000  # fits all six candidates
     fake_ms = iter([5.0, 4.0, 3.0, 1.0, 2.0, 6.0])
     tried = []
@@ -203,6 +204,11 @@ def test_the_first_call_times_the_candidates_and_keeps_the_fastest(monkeypatch):
         torch.testing.assert_close(x.double(), want, rtol=1e-5, atol=1e-6)
     assert len(tried) == len(_xent_kernel._CANDIDATES)  # timed once, on the first call
     assert list(_xent_kernel._picked.values()) == [_xent_kernel._CANDIDATES[3]]
+    # a smaller call (another vocabulary, under the threshold) takes the first candidate
+    tried.clear()
+    x = logits[:3, :4000].clone()
+    _xent_kernel.softmax_xent_(x, t[:3] % 4000, torch.empty(3, device=DEV), write_grad=True)
+    assert not tried and len(_xent_kernel._picked) == 1
 
 
 def test_no_grad_gives_the_loss_alone():

@@ -57,6 +57,9 @@ _INTERPRETER_CANDIDATES = [(True, 0, 4), (False, 4096, 4)]
 # The candidates are timed on a copy of this many rows of the first call's logits
 # (62 rows per SM of an H200; 160 MB at 10k classes in bf16), not on a copy of them all.
 _TUNE_ROWS = 8192
+# Smaller calls take the first candidate untimed: compiling six kernels would cost more
+# than it saves (and the tests' many small shapes would each pay for it).
+_TUNE_MIN_LOGITS = 1 << 26
 _picked: dict[tuple, tuple[bool, int, int]] = {}
 
 
@@ -93,8 +96,8 @@ def _config(logits, targets, loss, write_grad) -> tuple[bool, int, int]:
     """The fastest candidate for this vocabulary, dtype and device, timed once on a
     sample of the rows (the kernel's output is valid input again, so trials run in
     place on the copy). The row in registers where it fits, the looped program where
-    the row is longer than its tile; the interpreter and CUDA graph capture take the
-    first that fits, untimed."""
+    the row is longer than its tile; the interpreter, CUDA graph capture and calls under
+    ``_TUNE_MIN_LOGITS`` take the first that fits, untimed."""
     vocab = logits.shape[1]
     key = (logits.device, logits.dtype, vocab, write_grad)
     if key in _picked:
@@ -105,7 +108,7 @@ def _config(logits, targets, loss, write_grad) -> tuple[bool, int, int]:
         if (vocab <= _RESIDENT_MAX if c[0] else vocab > c[1])
     ]
     capturing = logits.is_cuda and torch.cuda.is_current_stream_capturing()
-    if _INTERPRET or len(fits) == 1 or capturing:
+    if _INTERPRET or len(fits) == 1 or capturing or logits.numel() < _TUNE_MIN_LOGITS:
         return fits[0]
     rows = min(logits.shape[0], _TUNE_ROWS)
     sample, t, out = logits[:rows].clone(), targets[:rows], loss[:rows]
