@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import signal
 
@@ -204,13 +205,18 @@ def test_token_file_in_device_memory_gives_the_same_run(data, tmp_path, monkeypa
 
 
 @pytest.mark.gpu
-def test_cuda_graphs_train_like_the_eager_step(data, tmp_path):
+@pytest.mark.parametrize("attention", ["naive", "flash"])
+def test_cuda_graphs_train_like_the_eager_step(data, tmp_path, attention):
     """compile + cuda_graphs (graphs replayed for the training and the evaluation
-    passes, checkpoints between them) follows the eager run's losses in fp32."""
+    passes, checkpoints between them) follows the eager run's losses in fp32, also on
+    the flash backend (Triton kernels, RoPE fused), as the tinystories config trains."""
     common = dict(device="cuda", precision="fp32", seed=5, max_steps=16)
     eager = _config(data, tmp_path / "eager", **common)
     train(eager, progress=False)
-    graphs = _config(data, tmp_path / "graphs", compile=True, cuda_graphs=True, **common)
+    model = dataclasses.replace(eager.model, attention_backend=attention)
+    graphs = _config(
+        data, tmp_path / "graphs", model=model, compile=True, cuda_graphs=True, **common
+    )
     train(graphs, progress=False)
     _same_rows(RunDir(eager.out_dir), RunDir(graphs.out_dir), tol=2e-2)
 
