@@ -29,3 +29,20 @@ def test_resolve_device_refuses_what_this_machine_lacks():
     if count == 0:
         with pytest.raises(InputError, match="no CUDA GPU; use auto or cpu"):
             resolve_device("cuda")
+
+
+def test_tf32_matmuls_switches_only_inside_the_block_and_only_on_cuda():
+    """CUDA training and benchmarks use TF32 matmuls; the process gets its own setting
+    back afterwards (a library call must not leave exact-fp32 callers, e.g. later tests,
+    on TF32), also when the block raises."""
+    from cs336_common.device import tf32_matmuls
+
+    torch.set_float32_matmul_precision("highest")
+    with tf32_matmuls(torch.device("cuda")):
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == "highest"
+    with tf32_matmuls(torch.device("cpu")):
+        assert torch.get_float32_matmul_precision() == "highest"
+    with pytest.raises(KeyError), tf32_matmuls(torch.device("cuda")):
+        raise KeyError("x")
+    assert torch.get_float32_matmul_precision() == "highest"

@@ -219,16 +219,3 @@ def test_cuda_graphs_train_like_the_eager_step(data, tmp_path, attention):
     )
     train(graphs, progress=False)
     _same_rows(RunDir(eager.out_dir), RunDir(graphs.out_dir), tol=2e-2)
-
-
-def test_training_switches_to_tf32_only_while_it_runs():
-    """CUDA training uses TF32 matmuls; the process gets its own setting back afterwards
-    (a library call must not leave exact-fp32 callers, e.g. later tests, on TF32)."""
-    from cs336_basics.trainer import _tf32_matmuls
-
-    torch.set_float32_matmul_precision("highest")
-    with _tf32_matmuls(torch.device("cuda")):
-        assert torch.get_float32_matmul_precision() == "high"
-    assert torch.get_float32_matmul_precision() == "highest"
-    with _tf32_matmuls(torch.device("cpu")):
-        assert torch.get_float32_matmul_precision() == "highest"

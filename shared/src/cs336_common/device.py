@@ -4,6 +4,8 @@ wall-clock timer that includes the device's queued work."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -90,3 +92,17 @@ class Timer:
     def __exit__(self, *exc: object) -> None:
         synchronize(self.device)
         self.seconds = time.perf_counter() - self._start
+
+
+@contextmanager
+def tf32_matmuls(device: torch.device) -> Iterator[None]:
+    """TF32 matmuls on CUDA (fp32 range, a 10-bit mantissa, tensor-core speed) inside the
+    block; the process gets its own setting back after it (library calls must not leave
+    exact-fp32 callers on TF32)."""
+    previous = torch.get_float32_matmul_precision()
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tqdm.auto import tqdm
 
 from cs336_basics.run_dir import RunDir
 from cs336_basics.train_config import TrainConfig, resume_changes
-from cs336_common.device import peak_flops, resolve_device
+from cs336_common.device import peak_flops, resolve_device, tf32_matmuls
 from cs336_common.errors import InputError
 from cs336_common.io import write_text_atomic
 from cs336_common.lock import locked_dir
@@ -77,21 +76,8 @@ def train(
     run = RunDir(config.out_dir)
     with locked_dir(run.path):
         device = resolve_device(config.device)
-        with _tf32_matmuls(device):
+        with tf32_matmuls(device):
             return _train(run, config, device, resume, progress, allow_schedule_change)
-
-
-@contextmanager
-def _tf32_matmuls(device: torch.device):
-    """TF32 matmuls on CUDA (fp32 range, a 10-bit mantissa, tensor-core speed) while
-    training; the caller's process gets its own setting back."""
-    previous = torch.get_float32_matmul_precision()
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
 
 
 def _train(

@@ -116,10 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from cs336_common.checks import check_output
-    from cs336_common.device import resolve_device
+    from cs336_common.device import resolve_device, tf32_matmuls
     from cs336_systems.bench.harness import device_description, write_results
 
     check_output(args.out, directory=True)
@@ -131,10 +129,8 @@ def run(args: argparse.Namespace) -> int:
     _check_device(args, device)
     progress = not args.no_progress
     header = f"Device: {device_description(device)}."
-    if device.type == "cuda":
-        # fp32 attention/matmuls use TF32 tensor cores, as is usual for benchmarks
-        torch.set_float32_matmul_precision("high")
-    results = _RUNNERS[args.bench](args, progress)
+    with tf32_matmuls(device):  # fp32 attention/matmuls on TF32, as is usual for benchmarks
+        results = _RUNNERS[args.bench](args, progress)
     for name, (rows, note) in results.items():
         path = write_results(rows, args.out, name, f"{header} {note}".strip())
         print(path.read_text(encoding="utf-8"))
