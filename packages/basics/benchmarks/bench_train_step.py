@@ -134,10 +134,12 @@ def _ours_tuned(
     torch.set_float32_matmul_precision("high")  # TF32 for what stays in fp32
     model = TransformerLM.from_config(replace(cfg, attention_backend=attention), device=device)
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
-    if fused_loss:
-        loss = lambda x, y: linear_cross_entropy(model.features(x), model.lm_head.weight, y)  # noqa: E731
-    else:
-        loss = lambda x, y: cross_entropy(model(x), y)  # noqa: E731
+
+    def loss(x, y):
+        if fused_loss:
+            return linear_cross_entropy(model.features(x), model.lm_head.weight, y)
+        return cross_entropy(model(x), y)
+
     return _autocast_step(torch.compile(loss, fullgraph=True, mode=mode), opt, device)
 
 

@@ -1,10 +1,10 @@
 """FlashAttention-2 as Triton kernels: one forward kernel, and a backward of two or three.
 
 Forward: a program owns BLOCK_M queries of one (batch, head) and streams the key/value
-tiles through an online softmax (the algorithm of ``flash_pytorch.py``) in the base-2
-domain: the scale ``log2(e)/sqrt(d)`` is folded into the one multiply-add that subtracts
-the running max, so ``exp`` becomes the cheaper ``exp2``. It writes O and the natural-log
-log-sum-exp ``L``.
+tiles through an online softmax (the algorithm of systems' ``flash_pytorch.py``) in the
+base-2 domain: the scale ``log2(e)/sqrt(d)`` is folded into the one multiply-add that
+subtracts the running max, so ``exp`` becomes the cheaper ``exp2``. It writes O and the
+natural-log log-sum-exp ``L``.
 
 Backward (no atomics, so bitwise reproducible): ``D = rowsum(dO ∘ O)`` in a small kernel;
 then one kernel where a program owns a key tile and loops over query tiles accumulating
@@ -12,7 +12,7 @@ dK and dV, and one where a program owns a query tile and loops over key tiles
 accumulating dQ. Both recompute ``P = exp(S - L)``. (FlashAttention-2's single kernel
 with atomic float32 dQ sums does two fewer products per tile; on an H200 it measured
 slower here, with pointer atomics and with TMA bulk reductions alike: see the lab notes
-in ``benchmarks/results/h200_flash/``.)
+in ``packages/systems/benchmarks/results/h200_flash/``.)
 
 Causal attention skips the tiles above the diagonal, and only the tiles that cross the
 diagonal pay for a mask: every loop below is split into an unmasked run of tiles and a
@@ -29,12 +29,18 @@ forward+backward at the leaderboard shape went from 5.63 to 5.01 ms on an H200;
 whose rows or heads do not start on 16-byte boundaries use masked pointer loads.
 
 Tile sizes, warps and pipeline depth come from a short candidate list per kind of input
-(``_SPACES``: 16-bit with d ≤ 64 or d > 64, TF32, exact fp32), measured on an H200 at long
-sequences. The first candidate is used as is; the others are timed only for sequences
-over 8192 tokens, where the kernels run long enough for the few per cent between them to
-matter, once per kind and length class, and Triton caches the pick on disk
-(``CS336_FLASH_AUTOTUNE=0`` always takes the first). Under ``TRITON_INTERPRET=1`` (CPU
-tests) one small config is used.
+(``_SPACES``: 16-bit with d ≤ 32, d ≤ 64 or d > 64, TF32, exact fp32), measured on an H200
+at long sequences (d ≤ 32: at the TinyStories training shape). The first candidate is
+used as is; the others are timed only for sequences over 8192 tokens, where the kernels
+run long enough for the few per cent between them to matter, once per kind and length
+class, and Triton caches the pick on disk (``CS336_FLASH_AUTOTUNE=0`` always takes the
+first). Under ``TRITON_INTERPRET=1`` (CPU tests) one small config is used.
+
+Entry points: ``FlashAttentionTriton`` / ``flash_attention_triton`` (the systems
+assignment's contract), ``flash_attention`` (the LM's ``"flash"`` backend, SDPA where
+Triton cannot run) and ``flash_attention_rope`` (the LM's training path: causal attention
+of the packed (batch, seq, 3, heads, d) projection with RoPE inside; the backward kernels
+un-rotate dQ and dK in their epilogues and store into the packed gradient).
 """
 
 from __future__ import annotations
