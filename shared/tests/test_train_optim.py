@@ -92,3 +92,19 @@ def test_compiled_step_matches_torch_adamw_without_recompiling(monkeypatch):
     _train(twin, ref, batches, lrs)
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_compiled_step_reads_no_scalar_back_to_the_host(monkeypatch):
+    """The compiled update must not call ``Tensor.item()``: on a GPU that is a
+    device-to-host copy, and the host then waits for the whole backward pass before it
+    can queue the update (it did, through ``_foreach_add_`` of a 0-dim tensor)."""
+    torch._dynamo.reset()
+    model, _ = _model_pair()
+    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, compile=True)
+    batches = [(torch.randn(32, 10), torch.randn(32, 3)) for _ in range(4)]
+    _train(model, opt, batches[:2], [1e-3] * 2)  # compiles
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(t.shape) or item(t))
+    _train(model, opt, batches[2:], [1e-3] * 2)
+    assert reads == []

@@ -105,6 +105,9 @@ def _update(params, grads, exp_avgs, exp_avg_sqs, decay, lr_t, eps_hat, beta1, b
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
     denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_add_(denom, eps_hat)
+    # a list, not one scalar: Inductor lowers `_foreach_add_(xs, 0-dim tensor)` with
+    # `.item()`, a device-to-host copy that made every compiled GPU step wait for the
+    # backward pass before it could queue the update
+    torch._foreach_add_(denom, [eps_hat] * len(denom))
     step = torch._foreach_mul(exp_avgs, lr_t)
     torch._foreach_addcdiv_(params, step, denom, value=-1)  # θ - lr_t·m / (√v + ε̂)
