@@ -212,12 +212,16 @@ def test_the_first_call_times_the_candidates_and_keeps_the_fastest(monkeypatch):
 
 
 def test_no_grad_gives_the_loss_alone():
+    """Under no_grad (evaluation) only the logits' GEMM runs, even for inputs that
+    require grad (a model's weights): not the two gradient GEMMs."""
     g = torch.Generator().manual_seed(3)
     h, w = torch.randn(9, 8, generator=g), torch.randn(21, 8, generator=g)
     t = torch.randint(0, 21, (9,), generator=g)
-    with torch.no_grad():
-        loss = linear_cross_entropy(h.to(DEV), w.to(DEV), t.to(DEV))
+    hd, wd = h.to(DEV).requires_grad_(), w.to(DEV).requires_grad_()
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        loss = linear_cross_entropy(hd, wd, t.to(DEV))
     assert not loss.requires_grad
+    assert sum(e.count for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")) == 1
     torch.testing.assert_close(
         loss.cpu().double(), _reference64(h, w, t, 1.0)[0], rtol=1e-5, atol=1e-6
     )

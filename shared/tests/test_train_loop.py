@@ -19,7 +19,9 @@ from cs336_common.train import (
     RandomBatches,
     TrainingDiverged,
     TrainLoop,
+    fused_lm_loss,
     get_lr_cosine_schedule,
+    lm_loss,
 )
 
 VOCAB, CTX = 32, 8
@@ -215,3 +217,44 @@ def test_config_checks():
         LoopConfig(max_steps=3, precision="fp16")
     with pytest.raises(ValueError, match="resume needs a checkpoint_dir"):
         LoopConfig(max_steps=3, resume=True)
+
+
+def _lm_and_batch(seed=0):
+    torch.manual_seed(seed)
+    model = TransformerLM(
+        vocab_size=VOCAB, context_length=CTX, d_model=16, num_layers=2, num_heads=2, d_ff=24
+    )
+    x, y = torch.randint(0, VOCAB, (2, 3, CTX)).unbind(0)
+    return model, x, y
+
+
+def test_fused_lm_loss_matches_lm_loss_in_value_and_gradients():
+    """float32 on both sides: the same math summed in another order (the fused op's
+    softmax, the weight's gradient as one GEMM over tokens), so they agree to float32
+    rounding over a 32-way softmax and a 2-layer backward (1e-5 relative), not bitwise."""
+    model, x, y = _lm_and_batch()
+    params = list(model.parameters())
+    fused = fused_lm_loss(model, (x, y))
+    fused_grads = torch.autograd.grad(fused, params)
+    plain = lm_loss(model, (x, y))
+    plain_grads = torch.autograd.grad(plain, params)
+    # lm_loss itself against PyTorch's cross-entropy, so neither side is only self-checked
+    torch.testing.assert_close(plain, F.cross_entropy(model(x).flatten(0, 1), y.flatten()))
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_lm_loss_of_a_masked_batch_is_lm_losss_masked_mean():
+    model, x, y = _lm_and_batch(1)
+    mask = torch.rand(y.shape) < 0.4
+    fused = fused_lm_loss(model, (x, y, mask))
+    assert torch.equal(fused, lm_loss(model, (x, y, mask)))
+    nll = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none")
+    torch.testing.assert_close(fused, nll[mask.flatten()].mean())
+
+
+def test_fused_lm_loss_needs_features_and_lm_head():
+    x = torch.zeros(1, CTX, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"features\(x\) and lm_head.weight .*got a Embedding"):
+        fused_lm_loss(torch.nn.Embedding(VOCAB, 4), (x, x))

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from cs336_basics import TrainConfig, load_train_config
-from cs336_basics.train_config import load_sweep, shipped_configs
+from cs336_basics.train_config import load_sweep, resume_changes, shipped_configs
+from cs336_common.errors import InputError
 
 BASE = """
 train_data = "t.bin"
@@ -99,6 +100,15 @@ def test_cuda_graphs_apply_only_to_one_compiled_cuda_micro_batch(base):
     assert not uses_cuda_graphs(load_train_config(base, ["cuda_graphs=true"]), cuda)
     assert not uses_cuda_graphs(load_train_config(base, [*on, "grad_accum_steps=2"]), cuda)
     assert not uses_cuda_graphs(load_train_config(base, ["compile=true"]), cuda)
+
+
+def test_fused_loss_is_free_to_change_on_resume(base):
+    saved = load_train_config(base).to_dict()
+    assert saved["fused_loss"] is False and load_train_config("tinystories").fused_loss
+    changed = load_train_config(base, ["fused_loss=true"])
+    assert resume_changes(saved, changed) == {"fused_loss": [False, True]}
+    with pytest.raises(InputError, match="batch_size"):  # while a fixed field is refused
+        resume_changes(saved, load_train_config(base, ["fused_loss=true", "batch_size=3"]))
 
 
 def test_base_inheritance_and_sweeps(base, tmp_path):

@@ -71,6 +71,9 @@ class TrainConfig:
     # otherwise ignored (with accumulation a replay would overwrite the earlier
     # micro-batches' gradients)
     cuda_graphs: bool = False
+    # the LM head and the loss as one op (`cs336_common.train.fused_lm_loss`), never
+    # materialising the logits for backward; the same loss up to rounding
+    fused_loss: bool = False
     seed: int = 0
     # optional Weights & Biases logging (only when the package is installed)
     wandb: bool = False

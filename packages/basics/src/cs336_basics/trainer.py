@@ -29,7 +29,13 @@ from cs336_common.tokenizer import Tokenizer
 from cs336_common.train.batches import RandomBatches
 from cs336_common.train.checkpoint import load_checkpoint
 from cs336_common.train.interrupt import Interrupted
-from cs336_common.train.loop import LoopConfig, TrainingDiverged, TrainLoop, lm_loss
+from cs336_common.train.loop import (
+    LoopConfig,
+    TrainingDiverged,
+    TrainLoop,
+    fused_lm_loss,
+    lm_loss,
+)
 from cs336_common.train.metrics import MetricsLog, model_flops_utilization, start_wandb
 from cs336_common.train.optim import AdamW
 from cs336_common.train.schedule import get_lr_cosine_schedule
@@ -204,11 +210,12 @@ def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
 
 
 def _loss_fn(config: TrainConfig, device: torch.device):
+    loss = fused_lm_loss if config.fused_loss else lm_loss
     if not config.compile:
-        return lm_loss
+        return loss
     if not uses_cuda_graphs(config, device):
-        return torch.compile(lm_loss, dynamic=False)
-    graphed = torch.compile(lm_loss, dynamic=False, mode="reduce-overhead")
+        return torch.compile(loss, dynamic=False)
+    graphed = torch.compile(loss, dynamic=False, mode="reduce-overhead")
 
     def loss_fn(model, batch):
         # A new step: the graphs' outputs from the last one may be overwritten. The loop
@@ -320,6 +327,8 @@ def _summary(config, model, device, precision, step, data_on_device) -> str:
     if config.compile:
         graphs = uses_cuda_graphs(config, device)
         how.append("compiled with CUDA graphs" if graphs else "compiled")
+    if config.fused_loss:
+        how.append("fused LM head + loss")
     if data_on_device:
         how.append("token file in GPU memory")
     return (

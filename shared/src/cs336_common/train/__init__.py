@@ -31,6 +31,7 @@ _EXPORTS = {
     "LoopResult": "cs336_common.train.loop",
     "TrainingDiverged": "cs336_common.train.loop",
     "lm_loss": "cs336_common.train.loop",
+    "fused_lm_loss": "cs336_common.train.loop",
     "MetricsLog": "cs336_common.train.metrics",
     "model_flops_utilization": "cs336_common.train.metrics",
 }

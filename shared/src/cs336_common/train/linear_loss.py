@@ -67,6 +67,10 @@ def linear_cross_entropy(
     if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(f"weight must be (vocab, {hidden.shape[-1]}); got {tuple(weight.shape)}")
     chunk = chunk_size or max(1, _CHUNK_ELEMENTS // weight.shape[0])
+    if not torch.is_grad_enabled():
+        # forward runs without grad mode and sees requires_grad only: under no_grad
+        # (evaluation) it would still compute both gradients, two GEMMs as large as the head
+        hidden, weight = hidden.detach(), weight.detach()
     return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, compile)
 
 

@@ -15,7 +15,8 @@
 
 One step (`train_step`) runs ``grad_accum_steps`` micro-batches through ``loss_fn``
 (default: cross-entropy of ``model(x)`` against ``y``, over the positions where ``mask``
-is nonzero when the batch has one), under bf16 autocast if asked, then syncs the
+is nonzero when the batch has one; `fused_lm_loss` is the same loss with the LM head
+fused into it), under bf16 autocast if asked, then syncs the
 gradients (a data-parallel wrapper's ``finish_gradient_synchronization``), clips them
 and steps the optimizer. Losses stay on the device; the host syncs once per logged row.
 
@@ -51,6 +52,7 @@ from cs336_common.train.checkpoint import CheckpointDir, checkpoint_payload, res
 from cs336_common.train.checkpoint import read_checkpoint as _read_checkpoint
 from cs336_common.train.clipping import gradient_clipping
 from cs336_common.train.interrupt import Interrupted, deferred_interrupt
+from cs336_common.train.linear_loss import linear_cross_entropy
 from cs336_common.train.loss import cross_entropy
 
 Batch = tuple[Tensor, ...]  # (x, y) or (x, y, mask)
@@ -104,6 +106,24 @@ def lm_loss(model: nn.Module, batch: Batch) -> Tensor:
     element only where it is nonzero (SFT: response tokens)."""
     x, y, *mask = batch
     return cross_entropy(model(x), y, *mask)
+
+
+def fused_lm_loss(model: nn.Module, batch: Batch) -> Tensor:
+    """`lm_loss` with the LM head and the cross-entropy as one op,
+    ``linear_cross_entropy(model.features(x), model.lm_head.weight, y)``: the logits are
+    never kept for backward. The same loss up to rounding. A batch with a ``mask`` falls
+    back to `lm_loss` (the fused op has no mask), so its masked mean is exactly
+    `lm_loss`'s. ``model`` must expose ``features`` and ``lm_head`` (a `TransformerLM`,
+    not a wrapper such as DDP's, whose forward hooks ``features`` would bypass)."""
+    x, y, *mask = batch
+    if mask:
+        return lm_loss(model, batch)
+    if not (callable(getattr(model, "features", None)) and hasattr(model, "lm_head")):
+        raise TypeError(
+            "fused_lm_loss needs a model with features(x) and lm_head.weight (a "
+            f"TransformerLM), got a {type(model).__name__}"
+        )
+    return linear_cross_entropy(model.features(x), model.lm_head.weight, y)
 
 
 class TrainLoop:
