@@ -5,9 +5,11 @@ and batch (128), in one run:
   bench (g)   ours, tuned: bf16, TF32, torch.compile, our FlashAttention (the
               tinystories config's attention_backend = "flash"), AdamW(compile=True),
               one fixed batch already on the GPU, no clipping, no logging
-  train       `python3 -m cs336_basics.cli train tinystories` with compile = true
-  bench (h)   (g) + CUDA graphs (torch.compile mode="reduce-overhead")
-  train + CG  the same with cuda_graphs = true
+  train       `python3 -m cs336_basics.cli train tinystories` with compile = true,
+              cuda_graphs = false, fused_loss = false: the same step as (g)
+  bench (i)   (g) + CUDA graphs + the fused LM head and loss
+  shipped     `cs336-basics train tinystories` as shipped (compile, cuda_graphs,
+              fused_loss): the same step as (i)
 
 The trainer reads a synthetic token file (20M ids, written first; a learnable pattern,
 so the two trainer runs' losses can be compared) and does everything a run does:
@@ -17,7 +19,8 @@ steady state from metrics.jsonl: tokens over wall-clock time between logged rows
 step 200, leaving out the intervals that hold an evaluation or a checkpoint (the logging
 itself is inside). The bench's step: 10 warm-up steps, then 300 timed. MFU for both:
 3 x forward FLOPs per token x tokens/s / the card's dense bf16 peak (989 TFLOP/s for
-H100/H200). Rounds are interleaved (bench, train, train + CG, then again).
+H100/H200). Rounds are interleaved (bench, train, shipped, then again).
+``--pairs shipped`` runs only the shipped config and (i).
 
   PYTHONPATH=shared/src:packages/basics/src python3 packages/basics/benchmarks/trainer_vs_step.py
   python3 packages/basics/benchmarks/trainer_vs_step.py --device cpu --tiny   # check the script
@@ -44,9 +47,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 H100_BF16_PEAK = 989e12  # FLOP/s, dense; also what the bench uses off-GPU
-BENCH_VARIANTS = "gh"
-TRAINERS = {"train": [], "train + CG": ["--set", "cuda_graphs=true"]}
-PAIRS = (("train", "g"), ("train + CG", "h"))  # trainer run, its bench step
+# trainer run: (its --set overrides of the shipped config, its bench variant)
+PAIRS = {
+    "train": (["--set", "cuda_graphs=false", "--set", "fused_loss=false"], "g"),
+    "shipped": ([], "i"),
+}
 
 
 def main() -> None:
@@ -61,6 +66,9 @@ def main() -> None:
     p.add_argument("--skip", type=int, default=200, help="trainer steps left out as warm-up")
     p.add_argument(
         "--budget-s", type=float, default=420, help="start no round that would end past this"
+    )
+    p.add_argument(
+        "--pairs", default="train,shipped", help="trainer runs to pair with their bench step"
     )
     p.add_argument("--bench-child", help=argparse.SUPPRESS)  # internal: run bench variants
     args = p.parse_args()
@@ -77,6 +85,11 @@ def main() -> None:
 
 
 def _run(args, work: Path, out: Path | None) -> None:
+    pairs = [name.strip() for name in args.pairs.split(",")]
+    unknown = sorted(set(pairs) - set(PAIRS))
+    if unknown:
+        sys.exit(f"--pairs: unknown {', '.join(unknown)}; choose from {', '.join(PAIRS)}")
+    variants = "".join(PAIRS[name][1] for name in pairs)
     config = _write_inputs(args, work)
     results: dict[str, list[dict]] = {}
     start = time.perf_counter()
@@ -86,14 +99,14 @@ def _run(args, work: Path, out: Path | None) -> None:
             print(f"== stopping after {r} rounds: another would pass --budget-s", flush=True)
             break
         print(f"== round {r + 1} of {args.rounds}", flush=True)
-        for row in _bench(args):
+        for row in _bench(args, variants):
             results.setdefault(row["name"], []).append(row)
             print(f"  bench ({row['name']}): {row['tokens_per_s']:,.0f} tokens/s", flush=True)
-        for name, extra in TRAINERS.items():
-            row = _train(args, work, config, name, extra, r, out)
+        for name in pairs:
+            row = _train(args, work, config, name, PAIRS[name][0], r, out)
             results.setdefault(name, []).append(row)
             print(f"  {name}: {_fmt(row.get('tokens_per_s'))} tokens/s", flush=True)
-        table = _table(args, results, r + 1)
+        table = _table(args, results, pairs, r + 1)
         if out is not None:  # after every round: a run cut short still leaves its table
             out.mkdir(parents=True, exist_ok=True)
             (out / "trainer_vs_step.md").write_text(table + "\n")
@@ -140,13 +153,13 @@ def _write_inputs(args, work: Path) -> Path:
 # ---- the bench step ---------------------------------------------------------------------
 
 
-def _bench(args) -> list[dict]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--bench-child", BENCH_VARIANTS]
+def _bench(args, variants: str) -> list[dict]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--bench-child", variants]
     cmd += ["--device", args.device] + (["--tiny"] if args.tiny else [])
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stdout + proc.stderr[-4000:], flush=True)
-        return [dict(name=v, tokens_per_s=float("nan")) for v in BENCH_VARIANTS]
+        return [dict(name=v, tokens_per_s=float("nan")) for v in variants]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
@@ -168,7 +181,7 @@ def _bench_child(args) -> None:
 
 
 def _train(args, work: Path, config: Path, name: str, extra: list[str], r: int, out) -> dict:
-    run_dir = work / f"run_{r}_{len(extra)}"
+    run_dir = work / f"run_{r}_{name}"
     cmd = [sys.executable, "-m", "cs336_basics.cli", "train", str(config), "--no-progress"]
     cmd += ["--set", f"out_dir={run_dir}", "--set", f"max_steps={args.steps}", *extra]
     t0 = time.perf_counter()
@@ -216,7 +229,7 @@ def _env() -> dict:
 # ---- the table --------------------------------------------------------------------------
 
 
-def _table(args, results: dict[str, list[dict]], rounds: int) -> str:
+def _table(args, results: dict[str, list[dict]], pairs: list[str], rounds: int) -> str:
     import torch
 
     from cs336_common.device import peak_flops
@@ -236,51 +249,47 @@ def _table(args, results: dict[str, list[dict]], rounds: int) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     labels = {
-        "g": "bench (g): compiled",
-        "train": "`cs336-basics train`, compile (vs g)",
-        "h": "bench (h): compiled + CUDA graphs",
-        "train + CG": "`cs336-basics train`, compile + cuda_graphs (vs h)",
+        "g": "bench (g): compiled, our FlashAttention",
+        "train": "`cs336-basics train`, compile only (vs g)",
+        "i": "bench (i): (g) + CUDA graphs + fused LM head and loss",
+        "shipped": "`cs336-basics train`, the tinystories config as shipped (vs i)",
     }
-    bench_of = {trainer: bench for trainer, bench in PAIRS}
-    for name in ("g", "train", "h", "train + CG"):
-        s = speeds.get(name, [])
-        med = statistics.median(s) if s else float("nan")
-        ratios = ""
-        if name in bench_of:
-            each = [a / b for a, b in zip(s, speeds.get(bench_of[name], []), strict=False)]
-            ratios = ", ".join(f"{x:.3f}" for x in each)
-            if len(each) > 1:
-                ratios += f" (median {statistics.median(each):.3f})"
-        lines.append(
-            f"| {labels.get(name, name)} | {', '.join(_fmt(x) for x in s)} | {_fmt(med)} | "
-            f"{med * flops / peak:.1%} | {ratios} |"
-        )
-    graphed_vs_g = zip(speeds.get("train + CG", []), speeds.get("g", []), strict=False)
-    lines += [
-        "",
-        "`cs336-basics train` with cuda_graphs against bench (g), the plain compiled step: "
-        + ", ".join(f"{a / b:.3f}" for a, b in graphed_vs_g),
-        *_checks(results),
-    ]
-    return "\n".join(lines)
+    for trainer in pairs:
+        bench = PAIRS[trainer][1]
+        for name in (bench, trainer):
+            s = speeds.get(name, [])
+            med = statistics.median(s) if s else float("nan")
+            ratios = ""
+            if name == trainer:
+                each = [a / b for a, b in zip(s, speeds.get(bench, []), strict=False)]
+                ratios = ", ".join(f"{x:.3f}" for x in each)
+                if len(each) > 1:
+                    ratios += f" (median {statistics.median(each):.3f})"
+            lines.append(
+                f"| {labels[name]} | {', '.join(_fmt(x) for x in s)} | {_fmt(med)} | "
+                f"{med * flops / peak:.1%} | {ratios} |"
+            )
+    return "\n".join([*lines, "", *_checks(results, pairs)])
 
 
-def _checks(results: dict[str, list[dict]]) -> list[str]:
-    """The two trainer runs see the same batches from the same initialisation: their
-    losses agree but for bf16 rounding (a CUDA-graph bug would show here)."""
+def _checks(results: dict[str, list[dict]], pairs: list[str]) -> list[str]:
+    """What each trainer run printed last; with both runs, their losses, which agree but
+    for bf16 rounding (same batches, same initialisation: a CUDA-graph or fused-loss bug
+    would show here)."""
     lines = []
-    for r, (a, b) in enumerate(zip(results["train"], results["train + CG"], strict=False)):
-        if "losses" not in a or "losses" not in b:
-            continue
-        diff = max(abs(a["losses"][s] - b["losses"][s]) for s in a["losses"])
-        lines.append(
-            f"round {r + 1}: final train loss {list(a['losses'].values())[-1]:.4f} vs "
-            f"{list(b['losses'].values())[-1]:.4f} (max |difference| over the rows {diff:.4f}); "
-            f"val loss {a['val_loss']:.4f} vs {b['val_loss']:.4f}; "
-            f"process {a['process_s']:.0f} s vs {b['process_s']:.0f} s"
-        )
-        lines.append(f"  train printed: {a['printed']}")
-        lines.append(f"  train + CG printed: {b['printed']}")
+    for r in range(max(len(results.get(name, [])) for name in pairs)):
+        runs = [results[name][r] for name in pairs if r < len(results.get(name, []))]
+        done = [run for run in runs if "losses" in run]
+        for run in done:
+            lines.append(
+                f"round {r + 1}, {run['name']}: final train loss "
+                f"{list(run['losses'].values())[-1]:.4f}, val loss {run['val_loss']:.4f}, "
+                f"process {run['process_s']:.0f} s; printed: {run['printed']}"
+            )
+        if len(done) == 2:
+            a, b = (run["losses"] for run in done)
+            diff = max(abs(a[s] - b[s]) for s in a)
+            lines.append(f"round {r + 1}: max |train loss difference| over the rows {diff:.4f}")
     return lines
 
 
