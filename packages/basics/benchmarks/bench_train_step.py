@@ -248,6 +248,13 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_variants(parser: argparse.ArgumentParser, letters: str) -> None:
+    """Unknown variant letters: one line and exit code 2, before anything compiles."""
+    unknown = sorted(set(letters) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants: unknown {''.join(unknown)!r}; choose from {''.join(VARIANTS)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -261,6 +268,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="timed steps")
     p.add_argument("--variants", default="abc", help="which of a-i to run, in order")
     args = p.parse_args()
+    check_variants(p, args.variants)
     device = torch.device(args.device)
     cfg = load_model_config("tiny" if args.tiny else "tinystories")
     batch_size = 4 if args.tiny else args.batch_size

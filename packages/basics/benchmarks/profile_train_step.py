@@ -20,7 +20,7 @@ import time
 from collections import Counter
 
 import torch
-from bench_train_step import VARIANTS  # next to this file
+from bench_train_step import VARIANTS, check_variants  # next to this file
 from torch.profiler import ProfilerActivity, profile
 
 from cs336_common.device import synchronize
@@ -106,6 +106,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="profiled (and timed) steps")
     p.add_argument("--top", type=int, default=25, help="kernels listed per variant")
     args = p.parse_args()
+    check_variants(p, args.variants)
     device = torch.device(args.device)
     cfg = load_model_config("tiny" if args.tiny else "tinystories")
     for name in args.variants:
