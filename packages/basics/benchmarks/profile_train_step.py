@@ -4,7 +4,7 @@ attention, Inductor/Triton kernels, optimizer, other) next to the wall-clock tim
 step, the kernels that take the most time, and the GPU's idle time between kernels with
 the longest gaps and the kernels on either side of them.
 
-  PYTHONPATH=shared/src:packages/basics/src python3 packages/basics/benchmarks/profile_train_step.py --variants bc
+  PYTHONPATH=shared/src:packages/basics/src python3 packages/basics/benchmarks/profile_train_step.py --variants ci
   python packages/basics/benchmarks/profile_train_step.py --device cpu --tiny --variants b  # check
 
 Kernel time well below wall time means the GPU waits on the host: a gap before the
@@ -102,7 +102,7 @@ def main() -> None:
     )
     p.add_argument("--device", default="cuda")
     p.add_argument("--tiny", action="store_true", help="a tiny model and batch")
-    p.add_argument("--variants", default="bc", help="letters of bench_train_step.py's variants")
+    p.add_argument("--variants", default="ci", help="letters of bench_train_step.py's variants")
     p.add_argument("--steps", type=int, default=5, help="profiled (and timed) steps")
     p.add_argument("--top", type=int, default=25, help="kernels listed per variant")
     args = p.parse_args()
