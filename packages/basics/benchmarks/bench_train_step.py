@@ -18,6 +18,8 @@ on synthetic token ids, for these implementations measured in one process:
   c  plain PyTorch, written below as a user would: nn.Embedding/nn.Linear/nn.RMSNorm,
      F.scaled_dot_product_attention, SwiGLU, RoPE, F.cross_entropy,
      torch.optim.AdamW(fused=True), bf16 autocast, TF32, torch.compile
+  j  c with CUDA graphs too (torch.compile mode="reduce-overhead"), for comparison with
+     (h) and (i)
 
 MFU counts 3x the forward matmul FLOPs of `cs336_common.flops_per_token` (the attention
 scores as a full seq x seq product, as the course's accounting does) against the card's
@@ -143,11 +145,11 @@ def _ours_tuned(
     return _autocast_step(torch.compile(loss, fullgraph=True, mode=mode), opt, device)
 
 
-def _plain_pytorch(cfg: ModelConfig, device) -> Callable:
+def _plain_pytorch(cfg: ModelConfig, device, mode: str = "default") -> Callable:
     torch.set_float32_matmul_precision("high")
     model = _PlainLM(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, fused=True)
-    return _autocast_step(torch.compile(model), opt, device)
+    return _autocast_step(torch.compile(model, mode=mode), opt, device)
 
 
 def _autocast_step(loss_fn, opt, device) -> Callable:
@@ -181,6 +183,10 @@ VARIANTS = {
     "i": (
         "(i) ours, all: our FlashAttention + fused LM head and loss + CUDA graphs",
         partial(_ours_tuned, mode="reduce-overhead", attention="flash", fused_loss=True),
+    ),
+    "j": (
+        "(j) plain PyTorch + CUDA graphs",
+        partial(_plain_pytorch, mode="reduce-overhead"),
     ),
 }
 
@@ -266,7 +272,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps (the first compiles)")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
-    p.add_argument("--variants", default="abc", help="which of a-i to run, in order")
+    p.add_argument("--variants", default="abc", help="which of a-j to run, in order")
     args = p.parse_args()
     check_variants(p, args.variants)
     device = torch.device(args.device)

@@ -35,7 +35,7 @@ def test_unknown_variant_is_one_line_and_exit_2(script):
     assert (
         proc.stderr.strip()
         .splitlines()[-1]
-        .endswith("--variants: unknown 'z'; choose from abcdefghi")
+        .endswith("--variants: unknown 'z'; choose from abcdefghij")
     )
     assert "Traceback" not in proc.stderr
 
